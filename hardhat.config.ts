@@ -57,6 +57,7 @@ const config: HardhatUserConfig = {
   },
   mocha: {
     timeout: 120_000,
+    reporter: require.resolve("./test/shared/summary-reporter.js"),
   },
 };
 

@@ -1,0 +1,364 @@
+#!/usr/bin/env bash
+# Shoal's local services: Docker Engine, Kubo (IPFS), Mosquitto (MQTT) and a Hardhat node, all on
+# 127.0.0.1. Installs what is missing, starts what is not running, and records the PID of every
+# process it starts so that `down` stops only those. Idempotent: `up` twice is a no-op.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: scripts/services.sh <command> [service...]
+
+Commands:
+  up [service...]     install what is missing and start the services (default: all)
+  down [service...]   stop the services this script started (recorded PIDs only)
+  status              report each service: running (started here), external, or stopped
+  env                 print the environment (URLs, sockets) that clients should use
+  help                this text
+
+Services: docker kubo mosquitto chain
+
+Settings (environment):
+  SHOAL_HOME           state dir: PIDs, logs, Kubo repo, Mosquitto config  [<repo>/.shoal]
+  SHOAL_CACHE          machine-wide cache (the Kubo binary)   [${XDG_CACHE_HOME:-~/.cache}/shoal]
+  SHOAL_CHAIN_PORT     Hardhat node JSON-RPC port                          [8545]
+  SHOAL_KUBO_API_PORT  Kubo RPC API port                                   [5401]
+  SHOAL_MQTT_PORT      Mosquitto port                                      [1883]
+  SHOAL_KUBO_VERSION   Kubo version to use or build                        [v0.42.0]
+
+Nothing listens on anything but 127.0.0.1. Docker is a machine-wide service: when one already
+answers `docker info`, it is used as it is and never stopped by this script.
+EOF
+}
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SHOAL_HOME=${SHOAL_HOME:-$repo/.shoal}
+SHOAL_CACHE=${SHOAL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shoal}
+SHOAL_CHAIN_PORT=${SHOAL_CHAIN_PORT:-8545}
+SHOAL_KUBO_API_PORT=${SHOAL_KUBO_API_PORT:-5401}
+SHOAL_MQTT_PORT=${SHOAL_MQTT_PORT:-1883}
+# v0.43.x replaces go-libp2p with a fork that the Go module proxy does not serve; v0.42.0 builds.
+SHOAL_KUBO_VERSION=${SHOAL_KUBO_VERSION:-v0.42.0}
+
+run_dir=$SHOAL_HOME/run
+log_dir=$SHOAL_HOME/logs
+all_services=(docker kubo mosquitto chain)
+
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
+
+# ---- PID bookkeeping ------------------------------------------------------------------------
+# A pid file holds "<pid> <start time>": the start time (field 22 of /proc/<pid>/stat) guards
+# against a recycled PID, so `down` never signals a process it did not start.
+
+proc_start_time() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; }
+
+record_pid() { mkdir -p "$run_dir"; echo "$2 $(proc_start_time "$2")" >"$run_dir/$1.pid"; }
+
+# Prints the recorded PID if that very process is still alive.
+live_pid() {
+  local file=$run_dir/$1.pid pid start
+  [[ -f $file ]] || return 1
+  read -r pid start <"$file" || return 1
+  [[ -n ${pid:-} && -d /proc/$pid && "$(proc_start_time "$pid")" == "${start:-}" ]] || return 1
+  echo "$pid"
+}
+
+# Starts a command in its own session, detached from this shell, logging to logs/<name>.log.
+spawn() {
+  local name=$1
+  shift
+  mkdir -p "$log_dir"
+  setsid "$@" >>"$log_dir/$name.log" 2>&1 </dev/null &
+  record_pid "$name" $!
+}
+
+# Waits until "$@" succeeds, or fails naming the service and its log.
+wait_for() {
+  local name=$1 seconds=$2
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      die "$name did not become ready within ${seconds}s; see $log_dir/$name.log"
+    fi
+    if [[ -f $run_dir/$name.pid ]] && ! live_pid "$name" >/dev/null; then
+      tail -n 20 "$log_dir/$name.log" >&2 || true
+      die "$name exited during start-up; see $log_dir/$name.log"
+    fi
+    sleep 0.3
+  done
+}
+
+stop_recorded() {
+  local name=$1 pid
+  if ! pid=$(live_pid "$name"); then
+    rm -f "$run_dir/$name.pid"
+    return 0
+  fi
+  log "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    [[ -d /proc/$pid ]] || break
+    sleep 0.1
+  done
+  if [[ -d /proc/$pid ]]; then
+    log "$name did not stop within 10s; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$run_dir/$name.pid"
+}
+
+need_root_apt() {
+  command -v apt-get >/dev/null || die "$1 is missing and this is not a Debian/Ubuntu system; install $2 yourself"
+  [[ $(id -u) -eq 0 ]] || die "$1 is missing; run as root, or install $2 yourself (apt-get install $2)"
+}
+
+apt_updated=false
+apt_install() {
+  need_root_apt "$1" "${*:2}"
+  if ! $apt_updated; then
+    log "apt-get update"
+    apt-get update -qq >/dev/null
+    apt_updated=true
+  fi
+  log "installing ${*:2} with apt-get"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${@:2}" >/dev/null
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# ---- docker --------------------------------------------------------------------------------
+
+docker_up() {
+  if docker info >/dev/null 2>&1; then
+    live_pid docker >/dev/null || log "docker: using the running Docker Engine"
+    return 0
+  fi
+  if ! command -v dockerd >/dev/null; then
+    apt_install dockerd docker.io
+  fi
+  command -v docker >/dev/null || apt_install docker docker-cli
+  [[ $(id -u) -eq 0 ]] || die "Docker Engine is not running and starting dockerd needs root"
+  log "starting dockerd"
+  spawn docker dockerd --host unix:///var/run/docker.sock
+  wait_for docker 60 docker info
+}
+
+docker_status() {
+  if live_pid docker >/dev/null; then
+    echo "docker     running (pid $(live_pid docker), started here)  unix:///var/run/docker.sock"
+  elif docker info >/dev/null 2>&1; then
+    echo "docker     external (not started here)  ${DOCKER_HOST:-unix:///var/run/docker.sock}"
+  else
+    echo "docker     stopped"
+  fi
+}
+
+# ---- kubo ----------------------------------------------------------------------------------
+
+kubo_bin() {
+  local cached=$SHOAL_CACHE/bin/ipfs-$SHOAL_KUBO_VERSION
+  if [[ -n ${SHOAL_IPFS_BIN:-} ]]; then
+    echo "$SHOAL_IPFS_BIN"
+  elif command -v ipfs >/dev/null; then
+    command -v ipfs
+  elif [[ -x $cached ]]; then
+    echo "$cached"
+  else
+    return 1
+  fi
+}
+
+# Builds Kubo from the Go module proxy, once per machine, into the cache outside the repo.
+# `go install pkg@version` refuses Kubo's go.mod (it has an exclude block), so download the module
+# and build it from a writable copy.
+kubo_build() {
+  local out=$SHOAL_CACHE/bin/ipfs-$SHOAL_KUBO_VERSION
+  command -v go >/dev/null || die "kubo: no ipfs binary found and no Go toolchain to build one; install Kubo ($SHOAL_KUBO_VERSION) or Go"
+  log "kubo: building $SHOAL_KUBO_VERSION from the Go module proxy (once per machine; a few minutes)"
+  local src
+  src=$(go mod download -json "github.com/ipfs/kubo@$SHOAL_KUBO_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [[ -d $src ]] || die "kubo: go mod download github.com/ipfs/kubo@$SHOAL_KUBO_VERSION gave no source directory"
+  local work
+  work=$(mktemp -d "${TMPDIR:-/tmp}/shoal-kubo.XXXXXX")
+  cp -r "$src/." "$work"
+  chmod -R u+w "$work"
+  mkdir -p "$SHOAL_CACHE/bin"
+  (cd "$work" && GOFLAGS=-mod=mod go build -trimpath -o "$out.tmp" ./cmd/ipfs) >"$SHOAL_CACHE/kubo-build.log" 2>&1 ||
+    {
+      tail -n 20 "$SHOAL_CACHE/kubo-build.log" >&2
+      rm -rf "$work"
+      die "kubo: go build failed; see $SHOAL_CACHE/kubo-build.log"
+    }
+  rm -rf "$work"
+  mv "$out.tmp" "$out"
+  log "kubo: built $out"
+}
+
+kubo_api() { echo "/ip4/127.0.0.1/tcp/$SHOAL_KUBO_API_PORT"; }
+
+kubo_up() {
+  if live_pid kubo >/dev/null; then return 0; fi
+  local bin
+  bin=$(kubo_bin) || {
+    kubo_build
+    bin=$(kubo_bin)
+  }
+  export IPFS_PATH=$SHOAL_HOME/ipfs
+  if [[ ! -f $IPFS_PATH/config ]]; then
+    log "kubo: initialising a loopback-only repo in $IPFS_PATH"
+    mkdir -p "$IPFS_PATH"
+    "$bin" init --empty-repo --profile=test >"$log_dir/kubo-init.log" 2>&1 ||
+      die "kubo: ipfs init failed; see $log_dir/kubo-init.log"
+  fi
+  # Re-applied on every start so a changed port takes effect. Nothing leaves 127.0.0.1: no
+  # bootstrap peers, no DHT, and the daemon runs --offline below.
+  "$bin" config Addresses.API "$(kubo_api)"
+  "$bin" config Addresses.Gateway "/ip4/127.0.0.1/tcp/$((SHOAL_KUBO_API_PORT + 1))"
+  "$bin" config --json Addresses.Swarm '["/ip4/127.0.0.1/tcp/0"]'
+  "$bin" config --json Bootstrap '[]'
+  "$bin" config --json Discovery.MDNS.Enabled false
+  "$bin" config Routing.Type none
+  log "kubo: starting $("$bin" version --number) (API 127.0.0.1:$SHOAL_KUBO_API_PORT)"
+  spawn kubo "$bin" daemon --offline
+  wait_for kubo 60 curl -fsS -X POST "http://127.0.0.1:$SHOAL_KUBO_API_PORT/api/v0/id"
+}
+
+kubo_status() {
+  if live_pid kubo >/dev/null; then
+    echo "kubo       running (pid $(live_pid kubo))  http://127.0.0.1:$SHOAL_KUBO_API_PORT"
+  elif curl -fsS -X POST "http://127.0.0.1:$SHOAL_KUBO_API_PORT/api/v0/id" >/dev/null 2>&1; then
+    echo "kubo       external (not started here)  http://127.0.0.1:$SHOAL_KUBO_API_PORT"
+  else
+    echo "kubo       stopped"
+  fi
+}
+
+# ---- mosquitto -----------------------------------------------------------------------------
+
+mosquitto_up() {
+  if live_pid mosquitto >/dev/null; then return 0; fi
+  command -v mosquitto >/dev/null || [[ -x /usr/sbin/mosquitto ]] || apt_install mosquitto mosquitto
+  local bin
+  bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+  if port_open "$SHOAL_MQTT_PORT"; then
+    die "mosquitto: 127.0.0.1:$SHOAL_MQTT_PORT is already taken by another process; set SHOAL_MQTT_PORT"
+  fi
+  local dir=$SHOAL_HOME/mosquitto
+  mkdir -p "$dir/data"
+  # The ACL file is prepared for hardening but not active yet: to require per-device credentials,
+  # create the password file with mosquitto_passwd, uncomment both lines and set allow_anonymous
+  # false. With the ACL on, anonymous clients could not publish at all.
+  [[ -f $dir/acl ]] || cat >"$dir/acl" <<'EOF'
+# Shoal topic ACL (used once allow_anonymous is false and a password_file is set).
+# Devices publish their own status, metrics and resource decisions; everyone reads shoal/v1/#.
+pattern readwrite shoal/v1/devices/%u/#
+topic read shoal/v1/#
+EOF
+  cat >"$dir/mosquitto.conf" <<EOF
+# Generated by scripts/services.sh; edits are overwritten on the next start.
+listener $SHOAL_MQTT_PORT 127.0.0.1
+allow_anonymous true
+#acl_file $dir/acl
+#password_file $dir/passwd
+persistence true
+persistence_location $dir/data/
+log_dest stdout
+log_type error
+log_type warning
+log_type notice
+user $(id -un)
+EOF
+  log "mosquitto: starting (127.0.0.1:$SHOAL_MQTT_PORT)"
+  spawn mosquitto "$bin" -c "$dir/mosquitto.conf"
+  wait_for mosquitto 20 port_open "$SHOAL_MQTT_PORT"
+}
+
+mosquitto_status() {
+  if live_pid mosquitto >/dev/null; then
+    echo "mosquitto  running (pid $(live_pid mosquitto))  mqtt://127.0.0.1:$SHOAL_MQTT_PORT"
+  elif port_open "$SHOAL_MQTT_PORT"; then
+    echo "mosquitto  external (not started here)  mqtt://127.0.0.1:$SHOAL_MQTT_PORT"
+  else
+    echo "mosquitto  stopped"
+  fi
+}
+
+# ---- chain (Hardhat node) ------------------------------------------------------------------
+
+rpc_ready() {
+  curl -fsS -H 'content-type: application/json' \
+    -d '{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}' \
+    "http://127.0.0.1:$SHOAL_CHAIN_PORT" | grep -q result
+}
+
+chain_up() {
+  if live_pid chain >/dev/null; then return 0; fi
+  if port_open "$SHOAL_CHAIN_PORT"; then
+    die "chain: 127.0.0.1:$SHOAL_CHAIN_PORT is already taken by another process; set SHOAL_CHAIN_PORT"
+  fi
+  [[ -x $repo/node_modules/.bin/hardhat ]] || die "chain: node_modules is missing; run npm ci first"
+  log "chain: starting a Hardhat node (http://127.0.0.1:$SHOAL_CHAIN_PORT)"
+  (cd "$repo" && spawn chain node_modules/.bin/hardhat node --hostname 127.0.0.1 --port "$SHOAL_CHAIN_PORT")
+  wait_for chain 60 rpc_ready
+}
+
+chain_status() {
+  if live_pid chain >/dev/null; then
+    echo "chain      running (pid $(live_pid chain))  http://127.0.0.1:$SHOAL_CHAIN_PORT"
+  elif rpc_ready 2>/dev/null; then
+    echo "chain      external (not started here)  http://127.0.0.1:$SHOAL_CHAIN_PORT"
+  else
+    echo "chain      stopped"
+  fi
+}
+
+# ---- commands ------------------------------------------------------------------------------
+
+print_env() {
+  cat <<EOF
+export SHOAL_HOME=$SHOAL_HOME
+export SHOAL_RPC_URL=http://127.0.0.1:$SHOAL_CHAIN_PORT
+export SHOAL_KUBO_URL=http://127.0.0.1:$SHOAL_KUBO_API_PORT
+export SHOAL_MQTT_URL=mqtt://127.0.0.1:$SHOAL_MQTT_PORT
+export DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}
+EOF
+}
+
+check_services() {
+  local s
+  for s in "$@"; do
+    [[ " ${all_services[*]} " == *" $s "* ]] || die "unknown service '$s'; choose from: ${all_services[*]}"
+  done
+}
+
+main() {
+  local cmd=${1:-help}
+  shift || true
+  local services=("$@")
+  ((${#services[@]})) || services=("${all_services[@]}")
+  check_services "${services[@]}"
+  command -v curl >/dev/null || apt_install curl curl
+  mkdir -p "$run_dir" "$log_dir"
+  case $cmd in
+    up)
+      local s
+      for s in "${services[@]}"; do "${s}_up"; done
+      print_env >"$SHOAL_HOME/env"
+      ;;
+    down)
+      local i
+      # Reverse order: the chain and the brokers go before the engine they might depend on.
+      for ((i = ${#services[@]} - 1; i >= 0; i--)); do stop_recorded "${services[i]}"; done
+      ;;
+    status) for s in "${all_services[@]}"; do "${s}_status"; done ;;
+    env) print_env ;;
+    help | -h | --help) usage ;;
+    *)
+      usage >&2
+      exit 2
+      ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs npm packages, starts its own services on
+# test ports (apart from a running fleet), builds the local images, lints, then runs every test.
+# Services it started are stopped on exit; Docker images stay cached.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$repo"
+
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+  cat <<'TXT'
+Usage: npm test [-- mocha file globs...]
+Runs lint, then the contract, unit, integration and smoke tests against real services started on
+test ports (chain 18545, Kubo 15401, MQTT 11883) under .shoal/test. SHOAL_KEEP_SERVICES=1 leaves
+them running afterwards.
+TXT
+  exit 0
+fi
+
+export SHOAL_HOME=$repo/.shoal/test
+export SHOAL_CHAIN_PORT=${SHOAL_TEST_CHAIN_PORT:-18545}
+export SHOAL_KUBO_API_PORT=${SHOAL_TEST_KUBO_API_PORT:-15401}
+export SHOAL_MQTT_PORT=${SHOAL_TEST_MQTT_PORT:-11883}
+
+ensure_npm_packages
+
+stop_services() { [[ ${SHOAL_KEEP_SERVICES:-} == 1 ]] || bash scripts/services.sh down; }
+trap stop_services EXIT
+
+say "compiling contracts"
+npx hardhat compile --quiet
+
+say "starting services"
+bash scripts/services.sh up
+source "$SHOAL_HOME/env"
+bash scripts/services.sh status
+
+say "building local images"
+bash scripts/images/build.sh
+
+say "lint"
+bash scripts/lint.sh
+
+say "tests"
+shopt -s globstar nullglob
+files=("$@")
+((${#files[@]})) || files=(test/**/*.test.ts)
+npx hardhat test --no-compile "${files[@]}"
