@@ -5,6 +5,7 @@ import "@nomicfoundation/hardhat-chai-matchers";
 import "@nomicfoundation/hardhat-ethers";
 import "@typechain/hardhat";
 import "solidity-coverage";
+import "./tasks";
 
 // Never import typechain-types here or from anything this file loads: a clean checkout has none
 // until the first compile. Tasks load them with dynamic import() inside their actions.

@@ -68,7 +68,10 @@ export const requireChain = (urls = serviceUrls()) =>
 
 export const requireKubo = (urls = serviceUrls()) =>
   probe("The Kubo RPC API", urls.kuboUrl, async () => {
-    const response = await fetch(`${urls.kuboUrl}/api/v0/id`, { method: "POST", signal: AbortSignal.timeout(2_000) });
+    const response = await fetch(`${urls.kuboUrl}/api/v0/id`, {
+      method: "POST",
+      signal: AbortSignal.timeout(2_000),
+    });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
   });
 
@@ -79,4 +82,6 @@ export const requireMqtt = (urls = serviceUrls()) =>
   });
 
 export const requireDocker = (urls = serviceUrls()) =>
-  probe("The Docker Engine", `unix://${urls.dockerSocket}`, () => new Docker({ socketPath: urls.dockerSocket }).ping());
+  probe("The Docker Engine", `unix://${urls.dockerSocket}`, () =>
+    new Docker({ socketPath: urls.dockerSocket }).ping(),
+  );

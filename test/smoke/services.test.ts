@@ -46,7 +46,9 @@ describe("smoke: real local services", function () {
           (e: unknown) => e,
         );
         expect(error).to.be.instanceOf(ServiceUnavailableError);
-        expect((error as Error).message).to.include(says).and.include("scripts/services.sh up");
+        expect((error as Error).message)
+          .to.include(says)
+          .and.include("scripts/services.sh up");
       });
     }
   });
@@ -68,7 +70,10 @@ contract Counter {
           JSON.stringify({
             language: "Solidity",
             sources: { "Counter.sol": { content: source } },
-            settings: { evmVersion: "cancun", outputSelection: { "*": { "*": ["abi", "evm.bytecode.object"] } } },
+            settings: {
+              evmVersion: "cancun",
+              outputSelection: { "*": { "*": ["abi", "evm.bytecode.object"] } },
+            },
           }),
         ),
       );
@@ -97,7 +102,12 @@ contract Counter {
     it("adds bytes as CIDv1 with raw leaves and reads the same bytes back by CID", async function () {
       const kubo = createKubo({ url: urls.kuboUrl });
       const bytes = randomBytes(300_000); // more than one 256 KiB chunk, so the DAG has two leaves
-      const { cid } = await kubo.add(bytes, { cidVersion: 1, rawLeaves: true, chunker: "size-262144", pin: true });
+      const { cid } = await kubo.add(bytes, {
+        cidVersion: 1,
+        rawLeaves: true,
+        chunker: "size-262144",
+        pin: true,
+      });
       expect(cid.version).to.equal(1);
       expect(cid.toString()).to.match(/^bafy/);
 
@@ -146,7 +156,10 @@ contract Counter {
       workDir = await mkdtemp(path.join(tmpdir(), "shoal-smoke-"));
     });
     after(async () => {
-      const leftovers = await docker.listContainers({ all: true, filters: { label: ["io.shoal.test=smoke"] } });
+      const leftovers = await docker.listContainers({
+        all: true,
+        filters: { label: ["io.shoal.test=smoke"] },
+      });
       await Promise.all(leftovers.map((c) => docker.getContainer(c.Id).remove({ force: true })));
       await rm(workDir, { recursive: true, force: true });
     });

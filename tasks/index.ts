@@ -1,0 +1,5 @@
+// Shoal's Hardhat tasks, one file per group. Loaded by hardhat.config.ts: keep these imports light
+// (heavy clients are imported inside the actions).
+import "./app";
+import "./device";
+import "./placement";

@@ -1,0 +1,42 @@
+/**
+ * Content-addressed storage (IPFS). The publish task adds images and manifests; the device worker
+ * reads them back by CID. Every implementation must produce the same CID for the same bytes, so
+ * the import settings are part of the contract, not of one adapter.
+ */
+
+/** Import settings of every add: CIDv1, raw leaves, fixed 1 MiB chunks, sha2-256. */
+export const IMPORT_SETTINGS = {
+  cidVersion: 1,
+  rawLeaves: true,
+  chunker: "size-1048576",
+  hashAlg: "sha2-256",
+} as const;
+
+export interface AddOptions {
+  /** Compute the CID only: store and pin nothing. */
+  onlyHash?: boolean;
+  /** Called with the running total of bytes imported. */
+  onProgress?: (bytes: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface AddResult {
+  cid: string;
+  /** Bytes of content (not of the DAG). */
+  size: number;
+}
+
+export interface CatOptions {
+  /** Fail once more than this many bytes arrived: a CID from the chain is untrusted input. */
+  maxBytes?: number;
+  signal?: AbortSignal;
+}
+
+export interface ContentStore {
+  /** Adds (and pins, unless onlyHash) the content; the CID follows IMPORT_SETTINGS. */
+  add(content: Uint8Array | AsyncIterable<Uint8Array>, options?: AddOptions): Promise<AddResult>;
+  /** Streams the content of a CID. */
+  cat(cid: string, options?: CatOptions): AsyncIterable<Uint8Array>;
+  /** True when the CID's blocks are pinned on this node. */
+  isPinned(cid: string, options?: { signal?: AbortSignal }): Promise<boolean>;
+}
