@@ -1,0 +1,211 @@
+/**
+ * The worker's configuration: a JSON file (--config) and/or environment variables, environment
+ * winning. Every value is checked up front, and a bad one stops the worker with one sentence naming
+ * the field, the value and what is allowed, before anything is started.
+ */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { ShoalError } from "./errors";
+
+export interface WorkerConfig {
+  /** EVM JSON-RPC endpoint. */
+  rpcUrl: string;
+  /** Hex private key of the device's operator (the key the worker signs with). */
+  operatorKey: string;
+  /** The device's id in the DeviceRegistry. */
+  deviceId: number;
+  /** deployments/<network>.json written by scripts/deploy.ts. */
+  deploymentsFile: string;
+  mqttUrl: string;
+  kuboUrl: string;
+  /** Docker Engine socket path. */
+  dockerSocket: string;
+  /** Checkpoints and local state of this device. */
+  dataDir: string;
+  /** Blocks behind the head that count as final. */
+  confirmations: number;
+  /** How often the chain is polled for new logs. */
+  pollIntervalMs: number;
+  /** Longest wait between two reconcile passes when nothing marks the loop dirty. */
+  reconcileIntervalMs: number;
+  /** Seconds between heartbeats; 0 = a third of the contract's heartbeat TTL. */
+  heartbeatIntervalS: number;
+  /** Prometheus /metrics port on metricsHost; 0 turns the endpoint off. */
+  metricsPort: number;
+  metricsHost: string;
+  claim: { enabled: boolean; maxDelayMs: number; jitterMs: number };
+  bridge: { enabled: boolean };
+  logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
+}
+
+export class ConfigError extends ShoalError {
+  override name = "ConfigError";
+}
+
+const DEFAULTS: Omit<WorkerConfig, "operatorKey" | "deviceId"> = {
+  rpcUrl: "http://127.0.0.1:8545",
+  deploymentsFile: "deployments/localhost.json",
+  mqttUrl: "mqtt://127.0.0.1:1883",
+  kuboUrl: "http://127.0.0.1:5401",
+  dockerSocket: "/var/run/docker.sock",
+  dataDir: ".shoal/worker",
+  confirmations: 0,
+  pollIntervalMs: 1000,
+  reconcileIntervalMs: 5000,
+  heartbeatIntervalS: 0,
+  metricsPort: 0,
+  metricsHost: "127.0.0.1",
+  claim: { enabled: true, maxDelayMs: 2000, jitterMs: 250 },
+  bridge: { enabled: true },
+  logLevel: "info",
+};
+
+/** Environment variable of each top-level field. */
+export const ENV: Record<string, keyof WorkerConfig> = {
+  SHOAL_RPC_URL: "rpcUrl",
+  SHOAL_OPERATOR_KEY: "operatorKey",
+  SHOAL_DEVICE_ID: "deviceId",
+  SHOAL_DEPLOYMENTS_FILE: "deploymentsFile",
+  SHOAL_MQTT_URL: "mqttUrl",
+  SHOAL_KUBO_URL: "kuboUrl",
+  SHOAL_DOCKER_SOCKET: "dockerSocket",
+  SHOAL_DATA_DIR: "dataDir",
+  SHOAL_CONFIRMATIONS: "confirmations",
+  SHOAL_POLL_INTERVAL_MS: "pollIntervalMs",
+  SHOAL_METRICS_PORT: "metricsPort",
+  SHOAL_LOG_LEVEL: "logLevel",
+};
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
+
+function bad(field: string, value: unknown, allowed: string): never {
+  throw new ConfigError(`${field}: ${JSON.stringify(value)} is not allowed; ${allowed}`);
+}
+
+function integer(field: string, value: unknown, min: number, max: number): number {
+  const n = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
+  if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max)
+    bad(field, value, `use a whole number from ${min} to ${max}`);
+  return n;
+}
+
+function url(field: string, value: unknown, protocols: string[]): string {
+  if (typeof value !== "string") bad(field, value, `use a ${protocols.join(" or ")} URL`);
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    bad(field, value, `use a ${protocols.join(" or ")} URL such as ${protocols[0]}//127.0.0.1`);
+  }
+  if (!protocols.includes(parsed.protocol)) bad(field, value, `use a ${protocols.join(" or ")} URL`);
+  return value;
+}
+
+function text(field: string, value: unknown): string {
+  if (typeof value !== "string" || value.trim() === "") bad(field, value, "use a non-empty string");
+  return value;
+}
+
+function flag(field: string, value: unknown): boolean {
+  if (value === "true" || value === "1") return true;
+  if (value === "false" || value === "0") return false;
+  if (typeof value !== "boolean") bad(field, value, "use true or false");
+  return value;
+}
+
+/** Reads, merges and validates the configuration; relative paths resolve against `cwd`. */
+export function loadConfig(
+  options: { file?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): WorkerConfig {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  let fromFile: Record<string, unknown> = {};
+  if (options.file) {
+    let raw: string;
+    try {
+      raw = readFileSync(options.file, "utf8");
+    } catch (error) {
+      throw new ConfigError(`--config: cannot read ${options.file}`, { cause: error });
+    }
+    try {
+      fromFile = JSON.parse(raw) as Record<string, unknown>;
+    } catch (error) {
+      throw new ConfigError(`--config: ${options.file} is not valid JSON`, { cause: error });
+    }
+    if (typeof fromFile !== "object" || fromFile === null || Array.isArray(fromFile)) {
+      bad("--config", fromFile, "the file must hold a JSON object");
+    }
+    const known = new Set([...Object.keys(DEFAULTS), "operatorKey", "deviceId"]);
+    for (const key of Object.keys(fromFile)) {
+      if (!known.has(key))
+        bad(
+          key,
+          fromFile[key],
+          `it is not a worker setting; known settings: ${[...known].sort().join(", ")}`,
+        );
+    }
+  }
+  const merged: Record<string, unknown> = { ...DEFAULTS, ...fromFile };
+  for (const [variable, field] of Object.entries(ENV)) {
+    if (env[variable] !== undefined && env[variable] !== "") merged[field] = env[variable];
+  }
+  const nested = <T extends object>(field: string, defaults: T): Record<string, unknown> => {
+    const value = merged[field] ?? {};
+    if (typeof value !== "object" || value === null || Array.isArray(value))
+      bad(field, value, "use an object");
+    for (const key of Object.keys(value))
+      if (!(key in defaults))
+        bad(
+          `${field}.${key}`,
+          (value as Record<string, unknown>)[key],
+          `known: ${Object.keys(defaults).join(", ")}`,
+        );
+    return { ...defaults, ...value };
+  };
+
+  if (merged.operatorKey === undefined)
+    bad(
+      "operatorKey",
+      undefined,
+      "set SHOAL_OPERATOR_KEY or operatorKey to the device operator's hex private key",
+    );
+  if (typeof merged.operatorKey !== "string" || !/^0x[0-9a-fA-F]{64}$/.test(merged.operatorKey)) {
+    // Never echo a key, even a malformed one.
+    throw new ConfigError("operatorKey: the value is not a private key; use 0x followed by 64 hex digits");
+  }
+  if (merged.deviceId === undefined)
+    bad(
+      "deviceId",
+      undefined,
+      "set SHOAL_DEVICE_ID or deviceId to the enrolled device's id (device:list shows it)",
+    );
+  const claim = nested("claim", DEFAULTS.claim);
+  const bridge = nested("bridge", DEFAULTS.bridge);
+  const logLevel = merged.logLevel;
+  if (!LOG_LEVELS.includes(logLevel as (typeof LOG_LEVELS)[number]))
+    bad("logLevel", logLevel, `use one of ${LOG_LEVELS.join(", ")}`);
+
+  return {
+    rpcUrl: url("rpcUrl", merged.rpcUrl, ["http:", "https:", "ws:", "wss:"]),
+    operatorKey: merged.operatorKey,
+    deviceId: integer("deviceId", merged.deviceId, 1, 2 ** 32 - 1),
+    deploymentsFile: path.resolve(cwd, text("deploymentsFile", merged.deploymentsFile)),
+    mqttUrl: url("mqttUrl", merged.mqttUrl, ["mqtt:", "mqtts:", "ws:", "wss:"]),
+    kuboUrl: url("kuboUrl", merged.kuboUrl, ["http:", "https:"]),
+    dockerSocket: path.resolve(cwd, text("dockerSocket", merged.dockerSocket)),
+    dataDir: path.resolve(cwd, text("dataDir", merged.dataDir)),
+    confirmations: integer("confirmations", merged.confirmations, 0, 1000),
+    pollIntervalMs: integer("pollIntervalMs", merged.pollIntervalMs, 50, 600_000),
+    reconcileIntervalMs: integer("reconcileIntervalMs", merged.reconcileIntervalMs, 100, 3_600_000),
+    heartbeatIntervalS: integer("heartbeatIntervalS", merged.heartbeatIntervalS, 0, 86_400),
+    metricsPort: integer("metricsPort", merged.metricsPort, 0, 65_535),
+    metricsHost: text("metricsHost", merged.metricsHost),
+    claim: {
+      enabled: flag("claim.enabled", claim.enabled),
+      maxDelayMs: integer("claim.maxDelayMs", claim.maxDelayMs, 0, 600_000),
+      jitterMs: integer("claim.jitterMs", claim.jitterMs, 0, 60_000),
+    },
+    bridge: { enabled: flag("bridge.enabled", bridge.enabled) },
+    logLevel: logLevel as WorkerConfig["logLevel"],
+  };
+}
