@@ -149,7 +149,7 @@ export function loadConfig(
   for (const [variable, field] of Object.entries(ENV)) {
     if (env[variable] !== undefined && env[variable] !== "") merged[field] = env[variable];
   }
-  const nested = <T extends object>(field: string, defaults: T): Record<string, unknown> => {
+  const nested = (field: string, defaults: Record<string, unknown>): Record<string, unknown> => {
     const value = merged[field] ?? {};
     if (typeof value !== "object" || value === null || Array.isArray(value))
       bad(field, value, "use an object");

@@ -86,5 +86,14 @@ export function createKuboContentStore({ url }: KuboContentStoreOptions): Conten
         throw translate(`check the pin of ${cid}`, url, error);
       }
     },
+
+    async pin(cid, options = {}) {
+      const parsed = parseCid(cid);
+      try {
+        await kubo.pin.add(parsed, { recursive: true, signal: options.signal });
+      } catch (error) {
+        throw translate(`pin ${cid}`, url, error);
+      }
+    },
   };
 }

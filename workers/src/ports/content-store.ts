@@ -39,4 +39,6 @@ export interface ContentStore {
   cat(cid: string, options?: CatOptions): AsyncIterable<Uint8Array>;
   /** True when the CID's blocks are pinned on this node. */
   isPinned(cid: string, options?: { signal?: AbortSignal }): Promise<boolean>;
+  /** Pins the CID recursively (fetching missing blocks), so garbage collection keeps it; idempotent. */
+  pin(cid: string, options?: { signal?: AbortSignal }): Promise<void>;
 }

@@ -1,0 +1,492 @@
+/** Runtime over the Docker Engine API (dockerode). Translates a ContainerSpec, never adds to it. */
+import type Docker from "dockerode";
+import { Readable } from "node:stream";
+import {
+  CPU_PERIOD_US,
+  SHOAL_LABELS,
+  containerLabels,
+  cpuQuotaUs,
+  effectiveUser,
+  specHash,
+} from "../domain/container-spec";
+import type { ContainerSpec } from "../domain/container-spec";
+import type { ActualContainer, ContainerState } from "../domain/plan";
+import { ShoalError } from "../errors";
+import type { ImageInfo, LoadedImage, ResourceUpdate, Runtime } from "../ports/runtime";
+
+/**
+ * Why a runtime call failed: unavailable (engine unreachable), server (5xx), aborted, conflict (a
+ * container of that name with another spec, or an operation already under way), not-found, invalid
+ * (the engine refused the request), image-invalid (a tar docker load refused), unsafe-user.
+ */
+export type RuntimeErrorReason =
+  | "unavailable"
+  | "server"
+  | "aborted"
+  | "conflict"
+  | "not-found"
+  | "invalid"
+  | "image-invalid"
+  | "unsafe-user";
+
+export class RuntimeError extends ShoalError {
+  override name = "RuntimeError";
+  readonly reason: RuntimeErrorReason;
+  readonly statusCode: number | undefined;
+
+  constructor(
+    shortMessage: string,
+    options: {
+      reason: RuntimeErrorReason;
+      statusCode?: number;
+      cause?: unknown;
+      retryable?: boolean;
+      details?: string;
+    },
+  ) {
+    super(shortMessage, {
+      cause: options.cause,
+      details: options.details,
+      retryable: options.retryable ?? ["unavailable", "server", "conflict"].includes(options.reason),
+    });
+    this.reason = options.reason;
+    this.statusCode = options.statusCode;
+  }
+}
+
+const CONNECTION_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ENOENT",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EACCES",
+  "EHOSTUNREACH",
+]);
+
+/** dockerode error -> RuntimeError: connection errors and 5xx are retryable, 4xx are not. */
+export function translateDockerError(action: string, error: unknown): RuntimeError {
+  if (error instanceof RuntimeError) return error;
+  const e = error as { statusCode?: number; code?: string; name?: string; json?: { message?: string } };
+  const engineMessage = e.json?.message ?? (error instanceof Error ? error.message : String(error));
+  if (e.name === "AbortError" || e.code === "ABORT_ERR") {
+    return new RuntimeError(`${action} was aborted`, { reason: "aborted", cause: error });
+  }
+  if (e.statusCode === undefined) {
+    if (e.code !== undefined && CONNECTION_CODES.has(e.code)) {
+      return new RuntimeError(`the Docker Engine is not reachable (${action})`, {
+        reason: "unavailable",
+        cause: error,
+      });
+    }
+    return new RuntimeError(`the Docker Engine could not ${action}`, { reason: "unavailable", cause: error });
+  }
+  const status = e.statusCode;
+  const reason: RuntimeErrorReason =
+    status >= 500 ? "server" : status === 404 ? "not-found" : status === 409 ? "conflict" : "invalid";
+  return new RuntimeError(`the Docker Engine could not ${action} (HTTP ${status})`, {
+    reason,
+    statusCode: status,
+    cause: error,
+    details: engineMessage,
+  });
+}
+
+export interface DockerRuntimeOptions {
+  docker: Docker;
+  /** Parallel inspects in list(); a device runs tens of containers at most. Default 8. */
+  inspectConcurrency?: number;
+}
+
+const MiB = 1024 * 1024;
+
+export function createDockerRuntime({ docker, inspectConcurrency = 8 }: DockerRuntimeOptions): Runtime {
+  async function call<T>(action: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      throw translateDockerError(action, error);
+    }
+  }
+
+  async function inspect(id: string, signal?: AbortSignal): Promise<ActualContainer | undefined> {
+    try {
+      const info = await docker.getContainer(id).inspect({ abortSignal: signal });
+      return toActual(info);
+    } catch (error) {
+      const translated = translateDockerError(`inspect container ${id}`, error);
+      if (translated.reason === "not-found") return undefined;
+      throw translated;
+    }
+  }
+
+  async function list(deviceId: string, signal?: AbortSignal): Promise<ActualContainer[]> {
+    const summaries = await call(`list the containers of device ${deviceId}`, () =>
+      docker.listContainers({
+        all: true,
+        filters: { label: [`${SHOAL_LABELS.managed}=true`, `${SHOAL_LABELS.device}=${deviceId}`] },
+        abortSignal: signal,
+      }),
+    );
+    const out: ActualContainer[] = [];
+    // list gives no exit code, OOM flag or limits: inspect each, a few at a time.
+    for (let i = 0; i < summaries.length; i += inspectConcurrency) {
+      const batch = await Promise.all(
+        summaries.slice(i, i + inspectConcurrency).map((s) => inspect(s.Id, signal)),
+      );
+      for (const container of batch) if (container !== undefined) out.push(container);
+    }
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  async function start(id: string, signal?: AbortSignal): Promise<void> {
+    try {
+      await docker.getContainer(id).start({ abortSignal: signal });
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode === 304) return; // already running
+      throw translateDockerError(`start container ${id}`, error);
+    }
+  }
+
+  async function stop(id: string, timeoutS: number, signal?: AbortSignal): Promise<void> {
+    try {
+      await docker.getContainer(id).stop({ t: timeoutS, abortSignal: signal });
+    } catch (error) {
+      const status = (error as { statusCode?: number }).statusCode;
+      if (status === 304 || status === 404) return; // already stopped / gone
+      throw translateDockerError(`stop container ${id}`, error);
+    }
+  }
+
+  async function remove(id: string, signal?: AbortSignal): Promise<void> {
+    try {
+      await docker.getContainer(id).remove({ force: true, abortSignal: signal });
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode === 404) return;
+      throw translateDockerError(`remove container ${id}`, error);
+    }
+  }
+
+  async function inspectImage(ref: string, signal?: AbortSignal): Promise<ImageInfo | undefined> {
+    try {
+      // dockerode's Image.inspect takes no abort signal; it is a short local call.
+      signal?.throwIfAborted();
+      const info = await docker.getImage(ref).inspect();
+      return {
+        id: info.Id,
+        tags: info.RepoTags ?? [],
+        os: info.Os,
+        architecture: info.Architecture,
+        variant: (info as { Variant?: string }).Variant || undefined,
+        user: info.Config?.User ?? "",
+        size: info.Size,
+      };
+    } catch (error) {
+      const translated = translateDockerError(`inspect image ${ref}`, error);
+      if (translated.reason === "not-found") return undefined;
+      throw translated;
+    }
+  }
+
+  async function create(spec: ContainerSpec, hash: string, signal?: AbortSignal): Promise<void> {
+    const image = await inspectImage(spec.image, signal);
+    if (image === undefined) {
+      throw new RuntimeError(`image ${spec.image} is not loaded; deliver it before starting ${spec.name}`, {
+        reason: "not-found",
+      });
+    }
+    const user = effectiveUser(spec, image.user);
+    if (!user.ok) {
+      throw new RuntimeError(`${spec.name} would not run as a non-root user: ${user.problem}`, {
+        reason: "unsafe-user",
+      });
+    }
+    await call(`create container ${spec.name}`, () =>
+      docker.createContainer({ ...toCreateOptions(spec, hash, user.user), abortSignal: signal }),
+    );
+  }
+
+  return {
+    list: ({ deviceId, signal }) => list(deviceId, signal),
+
+    inspect: (id, options = {}) => inspect(id, options.signal),
+
+    async ensureRunning(spec, options = {}) {
+      const { signal } = options;
+      const hash = specHash(spec);
+      // Two rounds at most: a concurrent create of the same name makes ours fail with 409, and
+      // the second round then finds that container.
+      for (let round = 0; round < 2; round++) {
+        const existing = await inspect(spec.name, signal);
+        if (existing !== undefined) {
+          if (existing.specHash !== hash) {
+            throw new RuntimeError(
+              `container ${spec.name} exists with spec hash ${existing.specHash || "(none)"}, not ${hash}; recreate it`,
+              { reason: "conflict" },
+            );
+          }
+          if (existing.state === "running") return { container: existing, outcome: "kept" };
+          await start(existing.id, signal);
+          return { container: await mustInspect(existing.id, signal), outcome: "started" };
+        }
+        try {
+          await create(spec, hash, signal);
+        } catch (error) {
+          if (error instanceof RuntimeError && error.statusCode === 409) continue;
+          throw error;
+        }
+        await start(spec.name, signal);
+        return { container: await mustInspect(spec.name, signal), outcome: "created" };
+      }
+      throw new RuntimeError(`container ${spec.name} keeps appearing and disappearing`, {
+        reason: "conflict",
+      });
+    },
+
+    start: (id, options = {}) => start(id, options.signal),
+
+    stop: (id, options = {}) => stop(id, options.timeoutS ?? 10, options.signal),
+
+    remove: (id, options = {}) => remove(id, options.signal),
+
+    async updateResources(id, limits: ResourceUpdate, options = {}) {
+      if (limits.memoryReservationMiB > limits.memoryMiB) {
+        throw new RuntimeError(
+          `memory reservation ${limits.memoryReservationMiB} MiB is above the limit ${limits.memoryMiB} MiB`,
+          { reason: "invalid" },
+        );
+      }
+      await call(`update the resources of container ${id}`, () =>
+        docker.getContainer(id).update({
+          CpuPeriod: CPU_PERIOD_US,
+          CpuQuota: cpuQuotaUs(limits.cpuMillicores),
+          Memory: limits.memoryMiB * MiB,
+          // Equal to Memory: no swap. Docker refuses a Memory above the current MemorySwap otherwise.
+          MemorySwap: limits.memoryMiB * MiB,
+          MemoryReservation: limits.memoryReservationMiB * MiB,
+          ...(limits.pidsLimit !== undefined ? { PidsLimit: limits.pidsLimit } : {}),
+          abortSignal: options.signal,
+        }),
+      );
+    },
+
+    async sweep({ deviceId, keep, timeoutS = 10, signal }) {
+      const removed: string[] = [];
+      for (const container of await list(deviceId, signal)) {
+        if (keep.has(container.placementId) && container.placementId !== "") continue;
+        await stop(container.id, timeoutS, signal);
+        await remove(container.id, signal);
+        removed.push(container.id);
+      }
+      return removed;
+    },
+
+    async loadImage(tar, options = {}) {
+      const body =
+        tar instanceof Readable
+          ? tar
+          : Readable.from(tar as AsyncIterable<Uint8Array>, { objectMode: false, highWaterMark: MiB });
+      const response = await call("load an image", () =>
+        docker.loadImage(body, { quiet: true, abortSignal: options.signal }),
+      );
+      const text = await call("read the result of docker load", () => readAll(response));
+      const ids: string[] = [];
+      const tags: string[] = [];
+      for (const line of text.split("\n")) {
+        if (line.trim() === "") continue;
+        let message: { stream?: string; error?: string; errorDetail?: { message?: string } };
+        try {
+          message = JSON.parse(line) as typeof message;
+        } catch {
+          continue;
+        }
+        if (message.error !== undefined || message.errorDetail !== undefined) {
+          throw new RuntimeError("docker load refused the tar: it is not a docker save archive", {
+            reason: "image-invalid",
+            details: message.errorDetail?.message ?? message.error,
+          });
+        }
+        const stream = message.stream ?? "";
+        for (const m of stream.matchAll(/Loaded image ID: (sha256:[0-9a-f]{64})/g)) ids.push(m[1]);
+        for (const m of stream.matchAll(/Loaded image: (\S+)/g)) tags.push(m[1]);
+      }
+      const byId = new Map<string, LoadedImage>();
+      for (const id of ids) byId.set(id, byId.get(id) ?? { id, tags: [] });
+      for (const tag of tags) {
+        const info = await inspectImage(tag, options.signal);
+        if (info === undefined) continue;
+        const entry = byId.get(info.id) ?? { id: info.id, tags: [] };
+        entry.tags.push(tag);
+        byId.set(info.id, entry);
+      }
+      return [...byId.values()];
+    },
+
+    inspectImage: (ref, options = {}) => inspectImage(ref, options.signal),
+
+    async imageExists(ref, options = {}) {
+      return (await inspectImage(ref, options.signal)) !== undefined;
+    },
+
+    async tagImage(ref, target, options = {}) {
+      const slash = target.lastIndexOf("/");
+      const colon = target.lastIndexOf(":");
+      const [repo, tag] =
+        colon > slash ? [target.slice(0, colon), target.slice(colon + 1)] : [target, "latest"];
+      await call(`tag image ${ref} as ${target}`, () =>
+        docker.getImage(ref).tag({ repo, tag, abortSignal: options.signal }),
+      );
+    },
+
+    async untagImage(ref, options = {}) {
+      try {
+        await docker.getImage(ref).remove({ noprune: true, abortSignal: options.signal });
+      } catch (error) {
+        if ((error as { statusCode?: number }).statusCode === 404) return;
+        throw translateDockerError(`untag image ${ref}`, error);
+      }
+    },
+  };
+
+  async function mustInspect(id: string, signal?: AbortSignal): Promise<ActualContainer> {
+    const container = await inspect(id, signal);
+    if (container === undefined) {
+      throw new RuntimeError(`container ${id} disappeared right after it was started`, {
+        reason: "conflict",
+      });
+    }
+    return container;
+  }
+}
+
+/** The Docker create body of a spec: a field-by-field translation, nothing added. */
+export function toCreateOptions(
+  spec: ContainerSpec,
+  hash: string,
+  user: string,
+): Docker.ContainerCreateOptions {
+  const h = spec.hardening;
+  const exposed: Record<string, object> = {};
+  const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
+  for (const port of spec.ports) {
+    const key = `${port.containerPort}/${port.protocol}`;
+    exposed[key] = {};
+    // HostPort "": the engine picks a free port, so replicas never collide on a device.
+    bindings[key] = [{ HostIp: port.hostIp, HostPort: "" }];
+  }
+  // CgroupnsMode (API 1.41) is missing from @types/dockerode's HostConfig.
+  const hostConfig: Docker.HostConfig & { CgroupnsMode: string } = {
+    Privileged: h.privileged,
+    ReadonlyRootfs: h.readonlyRootfs,
+    CapDrop: [...h.capDrop],
+    CapAdd: [],
+    SecurityOpt: [...h.securityOpt],
+    IpcMode: h.ipcMode,
+    CgroupnsMode: h.cgroupnsMode,
+    PidMode: h.pidMode,
+    UsernsMode: h.usernsMode,
+    UTSMode: h.utsMode,
+    Binds: [...h.hostMounts],
+    Mounts: [],
+    Devices: [],
+    Tmpfs: Object.fromEntries(spec.tmpfs.map((t) => [t.path, t.options])),
+    NetworkMode: spec.network,
+    PortBindings: bindings,
+    PublishAllPorts: false,
+    CpuPeriod: CPU_PERIOD_US,
+    CpuQuota: cpuQuotaUs(spec.limits.cpuMillicores),
+    CpuShares: spec.cpuShares,
+    Memory: spec.limits.memoryMiB * MiB,
+    MemorySwap: spec.limits.memoryMiB * MiB,
+    MemoryReservation: spec.limits.memoryReservationMiB * MiB,
+    PidsLimit: spec.pidsLimit,
+    // Restarts are plan()'s decision (restartPolicy), made where they can be reported.
+    RestartPolicy: { Name: "no" },
+    LogConfig: {
+      Type: "json-file",
+      Config: { "max-size": `${spec.logging.maxSizeMiB}m`, "max-file": String(spec.logging.maxFiles) },
+    },
+    ...(spec.cgroupParent !== undefined ? { CgroupParent: spec.cgroupParent } : {}),
+  };
+  const options: Docker.ContainerCreateOptions = {
+    name: spec.name,
+    Image: spec.image,
+    Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
+    User: user,
+    Labels: containerLabels(spec, hash),
+    ExposedPorts: exposed,
+    StopTimeout: spec.stopTimeoutS,
+    HostConfig: hostConfig,
+  };
+  if (spec.entrypoint !== undefined) options.Entrypoint = spec.entrypoint;
+  if (spec.cmd !== undefined) options.Cmd = spec.cmd;
+  if (spec.healthCheck !== undefined) {
+    const s = 1_000_000_000;
+    options.Healthcheck = {
+      Test: spec.healthCheck.test,
+      Interval: spec.healthCheck.intervalS * s,
+      Timeout: spec.healthCheck.timeoutS * s,
+      Retries: spec.healthCheck.retries,
+      StartPeriod: spec.healthCheck.startPeriodS * s,
+    };
+  }
+  return options;
+}
+
+const STATES: readonly ContainerState[] = ["running", "exited", "created", "restarting", "paused", "dead"];
+
+function toActual(info: Docker.ContainerInspectInfo): ActualContainer {
+  const labels = info.Config.Labels ?? {};
+  const host = info.HostConfig;
+  const status = info.State.Status as ContainerState;
+  const period = host.CpuPeriod || CPU_PERIOD_US;
+  const cpuMillicores =
+    host.CpuQuota !== undefined && host.CpuQuota > 0
+      ? Math.round((host.CpuQuota * 1000) / period)
+      : host.NanoCpus
+        ? Math.round(host.NanoCpus / 1_000_000)
+        : 0;
+  const ports: ActualContainer["ports"] = [];
+  for (const [key, bindings] of Object.entries(info.NetworkSettings.Ports ?? {})) {
+    const [port, protocol] = key.split("/");
+    for (const binding of bindings ?? []) {
+      ports.push({
+        containerPort: Number(port),
+        protocol: protocol === "udp" ? "udp" : "tcp",
+        hostIp: binding.HostIp,
+        hostPort: Number(binding.HostPort),
+      });
+    }
+  }
+  const never = (time: string | undefined) =>
+    time === undefined || time.startsWith("0001-") ? undefined : time;
+  return {
+    id: info.Id,
+    name: info.Name.replace(/^\//, ""),
+    deviceId: labels[SHOAL_LABELS.device] ?? "",
+    placementId: labels[SHOAL_LABELS.placement] ?? "",
+    deploymentId: labels[SHOAL_LABELS.deployment] ?? "",
+    appId: labels[SHOAL_LABELS.app] ?? "",
+    version: labels[SHOAL_LABELS.version] ?? "",
+    specHash: labels[SHOAL_LABELS.specHash] ?? "",
+    state: STATES.includes(status) ? status : "unknown",
+    exitCode: never(info.State.FinishedAt) === undefined ? undefined : info.State.ExitCode,
+    oomKilled: info.State.OOMKilled,
+    createdAt: never(info.Created),
+    startedAt: never(info.State.StartedAt),
+    finishedAt: never(info.State.FinishedAt),
+    limits: {
+      cpuMillicores,
+      memoryMiB: Math.round((host.Memory ?? 0) / MiB),
+      memoryReservationMiB: Math.round((host.MemoryReservation ?? 0) / MiB),
+      pidsLimit: host.PidsLimit ?? undefined,
+    },
+    ports: ports.sort((a, b) => a.containerPort - b.containerPort),
+  };
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : chunk);
+  return Buffer.concat(chunks).toString("utf8");
+}

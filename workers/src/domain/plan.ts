@@ -1,0 +1,260 @@
+import type { ContainerSpec, ResourceLimits } from "./container-spec";
+
+/**
+ * plan(): what to do with each placement of one device, from what should run (chain) and what does
+ * run (Docker, by label). Pure, like Nomad's diffAllocs and kubelet's computePodActions: the
+ * reconciler applies each action on its own, keeps going when one fails, and lets the next pass
+ * retry (backoff lives in the reconciler, keyed by placement).
+ *
+ * Rules, in order, for each placement:
+ * - several containers for one placement: keep the best one (running with the desired hash, then
+ *   running, then the desired hash, then the newest) and stop the others;
+ * - desired but its spec is not known yet (manifest or image unavailable): touch nothing that runs;
+ * - desired, no container: start;
+ * - spec hash differs: recreate (stop, remove, then start: never two instances at once);
+ * - state unknown (or removing), dead, restarting or paused: recreate (stop before starting again);
+ * - running: keep;
+ * - created (never started, e.g. the worker died between create and start): restart;
+ * - exited: by the restart policy and the exit, see `exitedAction`;
+ * - container without a desired placement: stop (and remove).
+ * Stop actions come first in the result, so a sequential applier never runs two instances.
+ */
+
+/** Container states as the runtime reports them. */
+export type ContainerState = "running" | "exited" | "created" | "restarting" | "paused" | "dead" | "unknown";
+
+/** One Shoal container as the runtime sees it (Runtime.list). */
+export interface ActualContainer {
+  id: string;
+  name: string;
+  deviceId: string;
+  /** "" when the label is missing: such a container is never desired. */
+  placementId: string;
+  deploymentId: string;
+  appId: string;
+  version: string;
+  specHash: string;
+  state: ContainerState;
+  /** Exit code of the last run; undefined while it has never exited. */
+  exitCode: number | undefined;
+  oomKilled: boolean;
+  /** ISO times from the runtime; undefined when never started / never finished. */
+  createdAt: string | undefined;
+  startedAt: string | undefined;
+  finishedAt: string | undefined;
+  limits: ResourceLimits & { pidsLimit: number | undefined };
+  ports: { containerPort: number; protocol: "tcp" | "udp"; hostIp: string; hostPort: number }[];
+}
+
+export interface DesiredPlacement {
+  placementId: string;
+  /**
+   * The container to run and its hash; undefined while the manifest or image cannot be had (Kubo
+   * unreachable, say). Then an existing container is left as it is and nothing is started.
+   */
+  container?: { spec: ContainerSpec; specHash: string };
+}
+
+/** Failure codes plan() reports; a subset of the chain's FailureCode. */
+export type PlanFailureCode = "OOMKilled" | "StartFailed";
+
+export type PlanAction =
+  /** No container: create and start one (Runtime.ensureRunning). */
+  | { type: "start"; placementId: string; spec: ContainerSpec; specHash: string }
+  /** Running with the desired spec. */
+  | { type: "keep"; placementId: string; containerId: string }
+  /** Start the existing container again (same spec); `exitCode` is undefined for a created one. */
+  | {
+      type: "restart";
+      placementId: string;
+      containerId: string;
+      exitCode: number | undefined;
+      reason: string;
+    }
+  /** Stop and remove the container, then start one from `spec`. */
+  | {
+      type: "recreate";
+      placementId: string;
+      containerId: string;
+      spec: ContainerSpec;
+      specHash: string;
+      reason: string;
+    }
+  /** Stop and remove the container: its placement is not desired here, or it is a duplicate. */
+  | { type: "stop"; placementId: string; containerId: string; reason: "not-desired" | "duplicate" }
+  /** Report Failed(code) on chain; the container stays (stopped) for inspection until the placement goes. */
+  | {
+      type: "report-failure";
+      placementId: string;
+      containerId: string;
+      code: PlanFailureCode;
+      reason: string;
+    }
+  /** Exited 0 under on-failure or never: the app finished; the reconciler releases the placement. */
+  | { type: "complete"; placementId: string; containerId: string }
+  /** Nothing can be done this pass: the spec is not known yet. */
+  | { type: "wait"; placementId: string; containerId: string | undefined; reason: string };
+
+export type PlanActionType = PlanAction["type"];
+type StopAction = Extract<PlanAction, { type: "stop" }>;
+
+export interface PlanInput {
+  desired: readonly DesiredPlacement[];
+  actual: readonly ActualContainer[];
+}
+
+export function plan({ desired, actual }: PlanInput): PlanAction[] {
+  const byPlacement = new Map<string, ActualContainer[]>();
+  for (const container of actual) {
+    const list = byPlacement.get(container.placementId) ?? [];
+    list.push(container);
+    byPlacement.set(container.placementId, list);
+  }
+  const stops: StopAction[] = [];
+  const others: PlanAction[] = [];
+  const desiredIds = new Set<string>();
+
+  for (const placement of [...desired].sort((a, b) => compareIds(a.placementId, b.placementId))) {
+    if (desiredIds.has(placement.placementId)) continue;
+    desiredIds.add(placement.placementId);
+    const containers = byPlacement.get(placement.placementId) ?? [];
+    const keeper = pickKeeper(containers, placement.container?.specHash);
+    for (const extra of containers) {
+      if (extra !== keeper) {
+        stops.push({
+          type: "stop",
+          placementId: placement.placementId,
+          containerId: extra.id,
+          reason: "duplicate",
+        });
+      }
+    }
+    others.push(placementAction(placement, keeper));
+  }
+
+  for (const container of actual) {
+    if (desiredIds.has(container.placementId) && container.placementId !== "") continue;
+    stops.push({
+      type: "stop",
+      placementId: container.placementId,
+      containerId: container.id,
+      reason: "not-desired",
+    });
+  }
+  stops.sort(
+    (a, b) => compareIds(a.placementId, b.placementId) || compareStrings(a.containerId, b.containerId),
+  );
+  return [...stops, ...others];
+}
+
+function placementAction(placement: DesiredPlacement, container: ActualContainer | undefined): PlanAction {
+  const { placementId } = placement;
+  const want = placement.container;
+  if (want === undefined) {
+    return {
+      type: "wait",
+      placementId,
+      containerId: container?.id,
+      reason: "the placement's manifest or image is not available yet",
+    };
+  }
+  if (container === undefined)
+    return { type: "start", placementId, spec: want.spec, specHash: want.specHash };
+  const recreate = (reason: string): PlanAction => ({
+    type: "recreate",
+    placementId,
+    containerId: container.id,
+    spec: want.spec,
+    specHash: want.specHash,
+    reason,
+  });
+  if (container.specHash !== want.specHash)
+    return recreate(`spec hash ${container.specHash || "(none)"} is not the desired ${want.specHash}`);
+  switch (container.state) {
+    case "running":
+      return { type: "keep", placementId, containerId: container.id };
+    case "created":
+      return {
+        type: "restart",
+        placementId,
+        containerId: container.id,
+        exitCode: undefined,
+        reason: "created but never started",
+      };
+    case "exited":
+      return exitedAction(placementId, container, want.spec);
+    default:
+      // unknown (including "removing"), dead, restarting, paused: stop before starting again.
+      return recreate(`state ${container.state}: stop before starting again`);
+  }
+}
+
+/**
+ * An exited container with the desired spec. An OOM kill at the band's max memory means the app
+ * does not fit what it declared: report OOMKilled. Below the max the resource manager had shrunk
+ * the limit, so it counts as an ordinary failure and the restart policy decides.
+ */
+function exitedAction(placementId: string, container: ActualContainer, spec: ContainerSpec): PlanAction {
+  const containerId = container.id;
+  const exitCode = container.exitCode ?? -1;
+  const policy = spec.restartPolicy;
+  if (container.oomKilled && (container.limits.memoryMiB >= spec.band.memoryMiBMax || policy === "never")) {
+    return {
+      type: "report-failure",
+      placementId,
+      containerId,
+      code: "OOMKilled",
+      reason: `killed for running out of memory at ${container.limits.memoryMiB} MiB (band max ${spec.band.memoryMiBMax} MiB)`,
+    };
+  }
+  const failed = exitCode !== 0 || container.oomKilled;
+  if (policy === "always" || (policy === "on-failure" && failed)) {
+    return {
+      type: "restart",
+      placementId,
+      containerId,
+      exitCode: container.exitCode,
+      reason: `exited with ${exitCode}${container.oomKilled ? " (OOM killed)" : ""}; restartPolicy ${policy}`,
+    };
+  }
+  if (!failed) return { type: "complete", placementId, containerId };
+  return {
+    type: "report-failure",
+    placementId,
+    containerId,
+    code: "StartFailed",
+    reason: `exited with ${exitCode}; restartPolicy never`,
+  };
+}
+
+/** The container to keep among those of one placement. */
+function pickKeeper(
+  containers: readonly ActualContainer[],
+  wantedHash: string | undefined,
+): ActualContainer | undefined {
+  if (containers.length <= 1) return containers[0];
+  const rank = (c: ActualContainer) =>
+    c.state === "running" && c.specHash === wantedHash
+      ? 0
+      : c.state === "running"
+        ? 1
+        : c.specHash === wantedHash
+          ? 2
+          : 3;
+  return [...containers].sort(
+    (a, b) =>
+      rank(a) - rank(b) ||
+      // Newest first: ISO times compare as strings.
+      compareStrings(b.createdAt ?? "", a.createdAt ?? "") ||
+      compareStrings(a.id, b.id),
+  )[0];
+}
+
+/** Decimal ids by value, then anything else as strings. */
+function compareIds(a: string, b: string): number {
+  return a.length - b.length || compareStrings(a, b);
+}
+
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
