@@ -1,0 +1,181 @@
+/**
+ * Deploys the Shoal contracts: ShoalToken, DeviceRegistry, AppRegistry, PlacementRegistry.
+ *
+ *   npx hardhat run scripts/deploy.ts --network localhost
+ *
+ * grants the PlacementRegistry its PLACEMENT_ROLE on the DeviceRegistry, mints local tokens to the first
+ * ten signers and writes deployments/<network>.json. Tests and other scripts import {@link deployShoal}.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import type { Signer } from "ethers";
+import type { HardhatRuntimeEnvironment } from "hardhat/types";
+import { deploymentFile } from "../tasks/lib/context";
+import type { AppRegistry, DeviceRegistry, PlacementRegistry, ShoalToken } from "../typechain-types";
+
+/** DeviceRegistry parameters, as its `Parameters` struct. */
+export interface ShoalParameters {
+  /** Least stake to enroll and to claim, in token base units. */
+  minStake: bigint;
+  /** Seconds after its last heartbeat at which a device is stale. */
+  heartbeatTtl: number;
+  /** Seconds between an exit request and the withdrawal (>= heartbeatTtl). */
+  unbondingDelay: number;
+  /** Fraction of the stake a liveness fault costs, in basis points. */
+  livenessSlashBps: number;
+  /** Caller's share of a liveness slash, in basis points. */
+  bountyBps: number;
+}
+
+export interface DeployShoalOptions {
+  /** Deployer and admin of every contract (default: the first signer). */
+  admin?: Signer;
+  /** Receives slashed stake less bounties (default: the admin). */
+  treasury?: string;
+  /** Overrides of {@link DEFAULT_PARAMETERS}. */
+  parameters?: Partial<ShoalParameters>;
+  /** Accounts to mint local tokens to (default: none). */
+  mintTo?: string[];
+  /** Tokens minted to each of `mintTo`, in base units (default 10,000 SHOAL). */
+  mintAmount?: bigint;
+}
+
+export interface ShoalDeployment {
+  token: ShoalToken;
+  devices: DeviceRegistry;
+  apps: AppRegistry;
+  placements: PlacementRegistry;
+  parameters: ShoalParameters;
+  treasury: string;
+  /** Block in which each contract was deployed. */
+  blockNumbers: Record<"ShoalToken" | "DeviceRegistry" | "AppRegistry" | "PlacementRegistry", number>;
+}
+
+const ONE_TOKEN = 10n ** 18n;
+
+/** Local defaults: 100 SHOAL minimum, 5 min TTL, 1 h unbonding, 10 % liveness slash, 20 % of it as bounty. */
+export const DEFAULT_PARAMETERS: ShoalParameters = {
+  minStake: 100n * ONE_TOKEN,
+  heartbeatTtl: 300,
+  unbondingDelay: 3600,
+  livenessSlashBps: 1000,
+  bountyBps: 2000,
+};
+
+/** Deploys and wires the four contracts with `admin` (first signer by default). */
+export async function deployShoal(
+  hre: HardhatRuntimeEnvironment,
+  options: DeployShoalOptions = {},
+): Promise<ShoalDeployment> {
+  const { ethers } = hre;
+  const admin = options.admin ?? (await ethers.getSigners())[0];
+  const adminAddress = await admin.getAddress();
+  const treasury = options.treasury ?? adminAddress;
+  const parameters: ShoalParameters = { ...DEFAULT_PARAMETERS, ...options.parameters };
+
+  const deploy = async (name: string, args: unknown[]) => {
+    const factory = await ethers.getContractFactory(name, admin);
+    const contract = await factory.deploy(...args);
+    const receipt = await contract.deploymentTransaction()!.wait();
+    return { contract, blockNumber: receipt!.blockNumber };
+  };
+
+  const token = await deploy("ShoalToken", [adminAddress]);
+  const devices = await deploy("DeviceRegistry", [
+    await token.contract.getAddress(),
+    adminAddress,
+    treasury,
+    parameters,
+  ]);
+  const apps = await deploy("AppRegistry", []);
+  const placements = await deploy("PlacementRegistry", [
+    await apps.contract.getAddress(),
+    await devices.contract.getAddress(),
+    adminAddress,
+  ]);
+
+  const deviceRegistry = devices.contract as unknown as DeviceRegistry;
+  const placementRegistry = placements.contract as unknown as PlacementRegistry;
+  const appRegistry = apps.contract as unknown as AppRegistry;
+  const shoalToken = token.contract as unknown as ShoalToken;
+  // The PlacementRegistry slashes liveness faults and counts outcomes, and is told of new deployments.
+  const placementAddress = await placementRegistry.getAddress();
+  await (await deviceRegistry.grantRole(await deviceRegistry.PLACEMENT_ROLE(), placementAddress)).wait();
+  await (await appRegistry.setObserver(placementAddress)).wait();
+  const mintAmount = options.mintAmount ?? 10_000n * ONE_TOKEN;
+  for (const account of options.mintTo ?? []) {
+    await (await shoalToken.mint(account, mintAmount)).wait();
+  }
+
+  return {
+    token: shoalToken,
+    devices: deviceRegistry,
+    apps: appRegistry,
+    placements: placementRegistry,
+    parameters,
+    treasury,
+    blockNumbers: {
+      ShoalToken: token.blockNumber,
+      DeviceRegistry: devices.blockNumber,
+      AppRegistry: apps.blockNumber,
+      PlacementRegistry: placements.blockNumber,
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const hre: HardhatRuntimeEnvironment = require("hardhat");
+  const signers = await hre.ethers.getSigners();
+  const mintTo = await Promise.all(signers.slice(0, 10).map((s) => s.getAddress()));
+  const d = await deployShoal(hre, { mintTo });
+  const { chainId } = await hre.ethers.provider.getNetwork();
+
+  const contracts = {
+    ShoalToken: { address: await d.token.getAddress(), blockNumber: d.blockNumbers.ShoalToken },
+    DeviceRegistry: { address: await d.devices.getAddress(), blockNumber: d.blockNumbers.DeviceRegistry },
+    AppRegistry: { address: await d.apps.getAddress(), blockNumber: d.blockNumbers.AppRegistry },
+    PlacementRegistry: {
+      address: await d.placements.getAddress(),
+      blockNumber: d.blockNumbers.PlacementRegistry,
+    },
+  };
+  const record = {
+    chainId: Number(chainId),
+    network: hre.network.name,
+    deployedAt: new Date().toISOString(),
+    contracts,
+    parameters: {
+      minStake: d.parameters.minStake.toString(),
+      heartbeatTtl: d.parameters.heartbeatTtl,
+      unbondingDelay: d.parameters.unbondingDelay,
+      livenessSlashBps: d.parameters.livenessSlashBps,
+      bountyBps: d.parameters.bountyBps,
+      treasury: d.treasury,
+      mintedPerAccount: (10_000n * ONE_TOKEN).toString(),
+      mintedTo: mintTo,
+    },
+  };
+  const file = deploymentFile(hre);
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(record, null, 2) + "\n");
+
+  console.log(`Shoal deployed on ${hre.network.name} (chainId ${chainId}):`);
+  for (const [name, c] of Object.entries(contracts)) {
+    console.log(`  ${name.padEnd(18)} ${c.address}  (block ${c.blockNumber})`);
+  }
+  console.log(
+    `  minStake ${hre.ethers.formatEther(d.parameters.minStake)} SHOAL, heartbeat TTL ${d.parameters.heartbeatTtl} s, ` +
+      `unbonding ${d.parameters.unbondingDelay} s, liveness slash ${d.parameters.livenessSlashBps} bps, ` +
+      `bounty ${d.parameters.bountyBps} bps`,
+  );
+  console.log(
+    `  minted 10000 SHOAL to ${mintTo.length} accounts; wrote ${path.relative(process.cwd(), file)}`,
+  );
+}
+
+if (require.main === module) {
+  main().catch((error: unknown) => {
+    console.error(error);
+    process.exitCode = 1;
+  });
+}
