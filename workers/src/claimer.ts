@@ -1,0 +1,202 @@
+/**
+ * The claimer: finds deployments that want more replicas than they have, scores this device's fit
+ * for each, and claims on chain after a delay that shrinks as the score grows. No coordinator: the
+ * best-fitting device usually claims first, and the contract turns every later claim for the same
+ * replica into a custom error, which here is a quiet, normal "lost".
+ */
+import type { Logger } from "pino";
+import { claimDelayMs, fit, type ClaimDelayOptions } from "./domain/scoring";
+import { RegistryError } from "./adapters/ethers-registry";
+import type { DeploymentView, DeviceView, Registry } from "./ports/registry";
+
+/** Reverts that mean another device (or a change of the deployment) got there first. */
+const LOST_RACE = new Set([
+  "PlacementRegistryReplicasExhausted",
+  "PlacementRegistryAlreadyPlaced",
+  "PlacementRegistryDeploymentNotActive",
+  "PlacementRegistryCpuCapacityExceeded",
+  "PlacementRegistryMemoryCapacityExceeded",
+]);
+
+export type ClaimOutcome =
+  | { deploymentId: number; result: "won"; placementId: string; delayMs: number; score: number }
+  | { deploymentId: number; result: "lost"; reason: string; delayMs: number; score: number }
+  | { deploymentId: number; result: "skipped"; reason: string };
+
+export interface ClaimerDeps {
+  registry: Registry;
+  platform: string;
+  logger: Logger;
+  options: ClaimDelayOptions;
+  /** Host load 0..1 for the score; 0 when unknown. */
+  hostLoad?: () => number;
+  random?: () => number;
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  onOutcome?: (outcome: ClaimOutcome) => void;
+}
+
+export interface Claimer {
+  /** One pass over the deployments; resolves with what it did. Errors other than lost races throw. */
+  pass(options?: { signal?: AbortSignal }): Promise<ClaimOutcome[]>;
+}
+
+const abortableSleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+
+export function createClaimer(deps: ClaimerDeps): Claimer {
+  const { registry, platform, logger } = deps;
+  const random = deps.random ?? Math.random;
+  const sleep = deps.sleep ?? abortableSleep;
+  const hostLoad = deps.hostLoad ?? (() => 0);
+
+  const score = (device: DeviceView, terms: Awaited<ReturnType<Registry["replicaTerms"]>>) =>
+    fit(
+      {
+        platform: device.platform,
+        labels: device.labelKeys,
+        cpuCapacityMillicores: device.cpuCapacityMillicores,
+        memoryCapacityMiB: device.memoryCapacityMiB,
+        cpuReservedMillicores: device.cpuReservedMillicores,
+        memoryReservedMiB: device.memoryReservedMiB,
+        load: hostLoad(),
+      },
+      {
+        platforms: terms.platformSupported ? [device.platform] : [],
+        requiredLabels: terms.requiredLabelKeys,
+        cpuMinMillicores: terms.band.cpuMinMillicores,
+        memoryMinMiB: terms.band.memoryMinMiB,
+      },
+    );
+
+  /**
+   * Whether this device should try for `d`: it wants replicas and this device has none of its
+   * current generation. A superseded placement here (the deployment rolled) is replaced by the
+   * claim, which releases it in the same transaction.
+   */
+  const wants = async (
+    d: DeploymentView,
+    signal?: AbortSignal,
+  ): Promise<{ skip?: string; superseded?: string }> => {
+    if (!d.active) return { skip: "stopped" };
+    const mine = await registry.activePlacementOf(d.deploymentId, { signal });
+    if (mine === undefined) return d.liveReplicas >= d.replicas ? { skip: "replicas complete" } : {};
+    if ((await registry.placementState(mine, { signal })) !== "Superseded")
+      return { skip: "already placed here" };
+    return d.liveReplicas >= d.replicas
+      ? { skip: "replicas complete", superseded: mine }
+      : { superseded: mine };
+  };
+
+  /** A superseded placement this device could not replace: free the device and the replica. */
+  const releaseSuperseded = async (placementId: string | undefined, signal?: AbortSignal) => {
+    if (placementId === undefined) return;
+    const { hash } = await registry.release(placementId, { signal });
+    logger.info({ placementId, tx: hash }, "released a superseded placement that another device replaces");
+  };
+
+  return {
+    async pass({ signal } = {}) {
+      const outcomes: ClaimOutcome[] = [];
+      const record = (outcome: ClaimOutcome) => {
+        outcomes.push(outcome);
+        deps.onOutcome?.(outcome);
+      };
+      let device = await registry.device({ signal });
+      if (device.status !== "Active") return outcomes;
+
+      const candidates: { deployment: DeploymentView; delayMs: number; score: number }[] = [];
+      for (const deployment of await registry.deployments({ signal })) {
+        const { skip, superseded } = await wants(deployment, signal);
+        if (skip) {
+          await releaseSuperseded(superseded, signal);
+          continue;
+        }
+        const terms = await registry.replicaTerms(deployment.deploymentId, platform, { signal });
+        const result = score(device, terms);
+        if (!result.fits) {
+          record({
+            deploymentId: deployment.deploymentId,
+            result: "skipped",
+            reason: `${result.reason}: ${result.detail}`,
+          });
+          continue;
+        }
+        candidates.push({
+          deployment,
+          score: result.score,
+          delayMs: claimDelayMs(result.score, random(), deps.options),
+        });
+      }
+
+      // Best first; each delay counts from the start of the pass, as every device's does.
+      candidates.sort((a, b) => a.delayMs - b.delayMs);
+      const started = Date.now();
+      for (const { deployment, delayMs, score: s } of candidates) {
+        await sleep(Math.max(0, delayMs - (Date.now() - started)), signal);
+        // Someone may have filled it while we waited, and our own earlier claims used capacity.
+        const fresh = (await registry.deployments({ signal })).find(
+          (d) => d.deploymentId === deployment.deploymentId,
+        );
+        const { skip, superseded } = fresh
+          ? await wants(fresh, signal)
+          : { skip: "gone", superseded: undefined };
+        if (skip) {
+          await releaseSuperseded(superseded, signal);
+          record({ deploymentId: deployment.deploymentId, result: "lost", reason: skip, delayMs, score: s });
+          continue;
+        }
+        device = await registry.device({ signal });
+        const refit = score(
+          device,
+          await registry.replicaTerms(deployment.deploymentId, platform, { signal }),
+        );
+        if (!refit.fits) {
+          await releaseSuperseded(superseded, signal);
+          record({
+            deploymentId: deployment.deploymentId,
+            result: "skipped",
+            reason: `${refit.reason}: ${refit.detail}`,
+          });
+          continue;
+        }
+        try {
+          const { placementId, hash } = await registry.claim(deployment.deploymentId, { signal });
+          logger.info(
+            { deploymentId: deployment.deploymentId, placementId, delayMs, score: s, tx: hash },
+            "claimed a replica",
+          );
+          record({ deploymentId: deployment.deploymentId, result: "won", placementId, delayMs, score: s });
+        } catch (error) {
+          if (error instanceof RegistryError && error.errorName && LOST_RACE.has(error.errorName)) {
+            logger.debug(
+              { deploymentId: deployment.deploymentId, reason: error.errorName },
+              "lost the claim race",
+            );
+            await releaseSuperseded(superseded, signal);
+            record({
+              deploymentId: deployment.deploymentId,
+              result: "lost",
+              reason: error.errorName,
+              delayMs,
+              score: s,
+            });
+            continue;
+          }
+          throw error;
+        }
+      }
+      return outcomes;
+    },
+  };
+}

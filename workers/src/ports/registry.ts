@@ -1,0 +1,134 @@
+/**
+ * The on-chain registries as one device's worker sees them: its device, the deployments it may
+ * claim, its placements, and the transactions it sends. Ids of placements are decimal strings
+ * (uint64 on chain); the other ids fit in a number.
+ */
+
+export type DeviceStatus = "None" | "Active" | "Exiting" | "Exited";
+export type PlacementState =
+  "None" | "Claimed" | "Running" | "Released" | "Failed" | "Expired" | "Superseded";
+/** The chain's FailureCode names (None excluded). */
+export type FailureCode =
+  | "ImageFetchFailed"
+  | "ManifestInvalid"
+  | "StartFailed"
+  | "OOMKilled"
+  | "Evicted"
+  | "HealthCheckFailed"
+  | "Other";
+
+export const PLACEMENT_STATES: readonly PlacementState[] = [
+  "None",
+  "Claimed",
+  "Running",
+  "Released",
+  "Failed",
+  "Expired",
+  "Superseded",
+];
+export const FAILURE_CODES: readonly ("None" | FailureCode)[] = [
+  "None",
+  "ImageFetchFailed",
+  "ManifestInvalid",
+  "StartFailed",
+  "OOMKilled",
+  "Evicted",
+  "HealthCheckFailed",
+  "Other",
+];
+
+/** Views read at this block (latest − confirmations) when given. */
+export interface ReadOptions {
+  blockTag?: number;
+  signal?: AbortSignal;
+}
+
+export interface Band {
+  cpuMinMillicores: number;
+  cpuMaxMillicores: number;
+  memoryMinMiB: number;
+  memoryMaxMiB: number;
+}
+
+export interface DeviceView {
+  deviceId: number;
+  status: DeviceStatus;
+  platform: string;
+  /** Label keys as the chain stores them (bytes16 hex); compare, do not display. */
+  labelKeys: string[];
+  cpuCapacityMillicores: number;
+  memoryCapacityMiB: number;
+  cpuReservedMillicores: number;
+  memoryReservedMiB: number;
+  livePlacements: number;
+  /** Unix seconds. */
+  lastHeartbeat: number;
+  heartbeatTtlS: number;
+}
+
+export interface DeploymentView {
+  deploymentId: number;
+  appId: number;
+  version: number;
+  generation: number;
+  replicas: number;
+  liveReplicas: number;
+  active: boolean;
+}
+
+export interface ReplicaTerms {
+  deploymentId: number;
+  appId: number;
+  version: number;
+  generation: number;
+  platformSupported: boolean;
+  band: Band;
+  requiredLabelKeys: string[];
+}
+
+export interface PlacementView {
+  placementId: string;
+  deploymentId: number;
+  deviceId: number;
+  appId: number;
+  version: number;
+  state: PlacementState;
+}
+
+export interface VersionView {
+  appId: number;
+  version: number;
+  manifestCid: string;
+  /** The image for the asked platform; undefined when the version has none. */
+  imageCid: string | undefined;
+  band: Band;
+}
+
+export interface TxResult {
+  hash: string;
+  gasUsed: bigint;
+  blockNumber: number;
+}
+
+export interface Registry {
+  readonly deviceId: number;
+  blockNumber(options?: { signal?: AbortSignal }): Promise<number>;
+  device(options?: ReadOptions): Promise<DeviceView>;
+  /** Every deployment, active or not (ids 1..count). */
+  deployments(options?: ReadOptions): Promise<DeploymentView[]>;
+  replicaTerms(deploymentId: number, platform: string, options?: ReadOptions): Promise<ReplicaTerms>;
+  /** This device's live placement of a deployment, if any. */
+  activePlacementOf(deploymentId: number, options?: ReadOptions): Promise<string | undefined>;
+  /** This device's placements in claim order (append-only), a page at a time. */
+  placementsOfDevice(offset: number, limit: number, options?: ReadOptions): Promise<PlacementView[]>;
+  placementState(placementId: string, options?: ReadOptions): Promise<PlacementState>;
+  version(appId: number, version: number, platform: string, options?: ReadOptions): Promise<VersionView>;
+  heartbeat(options?: { signal?: AbortSignal }): Promise<TxResult>;
+  claim(
+    deploymentId: number,
+    options?: { signal?: AbortSignal },
+  ): Promise<TxResult & { placementId: string }>;
+  confirm(placementId: string, options?: { signal?: AbortSignal }): Promise<TxResult>;
+  fail(placementId: string, code: FailureCode, options?: { signal?: AbortSignal }): Promise<TxResult>;
+  release(placementId: string, options?: { signal?: AbortSignal }): Promise<TxResult>;
+}

@@ -1,0 +1,283 @@
+/**
+ * The reconcile loop: desired state (this device's live placements on chain, read at
+ * latest − confirmations) vs actual state (its containers in Docker, by label) -> plan() -> apply
+ * each action on its own. On success a claimed placement is confirmed Running on chain; a failure
+ * the device can prove (bad manifest, image that cannot be fetched, OOM kill, a container that will
+ * not start) is reported Failed with its code.
+ *
+ * Shape from kubelet's SyncPod: if reading either side fails, the pass aborts and touches nothing —
+ * running containers keep running while the chain or IPFS is unreachable — and the next pass
+ * retries. Retry and backoff live here and nowhere else: per placement, exponential, reset by
+ * success. Triggers (new logs, MQTT messages, a timer) only mark the loop dirty.
+ */
+import type { Logger } from "pino";
+import { containerSpec, specHash, type ContainerSpecOptions } from "./domain/container-spec";
+import { plan, type DesiredPlacement, type PlanAction } from "./domain/plan";
+import { DeliveryError, type Delivery } from "./delivery";
+import { isRetryable } from "./errors";
+import type { WorkerMetrics } from "./metrics";
+import type { FailureCode, PlacementView, Registry } from "./ports/registry";
+import type { Runtime } from "./ports/runtime";
+import type { Platform } from "./domain/manifest";
+
+export interface ReconcilerDeps {
+  registry: Registry;
+  runtime: Runtime;
+  delivery: Delivery;
+  platform: Platform;
+  logger: Logger;
+  metrics?: WorkerMetrics;
+  confirmations: number;
+  /** Longest wait between passes when nothing marks the loop dirty. */
+  intervalMs: number;
+  /** Extra container options (the resource manager's per-device cgroup parent, say). */
+  containerOptions?: ContainerSpecOptions;
+  /** Backoff bounds for a placement whose action failed. */
+  backoff?: { initialMs: number; maxMs: number };
+  now?: () => number;
+}
+
+export interface PassResult {
+  actions: PlanAction[];
+  failed: { placementId: string; error: string }[];
+}
+
+export interface Reconciler {
+  /** Asks for a pass as soon as the current one (if any) ends. */
+  markDirty(reason: string): void;
+  /** One pass. Throws when reading the desired or actual state failed (nothing was touched). */
+  pass(options?: { signal?: AbortSignal }): Promise<PassResult>;
+  /** Passes until the signal aborts; the pass under way when it aborts is finished first. */
+  run(options: { signal: AbortSignal }): Promise<void>;
+}
+
+/** Placements the device must run: claimed or running, and superseded ones until replaced. */
+const LIVE_STATES = new Set(["Claimed", "Running", "Superseded"]);
+const PAGE = 32;
+
+export function createReconciler(deps: ReconcilerDeps): Reconciler {
+  const { registry, runtime, delivery, logger } = deps;
+  const deviceId = String(registry.deviceId);
+  const now = deps.now ?? Date.now;
+  const backoff = deps.backoff ?? { initialMs: 1_000, maxMs: 60_000 };
+  /** Non-terminal placements of this device, by id; the newest one seen marks where paging stops. */
+  const tracked = new Map<string, PlacementView>();
+  let newestSeen: string | undefined;
+  const retryAt = new Map<string, { at: number; delayMs: number }>();
+  let dirty = true;
+  let wake: (() => void) | undefined;
+
+  /** New placements since the last pass (the device's list is newest first), then fresh states. */
+  async function readDesired(blockTag: number, signal?: AbortSignal): Promise<PlacementView[]> {
+    const fresh: PlacementView[] = [];
+    scan: for (let offset = 0; ; offset += PAGE) {
+      const page = await registry.placementsOfDevice(offset, PAGE, { blockTag, signal });
+      for (const p of page) {
+        if (p.placementId === newestSeen) break scan;
+        fresh.push(p);
+      }
+      if (page.length < PAGE) break;
+    }
+    if (fresh.length > 0) newestSeen = fresh[0].placementId;
+    for (const p of fresh) if (LIVE_STATES.has(p.state)) tracked.set(p.placementId, p);
+    for (const [id, p] of tracked) {
+      const state = await registry.placementState(id, { blockTag, signal });
+      if (LIVE_STATES.has(state)) tracked.set(id, { ...p, state });
+      else tracked.delete(id);
+    }
+    return [...tracked.values()];
+  }
+
+  const failOnChain = async (placementId: string, code: FailureCode, reason: string) => {
+    logger.warn({ placementId, code, reason }, "reporting placement failed");
+    await registry.fail(placementId, code);
+    deps.metrics?.chainTransactions.inc({ method: "fail", result: "ok" });
+    tracked.delete(placementId);
+  };
+
+  /** The container each desired placement should run, or none yet (its spec cannot be had now). */
+  async function toDesired(placements: PlacementView[], signal?: AbortSignal): Promise<DesiredPlacement[]> {
+    const desired: DesiredPlacement[] = [];
+    for (const p of placements) {
+      const version = await registry.version(p.appId, p.version, deps.platform, { signal });
+      if (!version.imageCid) {
+        // The claim checked the platform; a version without our image cannot happen, but report it.
+        await failOnChain(
+          p.placementId,
+          "ImageFetchFailed",
+          `version ${p.version} has no ${deps.platform} image`,
+        );
+        continue;
+      }
+      try {
+        const image = await delivery.ensureImage({
+          manifestCid: version.manifestCid,
+          imageCid: version.imageCid,
+          signal,
+        });
+        const spec = containerSpec(
+          {
+            deviceId,
+            placementId: p.placementId,
+            deploymentId: String(p.deploymentId),
+            appId: String(p.appId),
+            version: String(p.version),
+          },
+          image.manifest,
+          image.imageRef,
+          deps.containerOptions,
+        );
+        desired.push({ placementId: p.placementId, container: { spec, specHash: specHash(spec) } });
+      } catch (error) {
+        if (error instanceof DeliveryError && !error.retryable) {
+          await failOnChain(p.placementId, error.code, error.shortMessage);
+          continue;
+        }
+        if (signal?.aborted) throw error;
+        logger.warn({ placementId: p.placementId, err: error }, "delivery failed; will retry");
+        desired.push({ placementId: p.placementId });
+      }
+    }
+    return desired;
+  }
+
+  async function apply(action: PlanAction, state: string | undefined, signal?: AbortSignal): Promise<void> {
+    const confirmIfClaimed = async (running: boolean) => {
+      if (state === "Claimed" && running) {
+        await registry.confirm(action.placementId);
+        deps.metrics?.chainTransactions.inc({ method: "confirm", result: "ok" });
+        const p = tracked.get(action.placementId);
+        if (p) tracked.set(action.placementId, { ...p, state: "Running" });
+        logger.info({ placementId: action.placementId }, "placement running, confirmed on chain");
+      }
+    };
+    switch (action.type) {
+      case "start": {
+        const { container } = await runtime.ensureRunning(action.spec, { signal });
+        await confirmIfClaimed(container.state === "running");
+        if (container.state !== "running")
+          throw new Error(`container ${container.name} is ${container.state} after start`);
+        return;
+      }
+      case "keep":
+        return confirmIfClaimed(true);
+      case "restart":
+        await runtime.start(action.containerId, { signal });
+        return;
+      case "recreate": {
+        await runtime.stop(action.containerId, { signal });
+        await runtime.remove(action.containerId, { signal });
+        const { container } = await runtime.ensureRunning(action.spec, { signal });
+        await confirmIfClaimed(container.state === "running");
+        return;
+      }
+      case "stop":
+        await runtime.stop(action.containerId, { signal });
+        await runtime.remove(action.containerId, { signal });
+        return;
+      case "report-failure":
+        await failOnChain(action.placementId, action.code, action.reason);
+        return;
+      case "complete":
+        await registry.release(action.placementId);
+        deps.metrics?.chainTransactions.inc({ method: "release", result: "ok" });
+        tracked.delete(action.placementId);
+        return;
+      case "wait":
+        return;
+    }
+  }
+
+  async function pass({ signal }: { signal?: AbortSignal } = {}): Promise<PassResult> {
+    const started = now();
+    const end = deps.metrics?.reconcileDuration.startTimer();
+    try {
+      // Read both sides first; any error here aborts the pass before anything is touched.
+      const head = await registry.blockNumber({ signal });
+      const blockTag = Math.max(0, head - deps.confirmations);
+      const placements = await readDesired(blockTag, signal);
+      const desired = await toDesired(placements, signal);
+      const actual = await runtime.list({ deviceId, signal });
+      const actions = plan({ desired, actual });
+
+      const failed: PassResult["failed"] = [];
+      for (const action of actions) {
+        const retry = retryAt.get(action.placementId);
+        if (retry && retry.at > now() && action.type !== "stop" && action.type !== "keep") continue;
+        try {
+          await apply(action, tracked.get(action.placementId)?.state, signal);
+          if (action.type !== "wait") retryAt.delete(action.placementId);
+        } catch (error) {
+          if (signal?.aborted) throw error;
+          const delayMs = Math.min(backoff.maxMs, (retry?.delayMs ?? backoff.initialMs / 2) * 2);
+          retryAt.set(action.placementId, { at: now() + delayMs, delayMs });
+          failed.push({
+            placementId: action.placementId,
+            error: error instanceof Error ? error.message : String(error),
+          });
+          logger.warn(
+            {
+              placementId: action.placementId,
+              action: action.type,
+              retryInMs: delayMs,
+              retryable: isRetryable(error),
+              err: error,
+            },
+            "action failed; the next pass retries it",
+          );
+        }
+      }
+      if (deps.metrics) {
+        deps.metrics.placements.reset();
+        for (const p of tracked.values()) deps.metrics.placements.inc({ state: p.state });
+      }
+      end?.({ result: failed.length ? "partial" : "ok" });
+      logger.debug(
+        { ms: now() - started, actions: actions.map((a) => `${a.type}:${a.placementId}`) },
+        "reconcile pass",
+      );
+      return { actions, failed };
+    } catch (error) {
+      end?.({ result: "aborted" });
+      throw error;
+    }
+  }
+
+  return {
+    markDirty(reason) {
+      logger.trace({ reason }, "reconcile marked dirty");
+      dirty = true;
+      wake?.();
+    },
+    pass,
+    async run({ signal }) {
+      while (!signal.aborted) {
+        if (!dirty) {
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              clearTimeout(timer);
+              signal.removeEventListener("abort", done);
+              resolve();
+            };
+            const timer = setTimeout(done, deps.intervalMs);
+            wake = done;
+            signal.addEventListener("abort", done, { once: true });
+          });
+          wake = undefined;
+          if (signal.aborted) break;
+        }
+        dirty = false;
+        try {
+          // The pass itself is not aborted by shutdown: finish it, then stop (graceful SIGTERM).
+          await pass();
+        } catch (error) {
+          logger.warn(
+            { err: error, retryable: isRetryable(error) },
+            "reconcile pass aborted; nothing was changed",
+          );
+          dirty = false;
+        }
+      }
+    },
+  };
+}
