@@ -1,0 +1,139 @@
+// Child processes a test owns: a private Mosquitto it can stop and restart, and shoal-worker
+// processes it can SIGTERM or kill -9. Each records its own PID; nothing is ever killed by name.
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+
+const ROOT = path.resolve(__dirname, "../..");
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false>,
+  timeoutMs = 60_000,
+  intervalMs = 250,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${String(lastError)})` : ""}`,
+  );
+}
+
+async function exited(child: ChildProcess, timeoutMs: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return true;
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    child.once("exit", () => (clearTimeout(timer), resolve(true)));
+  });
+}
+
+/** A Mosquitto of the test's own, with persistence so sessions survive a restart. */
+export class PrivateBroker {
+  private child?: ChildProcess;
+  constructor(
+    readonly port: number,
+    private readonly dir: string,
+  ) {}
+
+  get url(): string {
+    return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    const bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].find(existsSync) ?? "mosquitto";
+    const conf = path.join(this.dir, "mosquitto.conf");
+    writeFileSync(
+      conf,
+      [
+        `listener ${this.port} 127.0.0.1`,
+        "allow_anonymous true",
+        "persistence true",
+        `persistence_location ${this.dir}/`,
+        "user root",
+        "",
+      ].join("\n"),
+    );
+    this.child = spawn(bin, ["-c", conf], { stdio: "ignore" });
+    await waitFor(`mosquitto on ${this.port}`, () => canConnect(this.port), 10_000, 100);
+  }
+
+  /** SIGTERM: Mosquitto writes its persistence file and exits. */
+  async stop(): Promise<void> {
+    if (!this.child) return;
+    this.child.kill("SIGTERM");
+    if (!(await exited(this.child, 10_000))) this.child.kill("SIGKILL");
+    this.child = undefined;
+  }
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: "127.0.0.1", port }, () => (socket.end(), resolve(true)));
+    socket.once("error", () => resolve(false));
+  });
+}
+
+/** A shoal-worker child process with its log kept for failure messages. */
+export class WorkerProcess {
+  private child?: ChildProcess;
+  log = "";
+  constructor(
+    private readonly env: NodeJS.ProcessEnv,
+    private readonly args: string[] = [],
+  ) {}
+
+  start(): void {
+    this.child = spawn(process.execPath, [path.join(ROOT, "workers/bin/shoal-worker.js"), ...this.args], {
+      cwd: ROOT,
+      env: { ...process.env, ...this.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    this.child.stdout!.on("data", (chunk) => (this.log += chunk));
+    this.child.stderr!.on("data", (chunk) => (this.log += chunk));
+  }
+
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** kill -9: no chance to finish anything. */
+  async crash(): Promise<void> {
+    if (!this.child) return;
+    this.child.kill("SIGKILL");
+    await exited(this.child, 10_000);
+  }
+
+  /** SIGTERM; resolves with the exit code. */
+  async stop(): Promise<number | null> {
+    if (!this.child) return null;
+    const child = this.child;
+    child.kill("SIGTERM");
+    if (!(await exited(child, 30_000))) child.kill("SIGKILL");
+    return child.exitCode;
+  }
+
+  tail(lines = 30): string {
+    return this.log.trim().split("\n").slice(-lines).join("\n");
+  }
+}

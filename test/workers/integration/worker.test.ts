@@ -1,0 +1,272 @@
+// The device worker end to end against real services: a Hardhat node, Kubo, Docker and a private
+// Mosquitto this test can stop. Publish the demo web app, deploy it, and watch one worker process
+// claim it, fetch it through IPFS, run it hardened with the manifest's limits, confirm it on chain
+// and bridge every event to MQTT exactly once — across a kill -9 and a broker outage.
+import { expect } from "chai";
+import Docker from "dockerode";
+import { HDNodeWallet, JsonRpcProvider, Mnemonic } from "ethers";
+import mqtt from "mqtt";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { PlacementRegistry__factory, type PlacementRegistry } from "../../../typechain-types";
+import { runHardhat, type CliResult } from "../../shared/cli";
+import { freePort, PrivateBroker, waitFor, WorkerProcess } from "../../shared/processes";
+import { requireChain, requireDocker, requireKubo, serviceUrls } from "../../shared/services";
+
+const urls = serviceUrls();
+const ROOT = path.resolve(__dirname, "../../..");
+const MNEMONIC = Mnemonic.fromPhrase("test test test test test test test test test test test junk");
+const OPERATOR = 7; // hardhat account index of this test's device owner and operator
+const STATES = ["None", "Claimed", "Running", "Released", "Failed", "Expired", "Superseded"];
+
+function ok(result: CliResult): string {
+  expect(result.status, `${result.stdout}\n${result.stderr}`).to.equal(0);
+  return result.stdout;
+}
+
+describe("worker: chain -> IPFS -> Docker -> chain, with the MQTT bridge", function () {
+  this.timeout(240_000);
+
+  const docker = new Docker({ socketPath: urls.dockerSocket });
+  let dir: string;
+  let broker: PrivateBroker;
+  let worker: WorkerProcess;
+  let provider: JsonRpcProvider;
+  let placements: PlacementRegistry;
+  let record: { chainId: number; contracts: Record<string, { address: string; blockNumber: number }> };
+  let deviceId: string;
+  let subscriber: mqtt.MqttClient;
+  const received: { topic: string; id: string }[] = [];
+  const cli = (...args: string[]) =>
+    runHardhat(args, { SHOAL_DEPLOYMENTS_DIR: dir, SHOAL_KUBO_URL: urls.kuboUrl });
+
+  const containersOf = async (placementId: string) =>
+    docker.listContainers({ all: true, filters: { label: [`io.shoal.placement=${placementId}`] } });
+
+  /** Every event the registries emitted since deployment, as bridge ids. */
+  async function chainEventIds(): Promise<string[]> {
+    const ids: string[] = [];
+    for (const name of ["AppRegistry", "DeviceRegistry", "PlacementRegistry"]) {
+      const logs = await provider.getLogs({
+        address: record.contracts[name].address,
+        fromBlock: record.contracts[name].blockNumber,
+      });
+      for (const log of logs) ids.push(`${record.chainId}:${log.transactionHash}:${log.index}`);
+    }
+    return ids.sort();
+  }
+
+  async function placementOf(deploymentId: number): Promise<string> {
+    return waitFor(`a claim of deployment ${deploymentId}`, async () => {
+      const id = await placements.activePlacementOf(deploymentId, BigInt(deviceId));
+      return id === 0n ? undefined : id.toString();
+    });
+  }
+
+  /**
+   * After a crash or an outage the bridge re-sends the batch it had not checkpointed (at-least-once,
+   * with deterministic ids): nothing may be missed, and a consumer that de-duplicates by id sees
+   * each event once. Repeats are bounded by that one batch.
+   */
+  async function expectEveryEventAfterDedup(when: string) {
+    const expected = await chainEventIds();
+    await waitFor(
+      `every event on MQTT after ${when}`,
+      async () => new Set(received.map((m) => m.id)).size >= expected.length,
+      60_000,
+    );
+    await new Promise((r) => setTimeout(r, 1000)); // a late message would have arrived by now
+    expect([...new Set(received.map((m) => m.id))].sort()).to.deep.equal(expected);
+    const repeats = received.length - new Set(received.map((m) => m.id)).size;
+    expect(repeats, "repeats beyond one re-sent batch").to.be.at.most(
+      expected.length - eventsBeforeDisruption,
+    );
+  }
+  let eventsBeforeDisruption = 0;
+
+  const stateOf = async (placementId: string) =>
+    STATES[Number(await placements.placementState(BigInt(placementId)))];
+
+  before(async function () {
+    await Promise.all([requireChain(urls), requireKubo(urls), requireDocker(urls)]);
+    dir = await mkdtemp(path.join(tmpdir(), "shoal-worker-"));
+    broker = new PrivateBroker(await freePort(), dir);
+    await broker.start();
+
+    ok(await runHardhat(["run", "scripts/deploy.ts"], { SHOAL_DEPLOYMENTS_DIR: dir }));
+    record = JSON.parse(await readFile(path.join(dir, "localhost.json"), "utf8"));
+    provider = new JsonRpcProvider(urls.rpcUrl, undefined, { staticNetwork: true, cacheTimeout: -1 });
+    placements = PlacementRegistry__factory.connect(record.contracts.PlacementRegistry.address, provider);
+
+    ok(await cli("app:publish", "--manifest", path.join(ROOT, "apps/demo-web/shoal.yaml")));
+    const enrolled = ok(
+      await cli(
+        "device:enroll",
+        "--account",
+        String(OPERATOR),
+        "--stake",
+        "200",
+        "--cpu",
+        "1",
+        "--memory",
+        "512Mi",
+        "--labels",
+        "region=eu",
+        "--endpoint",
+        "/ip4/127.0.0.1/tcp/4001",
+      ),
+    );
+    deviceId = /device (\d+) enrolled/.exec(enrolled)![1];
+
+    subscriber = await mqtt.connectAsync(broker.url, {
+      clientId: `worker-test-${deviceId}-${Date.now()}`,
+      clean: false,
+    });
+    subscriber.on("message", (topic, payload) => {
+      if (topic.startsWith("shoal/v1/chain/"))
+        received.push({ topic, id: JSON.parse(payload.toString()).id });
+    });
+    await subscriber.subscribeAsync(`shoal/v1/chain/${record.chainId}/+/+`, { qos: 1 });
+
+    const config = path.join(dir, "worker.json");
+    await writeFile(
+      config,
+      JSON.stringify({ claim: { maxDelayMs: 300, jitterMs: 50 }, reconcileIntervalMs: 1000 }),
+    );
+    const key = HDNodeWallet.fromMnemonic(MNEMONIC, `m/44'/60'/0'/0/${OPERATOR}`).privateKey;
+    worker = new WorkerProcess(
+      {
+        SHOAL_RPC_URL: urls.rpcUrl,
+        SHOAL_OPERATOR_KEY: key,
+        SHOAL_DEVICE_ID: deviceId,
+        SHOAL_DEPLOYMENTS_FILE: path.join(dir, "localhost.json"),
+        SHOAL_MQTT_URL: broker.url,
+        SHOAL_KUBO_URL: urls.kuboUrl,
+        SHOAL_DATA_DIR: path.join(dir, "worker"),
+        SHOAL_POLL_INTERVAL_MS: "250",
+        SHOAL_LOG_LEVEL: "debug",
+      },
+      ["--config", config],
+    );
+    worker.start();
+  });
+
+  afterEach(function () {
+    if (this.currentTest?.state === "failed") console.log(`--- worker log ---\n${worker?.tail(40)}`);
+  });
+
+  after(async function () {
+    await worker?.stop();
+    await subscriber?.endAsync();
+    await broker?.stop();
+    provider?.destroy();
+    const leftovers = await docker.listContainers({
+      all: true,
+      filters: { label: [`io.shoal.device=${deviceId}`] },
+    });
+    await Promise.all(leftovers.map((c) => docker.getContainer(c.Id).remove({ force: true })));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("claims a deployed replica, runs it hardened with the manifest's limits and confirms Running", async function () {
+    ok(await cli("app:deploy", "--app", "demo-web", "--replicas", "1"));
+    const placementId = await placementOf(1);
+    await waitFor("Running on chain", async () => (await stateOf(placementId)) === "Running");
+
+    const [summary] = await containersOf(placementId);
+    expect(summary, "one container for the placement").to.not.equal(undefined);
+    const info = await docker.getContainer(summary.Id).inspect();
+    expect(info.State.Running).to.equal(true);
+    expect(info.Config.Labels).to.include({
+      "io.shoal.placement": placementId,
+      "io.shoal.device": deviceId,
+      "io.shoal.deployment": "1",
+    });
+    const host = info.HostConfig;
+    // demo-web's band: cpu 50m..500m, memory 16Mi..64Mi; the container starts at the CPU minimum.
+    expect(host.CpuQuota! / host.CpuPeriod!).to.be.closeTo(0.05, 1e-9);
+    expect(host.Memory).to.equal(64 * 1024 * 1024);
+    expect(host.MemoryReservation).to.equal(16 * 1024 * 1024);
+    expect(host.Privileged).to.equal(false);
+    expect(host.ReadonlyRootfs).to.equal(true);
+    expect(host.CapDrop).to.deep.equal(["ALL"]);
+    expect(host.SecurityOpt).to.include("no-new-privileges");
+    expect(host.Binds ?? []).to.deep.equal([]);
+    expect(host.NetworkMode).to.not.equal("host");
+    expect(host.PidMode ?? "").to.not.equal("host");
+    expect(Object.keys(host.Tmpfs ?? {})).to.deep.equal(["/tmp"]);
+
+    const binding = info.NetworkSettings.Ports["8080/tcp"]![0];
+    expect(binding.HostIp).to.equal("127.0.0.1");
+    // Running means the process started; httpd may take a moment more to accept connections.
+    const page = await waitFor(
+      "the page",
+      async () => (await fetch(`http://127.0.0.1:${binding.HostPort}/`)).text(),
+      10_000,
+    );
+    expect(page).to.include("<h1>demo-web</h1>");
+  });
+
+  it("bridges every contract event to MQTT exactly once", async function () {
+    const expected = await chainEventIds();
+    await waitFor("every event on MQTT", async () => received.length >= expected.length, 30_000);
+    const ids = received.map((m) => m.id).sort();
+    expect(ids).to.deep.equal(expected);
+    expect(received.find((m) => m.id === expected[0])!.topic).to.match(
+      new RegExp(`^shoal/v1/chain/${record.chainId}/\\w+Registry/\\w+$`),
+    );
+  });
+
+  it("survives kill -9 mid-deploy: no duplicate container, no missed event, repeats only by id", async function () {
+    eventsBeforeDisruption = new Set(received.map((m) => m.id)).size;
+    ok(await cli("app:deploy", "--app", "demo-web", "--replicas", "1"));
+    const placementId = await placementOf(2);
+    await worker.crash(); // right after the claim: before or while it starts the container
+    worker.start();
+    await waitFor(
+      "Running on chain after the restart",
+      async () => (await stateOf(placementId)) === "Running",
+    );
+    // The first deployment's container was kept, not restarted or duplicated.
+    expect(await containersOf(placementId)).to.have.length(1);
+    expect(await containersOf(await placementOf(1))).to.have.length(1);
+
+    await expectEveryEventAfterDedup("the crash");
+  });
+
+  it("keeps containers running while the broker is down and catches up when it returns", async function () {
+    const placementId = await placementOf(1);
+    const [before] = await containersOf(placementId);
+    const startedAt = (await docker.getContainer(before.Id).inspect()).State.StartedAt;
+
+    eventsBeforeDisruption = new Set(received.map((m) => m.id)).size;
+    await broker.stop();
+    // Chain activity while MQTT is away: a third deployment the worker must still run.
+    ok(await cli("app:deploy", "--app", "demo-web", "--replicas", "1"));
+    const third = await placementOf(3);
+    await waitFor("Running without MQTT", async () => (await stateOf(third)) === "Running");
+    await broker.start();
+
+    await expectEveryEventAfterDedup("the broker returned");
+    const after = await docker.getContainer(before.Id).inspect();
+    expect(after.State.Running).to.equal(true);
+    expect(after.State.StartedAt, "not restarted").to.equal(startedAt);
+  });
+
+  it("stops gracefully on SIGTERM and announces itself offline", async function () {
+    const status = new Promise<string>((resolve) => {
+      subscriber.on("message", (topic, payload) => {
+        if (
+          topic === `shoal/v1/devices/${deviceId}/status` &&
+          JSON.parse(payload.toString()).status === "offline"
+        ) {
+          resolve(payload.toString());
+        }
+      });
+    });
+    await subscriber.subscribeAsync(`shoal/v1/devices/${deviceId}/status`, { qos: 1 });
+    expect(await worker.stop()).to.equal(0);
+    expect(JSON.parse(await status)).to.include({ status: "offline" });
+  });
+});
