@@ -10,6 +10,16 @@ export interface WorkerMetrics {
   mqttPublishFailures: Counter;
   claims: Counter<"result">;
   chainTransactions: Counter<"method" | "result">;
+  /** Resource manager (workers/src/resource-manager.ts): decisions, limits and usage per placement. */
+  resourceDecisions: Counter<"resource" | "reason">;
+  resourceTickDuration: Histogram;
+  containerCpuLimit: Gauge<"placement">;
+  containerMemoryLimit: Gauge<"placement">;
+  containerCpuUsage: Gauge<"placement">;
+  containerCpuThrottledRatio: Gauge<"placement">;
+  containerMemoryWorkingSet: Gauge<"placement">;
+  deviceCpuUsage: Gauge;
+  deviceMemoryUsage: Gauge;
 }
 
 export function createWorkerMetrics(labels: { deviceId: number }): WorkerMetrics {
@@ -51,6 +61,58 @@ export function createWorkerMetrics(labels: { deviceId: number }): WorkerMetrics
       name: "shoal_chain_transactions_total",
       help: "Transactions the worker sent, by contract method and result",
       labelNames: ["method", "result"],
+      registers: [registry],
+    }),
+    resourceDecisions: new Counter({
+      name: "shoal_resource_decisions_total",
+      help: "Resource-manager decisions by resource (cpu, memory, placement) and reason (throttled, cpu-idle, memory-pressure, evicted...)",
+      labelNames: ["resource", "reason"],
+      registers: [registry],
+    }),
+    resourceTickDuration: new Histogram({
+      name: "shoal_resource_tick_duration_seconds",
+      help: "Duration of one resource-manager control period's work (scrape, decide, apply, publish)",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers: [registry],
+    }),
+    containerCpuLimit: new Gauge({
+      name: "shoal_container_cpu_limit_millicores",
+      help: "CPU quota of each placement's container as last applied by the resource manager",
+      labelNames: ["placement"],
+      registers: [registry],
+    }),
+    containerMemoryLimit: new Gauge({
+      name: "shoal_container_memory_limit_mib",
+      help: "Memory limit of each placement's container as last applied by the resource manager",
+      labelNames: ["placement"],
+      registers: [registry],
+    }),
+    containerCpuUsage: new Gauge({
+      name: "shoal_container_cpu_usage_millicores",
+      help: "CPU used by each placement's container over the last control period",
+      labelNames: ["placement"],
+      registers: [registry],
+    }),
+    containerCpuThrottledRatio: new Gauge({
+      name: "shoal_container_cpu_throttled_ratio",
+      help: "Share of CFS periods in which each placement's container was throttled, last control period",
+      labelNames: ["placement"],
+      registers: [registry],
+    }),
+    containerMemoryWorkingSet: new Gauge({
+      name: "shoal_container_memory_working_set_mib",
+      help: "Working set (usage minus inactive file cache) of each placement's container",
+      labelNames: ["placement"],
+      registers: [registry],
+    }),
+    deviceCpuUsage: new Gauge({
+      name: "shoal_device_cpu_usage_millicores",
+      help: "CPU used by all Shoal containers of the device (its cgroup) over the last control period",
+      registers: [registry],
+    }),
+    deviceMemoryUsage: new Gauge({
+      name: "shoal_device_memory_usage_mib",
+      help: "Memory used by all Shoal containers of the device (its cgroup)",
       registers: [registry],
     }),
   };
