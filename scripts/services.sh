@@ -263,6 +263,9 @@ allow_anonymous true
 #password_file $dir/passwd
 persistence true
 persistence_location $dir/data/
+# A backlog of bridged chain events arrives faster than a slow subscriber acknowledges it; the
+# default queue (1,000) would drop QoS 1 messages for it. See docs/mqtt.md.
+max_queued_messages 100000
 log_dest stdout
 log_type error
 log_type warning

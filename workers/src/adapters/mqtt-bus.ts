@@ -1,0 +1,256 @@
+/**
+ * Bus over MQTT 3.1.1 (mqtt.js). Reconnects on its own; publishes while disconnected reject with a
+ * retryable BusError instead of piling up in mqtt.js's unbounded offline queue (see ports/bus.ts).
+ *
+ * Device presence: with a deviceId, the connection carries a Last Will of a retained "offline" on
+ * shoal/v1/devices/<deviceId>/status, publishes a retained "online" there on every (re)connect,
+ * and `close()` publishes "offline" itself before the clean DISCONNECT (which cancels the Will).
+ */
+import { connect, type IClientOptions, type MqttClient } from "mqtt";
+import type { Logger } from "pino";
+import {
+  createTopics,
+  deviceStatusMessage,
+  topicMatches,
+  type DeviceStatusPayload,
+  type Qos,
+} from "../domain/topics";
+import { ShoalError } from "../errors";
+import type { Bus, BusEvent, BusState, MessageHandler } from "../ports/bus";
+
+export class BusError extends ShoalError {
+  override name = "BusError";
+}
+
+export interface MqttBusDeps {
+  /** mqtt://host:port */
+  url: string;
+  /** Unique per connection: the broker drops the older of two clients with the same id. */
+  clientId: string;
+  logger: Logger;
+  /** Device whose presence this connection announces (status topic, Last Will). */
+  deviceId?: string | number;
+  /** Root of the status topic (default shoal/v1); see createTopics. */
+  topicRoot?: string;
+  username?: string;
+  password?: string;
+  /** A sent QoS 1 publish without PUBACK after this long rejects (default 10,000 ms). */
+  publishTimeoutMs?: number;
+  /** Pause between reconnect attempts (default 1,000 ms). */
+  reconnectPeriodMs?: number;
+  /** Default 5,000 ms. */
+  connectTimeoutMs?: number;
+  /** MQTT keepalive; the broker fires the Will after 1.5 x this without traffic (default 15 s). */
+  keepaliveSeconds?: number;
+  /** Called on every failed publish: the worker counts them ("mqtt publish failures"). */
+  onPublishFailure?: (topic: string, error: BusError) => void;
+  /** Clock for the `at` of status messages; injectable for tests. */
+  now?: () => Date;
+}
+
+/** The Bus, plus the mqtt.js client for diagnostics and tests (e.g. to kill the socket). */
+export interface MqttBus extends Bus {
+  readonly client: MqttClient;
+}
+
+export function createMqttBus(deps: MqttBusDeps): MqttBus {
+  const { url, clientId, deviceId, publishTimeoutMs = 10_000 } = deps;
+  const now = deps.now ?? (() => new Date());
+  const log = deps.logger.child({ component: "mqtt-bus", clientId });
+  const listeners = new Set<(event: BusEvent) => void>();
+  const subscriptions = new Map<number, { filter: string; handler: MessageHandler }>();
+  const filterCounts = new Map<string, number>();
+  let nextSubscription = 1;
+  let state: BusState = "connecting";
+
+  const topicNames = createTopics(deps.topicRoot);
+  const status = (status: DeviceStatusPayload["status"], reason: DeviceStatusPayload["reason"]) =>
+    deviceStatusMessage(
+      { deviceId: String(deviceId), status, clientId, reason, at: now().toISOString() },
+      topicNames,
+    );
+
+  const will = deviceId === undefined ? undefined : status("offline", "connection-lost");
+  const options: IClientOptions = {
+    clientId,
+    username: deps.username,
+    password: deps.password,
+    protocolVersion: 4,
+    clean: true,
+    keepalive: deps.keepaliveSeconds ?? 15,
+    reconnectPeriod: deps.reconnectPeriodMs ?? 1_000,
+    connectTimeout: deps.connectTimeoutMs ?? 5_000,
+    queueQoSZero: false,
+    will: will && { topic: will.topic, payload: Buffer.from(will.payload), qos: 1, retain: true },
+  };
+  const client = connect(url, options);
+
+  const emit = (event: BusEvent) => {
+    for (const listener of listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        log.error({ err: error, event: event.type }, "bus listener threw");
+      }
+    }
+  };
+
+  const fail = (topic: string, error: BusError) => {
+    deps.onPublishFailure?.(topic, error);
+    emit({ type: "publish-failed", topic, error });
+  };
+
+  client.on("connect", () => {
+    state = "connected";
+    log.info({ url }, "connected");
+    emit({ type: "connected" });
+    if (deviceId !== undefined) {
+      const online = status("online", "connected");
+      bus.publish(online.topic, online.payload, { qos: 1, retain: true }).catch((error: unknown) => {
+        log.warn({ err: error }, "could not announce online status");
+      });
+    }
+  });
+  client.on("close", () => {
+    if (state === "connected") {
+      log.warn({ url }, "disconnected");
+      emit({ type: "disconnected", reason: "connection closed" });
+    }
+    if (state !== "closed") state = "reconnecting";
+  });
+  client.on("reconnect", () => {
+    if (state === "closed") return;
+    state = "reconnecting";
+    emit({ type: "reconnecting" });
+  });
+  // mqtt.js keeps reconnecting after errors; they are only worth a log line.
+  client.on("error", (error) => log.warn({ err: error }, "mqtt error"));
+  client.on("message", (topic, payload, packet) => {
+    for (const { filter, handler } of subscriptions.values()) {
+      if (!topicMatches(filter, topic)) continue;
+      try {
+        handler({ topic, payload, retained: packet.retain });
+      } catch (error) {
+        log.error({ err: error, topic }, "message handler threw");
+      }
+    }
+  });
+
+  const abortError = (what: string) => new BusError(`${what} was aborted`);
+
+  const bus: MqttBus = {
+    client,
+
+    get state() {
+      return state;
+    },
+
+    ready(opts = {}) {
+      if (state === "connected") return Promise.resolve();
+      if (state === "closed") return Promise.reject(new BusError("the MQTT bus is closed"));
+      return new Promise((resolve, reject) => {
+        const off = bus.on((event) => {
+          if (event.type === "connected") done();
+          else if (event.type === "closed") done(new BusError("the MQTT bus was closed before it connected"));
+        });
+        const onAbort = () => done(abortError("waiting for the MQTT connection"));
+        opts.signal?.addEventListener("abort", onAbort, { once: true });
+        function done(error?: Error) {
+          off();
+          opts.signal?.removeEventListener("abort", onAbort);
+          if (error) reject(error);
+          else resolve();
+        }
+      });
+    },
+
+    publish(topic, payload, opts = {}) {
+      if (state !== "connected" || !client.connected) {
+        const error = new BusError(`the MQTT broker at ${url} is not connected; ${topic} was not published`, {
+          retryable: true,
+        });
+        fail(topic, error);
+        return Promise.reject(error);
+      }
+      return new Promise<void>((resolve, reject) => {
+        let settled = false;
+        const timer = setTimeout(
+          () =>
+            finish(
+              new BusError(`the MQTT broker did not acknowledge ${topic} within ${publishTimeoutMs} ms`, {
+                retryable: true,
+              }),
+            ),
+          publishTimeoutMs,
+        );
+        const onAbort = () => finish(abortError(`publishing ${topic}`));
+        opts.signal?.addEventListener("abort", onAbort, { once: true });
+        function finish(error?: BusError) {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          opts.signal?.removeEventListener("abort", onAbort);
+          if (!error) return resolve();
+          fail(topic, error);
+          reject(error);
+        }
+        // Called synchronously so publish order is call order (the bridge relies on it).
+        client.publish(
+          topic,
+          typeof payload === "string" ? payload : Buffer.from(payload),
+          { qos: opts.qos ?? 1, retain: opts.retain ?? false },
+          (error) =>
+            finish(
+              error
+                ? new BusError(`publishing ${topic} failed`, {
+                    cause: error,
+                    retryable: !client.disconnecting,
+                  })
+                : undefined,
+            ),
+        );
+      });
+    },
+
+    async subscribe(filter, handler, opts = {}) {
+      const id = nextSubscription++;
+      const count = filterCounts.get(filter) ?? 0;
+      if (count === 0) {
+        try {
+          await client.subscribeAsync(filter, { qos: (opts.qos ?? 1) as Qos });
+        } catch (error) {
+          throw new BusError(`could not subscribe to ${filter}`, { cause: error, retryable: true });
+        }
+      }
+      filterCounts.set(filter, count + 1);
+      subscriptions.set(id, { filter, handler });
+      return async () => {
+        if (!subscriptions.delete(id)) return;
+        const left = (filterCounts.get(filter) ?? 1) - 1;
+        if (left > 0) return void filterCounts.set(filter, left);
+        filterCounts.delete(filter);
+        if (state === "connected") await client.unsubscribeAsync(filter).catch(() => undefined);
+      };
+    },
+
+    on(listener) {
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
+    },
+
+    async close() {
+      if (state === "closed") return;
+      if (deviceId !== undefined && state === "connected") {
+        const offline = status("offline", "shutdown");
+        await bus
+          .publish(offline.topic, offline.payload, { qos: 1, retain: true })
+          .catch((error: unknown) => log.warn({ err: error }, "could not announce offline status"));
+      }
+      state = "closed";
+      await client.endAsync();
+      emit({ type: "closed" });
+      log.info("closed");
+    },
+  };
+  return bus;
+}
