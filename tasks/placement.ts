@@ -5,28 +5,9 @@
  */
 import { task, types } from "hardhat/config";
 import type { EventLog, Log } from "ethers";
+import { FAILURE_CODES, PLACEMENT_STATES, RELEASE_REASONS } from "../workers/src/domain/chain-enums";
 import { shoalContext } from "./lib/context";
 import { fail, table } from "./lib/output";
-
-export const PLACEMENT_STATES = ["None", "Claimed", "Running", "Released", "Failed", "Expired", "Superseded"];
-export const FAILURE_CODES = [
-  "None",
-  "ImageFetchFailed",
-  "ManifestInvalid",
-  "StartFailed",
-  "OOMKilled",
-  "Evicted",
-  "HealthCheckFailed",
-  "Other",
-];
-export const RELEASE_REASONS = [
-  "None",
-  "ByDevice",
-  "ByAppOwner",
-  "ScaleDown",
-  "Superseded",
-  "DeploymentStopped",
-];
 
 export interface TimelineRow {
   time: string;

@@ -13,11 +13,11 @@ import {
   PlacementRegistry__factory,
 } from "../../../typechain-types";
 import { ShoalError } from "../errors";
+import { DEVICE_STATUSES } from "../domain/chain-enums";
 import {
   FAILURE_CODES,
   PLACEMENT_STATES,
   type Band,
-  type DeviceStatus,
   type FailureCode,
   type Registry,
   type TxResult,
@@ -42,8 +42,6 @@ export class RegistryError extends ShoalError {
     this.errorArgs = options.errorArgs ?? [];
   }
 }
-
-const DEVICE_STATUS: readonly DeviceStatus[] = ["None", "Active", "Exiting", "Exited"];
 
 /** A revert is final for this input; anything else (network, node restart, nonce race) may pass later. */
 export function translateChainError(action: string, error: unknown): RegistryError {
@@ -153,7 +151,7 @@ export function createEthersRegistry({
         ]);
         return {
           deviceId,
-          status: DEVICE_STATUS[Number(d.status)],
+          status: DEVICE_STATUSES[Number(d.status)],
           platform: d.platform,
           labelKeys: [...d.labels],
           cpuCapacityMillicores: Number(d.cpuMillicores),

@@ -7,34 +7,9 @@
  */
 import type { ChainEvent, JsonValue } from "../ports/chain-source";
 
-export const PLACEMENT_STATES = [
-  "None",
-  "Claimed",
-  "Running",
-  "Released",
-  "Failed",
-  "Expired",
-  "Superseded",
-] as const;
-export const FAILURE_CODES = [
-  "None",
-  "ImageFetchFailed",
-  "ManifestInvalid",
-  "StartFailed",
-  "OOMKilled",
-  "Evicted",
-  "HealthCheckFailed",
-  "Other",
-] as const;
-export const RELEASE_REASONS = [
-  "None",
-  "ByDevice",
-  "ByAppOwner",
-  "ScaleDown",
-  "Superseded",
-  "DeploymentStopped",
-] as const;
-export const DEVICE_STATUSES = ["None", "Active", "Exiting", "Exited"] as const;
+import { DEVICE_STATUSES, FAILURE_CODES, PLACEMENT_STATES, RELEASE_REASONS } from "./chain-enums";
+
+export { DEVICE_STATUSES, FAILURE_CODES, PLACEMENT_STATES, RELEASE_REASONS };
 
 export type PlacementStateName = (typeof PLACEMENT_STATES)[number];
 export type DeviceStatusName = (typeof DEVICE_STATUSES)[number];

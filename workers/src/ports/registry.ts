@@ -4,38 +4,10 @@
  * (uint64 on chain); the other ids fit in a number.
  */
 
-export type DeviceStatus = "None" | "Active" | "Exiting" | "Exited";
-export type PlacementState =
-  "None" | "Claimed" | "Running" | "Released" | "Failed" | "Expired" | "Superseded";
-/** The chain's FailureCode names (None excluded). */
-export type FailureCode =
-  | "ImageFetchFailed"
-  | "ManifestInvalid"
-  | "StartFailed"
-  | "OOMKilled"
-  | "Evicted"
-  | "HealthCheckFailed"
-  | "Other";
+import type { DeviceStatus, FailureCode, PlacementState } from "../domain/chain-enums";
 
-export const PLACEMENT_STATES: readonly PlacementState[] = [
-  "None",
-  "Claimed",
-  "Running",
-  "Released",
-  "Failed",
-  "Expired",
-  "Superseded",
-];
-export const FAILURE_CODES: readonly ("None" | FailureCode)[] = [
-  "None",
-  "ImageFetchFailed",
-  "ManifestInvalid",
-  "StartFailed",
-  "OOMKilled",
-  "Evicted",
-  "HealthCheckFailed",
-  "Other",
-];
+export { FAILURE_CODES, PLACEMENT_STATES } from "../domain/chain-enums";
+export type { DeviceStatus, FailureCode, PlacementState };
 
 /** Views read at this block (latest − confirmations) when given. */
 export interface ReadOptions {
