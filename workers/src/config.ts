@@ -35,6 +35,11 @@ export interface WorkerConfig {
   metricsHost: string;
   claim: { enabled: boolean; maxDelayMs: number; jitterMs: number };
   bridge: { enabled: boolean };
+  /**
+   * The resource manager: caps the device's containers at its enrolled capacity (a per-device
+   * cgroup) and resizes each container within its band every `periodMs`.
+   */
+  resources: { enabled: boolean; periodMs: number };
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
 }
 
@@ -57,6 +62,7 @@ const DEFAULTS: Omit<WorkerConfig, "operatorKey" | "deviceId"> = {
   metricsHost: "127.0.0.1",
   claim: { enabled: true, maxDelayMs: 2000, jitterMs: 250 },
   bridge: { enabled: true },
+  resources: { enabled: true, periodMs: 1000 },
   logLevel: "info",
 };
 
@@ -74,6 +80,11 @@ export const ENV: Record<string, keyof WorkerConfig> = {
   SHOAL_POLL_INTERVAL_MS: "pollIntervalMs",
   SHOAL_METRICS_PORT: "metricsPort",
   SHOAL_LOG_LEVEL: "logLevel",
+};
+
+/** Nested settings with an environment variable of their own. */
+const NESTED_ENV: Record<string, [string, string]> = {
+  SHOAL_RESOURCES_ENABLED: ["resources", "enabled"],
 };
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
@@ -149,6 +160,10 @@ export function loadConfig(
   for (const [variable, field] of Object.entries(ENV)) {
     if (env[variable] !== undefined && env[variable] !== "") merged[field] = env[variable];
   }
+  for (const [variable, [field, key]] of Object.entries(NESTED_ENV)) {
+    const value = env[variable];
+    if (value !== undefined && value !== "") merged[field] = { ...(merged[field] as object), [key]: value };
+  }
   const nested = (field: string, defaults: Record<string, unknown>): Record<string, unknown> => {
     const value = merged[field] ?? {};
     if (typeof value !== "object" || value === null || Array.isArray(value))
@@ -181,6 +196,7 @@ export function loadConfig(
     );
   const claim = nested("claim", DEFAULTS.claim);
   const bridge = nested("bridge", DEFAULTS.bridge);
+  const resources = nested("resources", DEFAULTS.resources);
   const logLevel = merged.logLevel;
   if (!LOG_LEVELS.includes(logLevel as (typeof LOG_LEVELS)[number]))
     bad("logLevel", logLevel, `use one of ${LOG_LEVELS.join(", ")}`);
@@ -206,6 +222,10 @@ export function loadConfig(
       jitterMs: integer("claim.jitterMs", claim.jitterMs, 0, 60_000),
     },
     bridge: { enabled: flag("bridge.enabled", bridge.enabled) },
+    resources: {
+      enabled: flag("resources.enabled", resources.enabled),
+      periodMs: integer("resources.periodMs", resources.periodMs, 100, 60_000),
+    },
     logLevel: logLevel as WorkerConfig["logLevel"],
   };
 }

@@ -13,6 +13,8 @@ import os from "node:os";
 import Docker from "dockerode";
 import { JsonRpcProvider, Network } from "ethers";
 import pino, { type Logger } from "pino";
+import { createCgroupMetricsSource } from "./adapters/cgroup-metrics";
+import { ensureDeviceCgroup } from "./adapters/device-cgroup";
 import { createEthersChainSource, contractsFromDeployment } from "./adapters/ethers-chain-source";
 import { createDockerRuntime } from "./adapters/docker-runtime";
 import { createEthersRegistry } from "./adapters/ethers-registry";
@@ -25,7 +27,9 @@ import { createDelivery } from "./delivery";
 import type { Platform } from "./domain/manifest";
 import { isRetryable, ShoalError } from "./errors";
 import { createWorkerMetrics, serveMetrics } from "./metrics";
+import type { Band } from "./ports/registry";
 import { createReconciler } from "./reconciler";
+import { createResourceManager } from "./resource-manager";
 
 const HELP = `Usage: shoal-worker [--config FILE]
 
@@ -179,8 +183,69 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
     onPublishFailure: () => metrics.mqttPublishFailures.inc(),
   });
 
+  // The device's name in Docker and the cgroup tree: chain, registry and id, so devices of several
+  // chains on one host never touch each other's containers.
+  const deviceKey = `${chainId}-${record.contracts.DeviceRegistry.address.slice(2, 10).toLowerCase()}-${deviceId}`;
+  // The device's enrolled capacity, enforced by the kernel: every container runs under this cgroup.
+  const cgroup = config.resources.enabled
+    ? await ensureDeviceCgroup({
+        deviceId: deviceKey,
+        cpuMillicores: device.cpuCapacityMillicores,
+        memoryMiB: device.memoryCapacityMiB,
+      }).catch((error: unknown) => {
+        throw new ConfigError(
+          "resources.enabled: the device cgroup could not be created (the worker needs root and a writable " +
+            "/sys/fs/cgroup); set resources.enabled to false to run without capacity caps or live resizing",
+          { cause: error },
+        );
+      })
+    : undefined;
+
+  // Bands by app version; versions are immutable, so a miss is fetched once and the container is
+  // left at its limits until then.
+  const bands = new Map<string, Band | "pending">();
+  const resourceManager = cgroup
+    ? createResourceManager({
+        deviceId: String(deviceId),
+        runtimeDeviceId: deviceKey,
+        capacity: { cpuMillicores: device.cpuCapacityMillicores, memoryMiB: device.memoryCapacityMiB },
+        runtime,
+        metrics: createCgroupMetricsSource({ cgroupParent: cgroup.cgroupParent }),
+        bandOf: (container) => {
+          const key = `${container.appId}/${container.version}`;
+          const band = bands.get(key);
+          if (band === undefined) {
+            bands.set(key, "pending");
+            registry.version(Number(container.appId), Number(container.version), platform).then(
+              (v) => bands.set(key, v.band),
+              () => bands.delete(key),
+            );
+          }
+          return band === "pending" || band === undefined
+            ? undefined
+            : {
+                cpuMillicoresMin: band.cpuMinMillicores,
+                cpuMillicoresMax: band.cpuMaxMillicores,
+                memoryMiBMin: band.memoryMinMiB,
+                memoryMiBMax: band.memoryMaxMiB,
+              };
+        },
+        evict: async (placementId) => {
+          // Give the replica back (Failed: Evicted) so a device with room claims it, then free ours.
+          await registry.fail(placementId, "Evicted");
+          metrics.chainTransactions.inc({ method: "fail", result: "ok" });
+          reconciler.markDirty("evicted");
+        },
+        bus,
+        params: { periodMs: config.resources.periodMs },
+        logger,
+        promMetrics: metrics,
+      })
+    : undefined;
+
   const reconciler = createReconciler({
     registry,
+    deviceKey,
     runtime,
     delivery,
     platform,
@@ -188,6 +253,8 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
     metrics,
     confirmations: config.confirmations,
     intervalMs: config.reconcileIntervalMs,
+    containerOptions: cgroup ? { cgroupParent: cgroup.cgroupParent } : undefined,
+    onContainersChanged: () => resourceManager?.refresh(),
   });
   const claimer = createClaimer({
     registry,
@@ -266,12 +333,13 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
     );
   })();
   const reconciling = reconciler.run({ signal });
+  const resizing = resourceManager?.run({ signal });
   logger.info(
     { deviceId, heartbeatS, bridge: config.bridge.enabled, claim: config.claim.enabled },
     "worker started",
   );
 
-  const results = await Promise.allSettled([chain, reconciling, heartbeat.done, claims?.done]);
+  const results = await Promise.allSettled([chain, reconciling, resizing, heartbeat.done, claims?.done]);
   for (const result of results) if (result.status === "rejected" && !signal.aborted) throw result.reason;
   await bus.close().catch((error: unknown) => logger.warn({ err: error }, "could not announce offline"));
   await metricsServer?.close();

@@ -22,6 +22,11 @@ import type { Platform } from "./domain/manifest";
 
 export interface ReconcilerDeps {
   registry: Registry;
+  /**
+   * The device's name in Docker (labels, container names): unique per chain and registry, so
+   * workers of several chains (a fleet and a test run, say) can share one Docker host.
+   */
+  deviceKey: string;
   runtime: Runtime;
   delivery: Delivery;
   platform: Platform;
@@ -32,6 +37,8 @@ export interface ReconcilerDeps {
   intervalMs: number;
   /** Extra container options (the resource manager's per-device cgroup parent, say). */
   containerOptions?: ContainerSpecOptions;
+  /** Called after a container was started, recreated or removed (the resource manager re-reads). */
+  onContainersChanged?: () => void;
   /** Backoff bounds for a placement whose action failed. */
   backoff?: { initialMs: number; maxMs: number };
   now?: () => number;
@@ -57,7 +64,7 @@ const PAGE = 32;
 
 export function createReconciler(deps: ReconcilerDeps): Reconciler {
   const { registry, runtime, delivery, logger } = deps;
-  const deviceId = String(registry.deviceId);
+  const deviceId = deps.deviceKey;
   const now = deps.now ?? Date.now;
   const backoff = deps.backoff ?? { initialMs: 1_000, maxMs: 60_000 };
   /** Non-terminal placements of this device, by id; the newest one seen marks where paging stops. */
@@ -207,6 +214,9 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         try {
           await apply(action, tracked.get(action.placementId)?.state, signal);
           if (action.type !== "wait") retryAt.delete(action.placementId);
+          if (action.type === "start" || action.type === "recreate" || action.type === "stop") {
+            deps.onContainersChanged?.();
+          }
         } catch (error) {
           if (signal?.aborted) throw error;
           const delayMs = Math.min(backoff.maxMs, (retry?.delayMs ?? backoff.initialMs / 2) * 2);

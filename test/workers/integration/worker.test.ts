@@ -9,6 +9,7 @@ import mqtt from "mqtt";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { removeDeviceCgroup } from "../../../workers/src/adapters/device-cgroup";
 import { PlacementRegistry__factory, type PlacementRegistry } from "../../../typechain-types";
 import { runHardhat, type CliResult } from "../../shared/cli";
 import { freePort, PrivateBroker, waitFor, WorkerProcess } from "../../shared/processes";
@@ -41,8 +42,14 @@ describe("worker: chain -> IPFS -> Docker -> chain, with the MQTT bridge", funct
   const cli = (...args: string[]) =>
     runHardhat(args, { SHOAL_DEPLOYMENTS_DIR: dir, SHOAL_KUBO_URL: urls.kuboUrl });
 
+  /** The worker's name for its device in Docker: chain, registry and id (see workers/src/main.ts). */
+  const deviceKey = () =>
+    `${record.chainId}-${record.contracts.DeviceRegistry.address.slice(2, 10).toLowerCase()}-${deviceId}`;
   const containersOf = async (placementId: string) =>
-    docker.listContainers({ all: true, filters: { label: [`io.shoal.placement=${placementId}`] } });
+    docker.listContainers({
+      all: true,
+      filters: { label: [`io.shoal.device=${deviceKey()}`, `io.shoal.placement=${placementId}`] },
+    });
 
   /** Every event the registries emitted since deployment, as bridge ids. */
   async function chainEventIds(): Promise<string[]> {
@@ -163,9 +170,10 @@ describe("worker: chain -> IPFS -> Docker -> chain, with the MQTT bridge", funct
     provider?.destroy();
     const leftovers = await docker.listContainers({
       all: true,
-      filters: { label: [`io.shoal.device=${deviceId}`] },
+      filters: { label: [`io.shoal.device=${deviceKey()}`] },
     });
     await Promise.all(leftovers.map((c) => docker.getContainer(c.Id).remove({ force: true })));
+    if (record) await removeDeviceCgroup({ deviceId: deviceKey() });
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -180,7 +188,7 @@ describe("worker: chain -> IPFS -> Docker -> chain, with the MQTT bridge", funct
     expect(info.State.Running).to.equal(true);
     expect(info.Config.Labels).to.include({
       "io.shoal.placement": placementId,
-      "io.shoal.device": deviceId,
+      "io.shoal.device": deviceKey(),
       "io.shoal.deployment": "1",
     });
     const host = info.HostConfig;

@@ -1,0 +1,238 @@
+import { expect } from "chai";
+import Docker from "dockerode";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
+import path from "node:path";
+import {
+  createCgroupMetrics,
+  parseV1Counters,
+  parseV2Counters,
+} from "../../../workers/src/adapters/cgroup-metrics";
+import { hostUsageBetween, parseHostCounters } from "../../../workers/src/adapters/host-metrics";
+import type { CgroupCounters } from "../../../workers/src/domain/controller";
+import {
+  DEFAULT_CGROUP_ROOT,
+  DeviceCgroupError,
+  detectCgroupVersion,
+  ensureDeviceCgroup,
+  removeDeviceCgroup,
+} from "../../../workers/src/adapters/device-cgroup";
+import { createDockerRuntime } from "../../../workers/src/adapters/docker-runtime";
+import { containerSpec } from "../../../workers/src/domain/container-spec";
+import { parseManifest, toPublishedManifest } from "../../../workers/src/domain/manifest";
+import type { PublishedManifest } from "../../../workers/src/domain/manifest";
+import { requireDocker, serviceUrls } from "../../shared/services";
+
+/**
+ * The per-device cgroup on the real kernel: its caps hold for every container under it, even one
+ * whose own limits are larger than the device (a 2-thread burner on a 0.5 CPU device; a container
+ * allowed 256 MiB on a 64 MiB device). Containers carry the run's label and are removed in after(),
+ * and so are the cgroups.
+ */
+
+const LOADGEN_IMAGE = "shoal/demo-loadgen:1.0.0";
+const TEST_LABEL = "dev.shoal.test";
+const RUN_ID = `device-cgroup-${process.pid}-${Date.now()}`;
+const FAKE_CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+const ROOT = path.join(__dirname, "../../..");
+const MiB = 1024 * 1024;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function loadgenManifest(env: Record<string, string>): PublishedManifest {
+  const manifest = parseManifest(readFileSync(path.join(ROOT, "apps/demo-loadgen/shoal.yaml"), "utf8"));
+  const published = toPublishedManifest(manifest, { "linux/amd64": FAKE_CID });
+  return { ...published, env: { ...published.env, ...env } };
+}
+
+describe("device cgroup: the device's capacity, enforced by the kernel", function () {
+  this.timeout(90_000);
+  const docker = new Docker({ socketPath: serviceUrls().dockerSocket });
+  const runtime = createDockerRuntime({ docker });
+  const deviceId = `t${process.pid}`;
+  const identity = { deviceId, placementId: "1", deploymentId: "1", appId: "1", version: "1" };
+
+  before(async () => {
+    await requireDocker();
+    expect(
+      await runtime.imageExists(LOADGEN_IMAGE),
+      `${LOADGEN_IMAGE}: run scripts/images/build.sh`,
+    ).to.equal(true);
+  });
+
+  after(async () => {
+    const containers = await docker.listContainers({
+      all: true,
+      filters: { label: [`${TEST_LABEL}=${RUN_ID}`] },
+    });
+    await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true })));
+    await removeDeviceCgroup({ deviceId });
+  });
+
+  it("writes the capacity as the cgroup's CPU quota and memory limit, idempotently", async () => {
+    const first = await ensureDeviceCgroup({ deviceId, cpuMillicores: 750, memoryMiB: 96 });
+    expect(first.cgroupParent).to.equal(`/shoal/device-${deviceId}`);
+    const again = await ensureDeviceCgroup({ deviceId, cpuMillicores: 500, memoryMiB: 64 });
+    expect(again).to.deep.equal(first);
+    if ((await detectCgroupVersion()) === 1) {
+      const cpu = path.join(DEFAULT_CGROUP_ROOT, "cpu", first.cgroupParent);
+      expect(readFileSync(path.join(cpu, "cpu.cfs_quota_us"), "utf8").trim()).to.equal("50000");
+      expect(readFileSync(path.join(cpu, "cpu.cfs_period_us"), "utf8").trim()).to.equal("100000");
+      const memory = path.join(DEFAULT_CGROUP_ROOT, "memory", first.cgroupParent);
+      expect(Number(readFileSync(path.join(memory, "memory.limit_in_bytes"), "utf8"))).to.equal(64 * MiB);
+    } else {
+      const dir = path.join(DEFAULT_CGROUP_ROOT, first.cgroupParent);
+      expect(readFileSync(path.join(dir, "cpu.max"), "utf8").trim()).to.equal("50000 100000");
+      expect(Number(readFileSync(path.join(dir, "memory.max"), "utf8"))).to.equal(64 * MiB);
+    }
+  });
+
+  it("refuses a device id that is not a plain name, and a capacity CFS cannot express", async () => {
+    for (const bad of ["../x", "a/b", "", ".."]) {
+      const error = await ensureDeviceCgroup({ deviceId: bad, cpuMillicores: 500, memoryMiB: 64 }).catch(
+        (e) => e,
+      );
+      expect(error, bad).to.be.instanceOf(DeviceCgroupError);
+    }
+    const error = await ensureDeviceCgroup({ deviceId, cpuMillicores: 5, memoryMiB: 64 }).catch((e) => e);
+    expect(error).to.be.instanceOf(DeviceCgroupError);
+    expect((error as Error).message).to.match(/cpuMillicores 5/);
+  });
+
+  it("holds two 2-thread burners, each allowed the whole device, to the device's 0.5 CPU together", async () => {
+    const { cgroupParent } = await ensureDeviceCgroup({ deviceId, cpuMillicores: 500, memoryMiB: 64 });
+    const manifest = loadgenManifest({ PROFILE: "steady", CPU_MILLICORES: "2000", MEMORY_MIB: "0" });
+    const ids: string[] = [];
+    for (const placementId of ["10", "11"]) {
+      const spec = containerSpec({ ...identity, placementId }, manifest, LOADGEN_IMAGE, {
+        cgroupParent,
+        extraLabels: { [TEST_LABEL]: RUN_ID },
+      });
+      // Each container's own quota is the device's whole capacity (cgroup v1 refuses a child quota
+      // above its parent's): together they would use 1 CPU, so only the device cgroup can hold them.
+      const { container } = await runtime.ensureRunning({
+        ...spec,
+        limits: { ...spec.limits, cpuMillicores: 500 },
+      });
+      expect((await docker.getContainer(container.id).inspect()).HostConfig.CgroupParent).to.equal(
+        cgroupParent,
+      );
+      ids.push(container.id);
+    }
+    const metrics = createCgroupMetrics();
+    const read = () =>
+      Promise.all([
+        metrics.readCgroup(cgroupParent),
+        ...ids.map((id) => metrics.readContainer(id, { cgroupParent })),
+      ]) as Promise<CgroupCounters[]>;
+    await sleep(1000);
+    const before = await read();
+    await sleep(3000);
+    const after = await read();
+    const rate = (i: number) =>
+      ((after[i].cpuUsageNs - before[i].cpuUsageNs) / ((after[i].atMs - before[i].atMs) * 1e6)) * 1000;
+    // The upper bound is the point; the lower one only allows for a busy shared host.
+    expect(rate(0), "device").to.be.within(250, 550);
+    expect(rate(1) + rate(2), "both containers").to.be.within(250, 550);
+    expect(rate(1), "each gets a share").to.be.greaterThan(100);
+    expect(
+      after[0].cpuThrottledPeriods - before[0].cpuThrottledPeriods,
+      "the device cgroup throttles",
+    ).to.be.greaterThan(10);
+    for (const id of ids) await runtime.remove(id);
+  });
+
+  it("OOM-kills a container allowed 256 MiB that grows past the device's 64 MiB", async () => {
+    const { cgroupParent } = await ensureDeviceCgroup({ deviceId, cpuMillicores: 500, memoryMiB: 64 });
+    const spec = containerSpec(
+      { ...identity, placementId: "2" },
+      loadgenManifest({ PROFILE: "steady", CPU_MILLICORES: "10", MEMORY_MIB: "200", MEMORY_STEP_MIB: "64" }),
+      LOADGEN_IMAGE,
+      { cgroupParent, extraLabels: { [TEST_LABEL]: RUN_ID } },
+    );
+    expect(spec.limits.memoryMiB).to.equal(256);
+    const { container } = await runtime.ensureRunning(spec);
+    let exited;
+    for (let i = 0; i < 50 && exited === undefined; i++) {
+      await sleep(200);
+      const info = await runtime.inspect(container.id);
+      if (info?.state === "exited") exited = info;
+    }
+    expect(exited, "the container was killed").to.not.equal(undefined);
+    // Killed by the device's limit: the container's own (256 MiB) was never reached.
+    expect(exited!.oomKilled).to.equal(true);
+    await runtime.remove(container.id);
+  });
+
+  it("removes the device cgroup from every hierarchy, and refuses while a container is inside", async () => {
+    const { cgroupParent } = await ensureDeviceCgroup({ deviceId, cpuMillicores: 500, memoryMiB: 64 });
+    const spec = containerSpec(
+      { ...identity, placementId: "3" },
+      loadgenManifest({ PROFILE: "steady", CPU_MILLICORES: "10", MEMORY_MIB: "0" }),
+      LOADGEN_IMAGE,
+      { cgroupParent, extraLabels: { [TEST_LABEL]: RUN_ID } },
+    );
+    const { container } = await runtime.ensureRunning(spec);
+    const busy = await removeDeviceCgroup({ deviceId }).catch((e) => e);
+    expect(busy).to.be.instanceOf(DeviceCgroupError);
+    expect((busy as DeviceCgroupError).retryable).to.equal(true);
+    await runtime.remove(container.id);
+    await removeDeviceCgroup({ deviceId });
+    await removeDeviceCgroup({ deviceId }); // missing is fine
+    const left = readdirSync(DEFAULT_CGROUP_ROOT).filter((h) =>
+      existsSync(path.join(DEFAULT_CGROUP_ROOT, h, cgroupParent)),
+    );
+    expect(left).to.deep.equal([]);
+  });
+});
+
+describe("cgroup and host metrics: the files of cgroup v1 and v2, and /proc", function () {
+  it("reads the same counters from v1 and v2 files", () => {
+    const v1 = parseV1Counters(
+      {
+        cpuacctUsage: "2500000000\n",
+        cpuStat: "nr_periods 40\nnr_throttled 10\nthrottled_time 900000000\nnr_bursts 0\n",
+        memoryUsage: `${100 * MiB}\n`,
+        memoryStat: `cache 0\ninactive_file ${5 * MiB}\ntotal_inactive_file ${20 * MiB}\n`,
+        memoryLimit: "9223372036854771712\n",
+        oomControl: "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+      },
+      7,
+    );
+    const v2 = parseV2Counters(
+      {
+        cpuStat:
+          "usage_usec 2500000\nuser_usec 2000000\nnr_periods 40\nnr_throttled 10\nthrottled_usec 900000\n",
+        memoryCurrent: `${100 * MiB}\n`,
+        memoryStat: `anon ${80 * MiB}\ninactive_file ${20 * MiB}\n`,
+        memoryMax: "max\n",
+        memoryEvents: "low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n",
+      },
+      7,
+    );
+    const expected = {
+      atMs: 7,
+      cpuUsageNs: 2_500_000_000,
+      cpuPeriods: 40,
+      cpuThrottledPeriods: 10,
+      cpuThrottledNs: 900_000_000,
+      memoryUsageBytes: 100 * MiB,
+      memoryWorkingSetBytes: 80 * MiB, // usage - inactive file cache (v1: the hierarchical total)
+      memoryLimitBytes: Number.POSITIVE_INFINITY,
+      oomKills: 2,
+    };
+    expect(v1).to.deep.equal(expected);
+    expect(v2).to.deep.equal(expected);
+  });
+
+  it("reads host CPU, memory and load from /proc", () => {
+    const stat = (busy: number, idle: number) =>
+      `cpu  ${busy} 0 0 ${idle} 0 0 0 0 0 0\ncpu0 1 0 0 1 0 0 0 0 0 0\ncpu1 1 0 0 1 0 0 0 0 0 0\nintr 1\n`;
+    const meminfo = "MemTotal:       24000000 kB\nMemFree:        1000 kB\nMemAvailable:   20000000 kB\n";
+    const a = parseHostCounters(stat(100, 900), meminfo, "0.50 0.40 0.30 1/100 42\n", 0);
+    const b = parseHostCounters(stat(200, 1000), meminfo, "1.00 0.40 0.30 1/100 42\n", 1000);
+    expect(a).to.include({ cpus: 2, cpuBusyTicks: 100, cpuTotalTicks: 1000, load1: 0.5 });
+    const usage = hostUsageBetween(a, b);
+    expect(usage.cpuUtilization).to.equal(0.5);
+    expect(usage.cpuMillicores).to.equal(1000);
+    expect(Math.round(usage.memoryUsedMiB)).to.equal(Math.round((4_000_000 * 1024) / MiB));
+  });
+});

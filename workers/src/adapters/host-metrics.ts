@@ -1,0 +1,93 @@
+/** Host CPU, memory and load from /proc: cheap reads, once per control period. */
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { ShoalError } from "../errors";
+
+/** Cumulative host counters at one instant. */
+export interface HostCounters {
+  atMs: number;
+  /** Jiffies spent busy (everything but idle and iowait) and in total, over all CPUs. */
+  cpuBusyTicks: number;
+  cpuTotalTicks: number;
+  cpus: number;
+  memoryTotalBytes: number;
+  memoryAvailableBytes: number;
+  load1: number;
+  load5: number;
+  load15: number;
+}
+
+export interface HostUsage {
+  /** 0..1 of all CPUs. */
+  cpuUtilization: number;
+  /** Busy CPUs in millicores (1000 = one core fully busy). */
+  cpuMillicores: number;
+  memoryUsedMiB: number;
+  memoryTotalMiB: number;
+  load1: number;
+}
+
+const MiB = 1024 * 1024;
+
+/** Parses /proc/stat, /proc/meminfo and /proc/loadavg texts (pure, for tests). */
+export function parseHostCounters(
+  stat: string,
+  meminfo: string,
+  loadavg: string,
+  atMs: number,
+): HostCounters {
+  const cpuLine = stat.split("\n").find((line) => line.startsWith("cpu "));
+  if (cpuLine === undefined) throw new ShoalError("/proc/stat has no aggregate cpu line");
+  // user nice system idle iowait irq softirq steal (guest time is already inside user/nice).
+  const fields = cpuLine.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = fields.reduce((a, b) => a + b, 0);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  const cpus = stat.split("\n").filter((line) => /^cpu[0-9]+ /.test(line)).length;
+  const kib = (key: string) => {
+    const m = new RegExp(`^${key}:\\s+([0-9]+) kB`, "m").exec(meminfo);
+    return m ? Number(m[1]) * 1024 : 0;
+  };
+  const [load1, load5, load15] = loadavg.trim().split(/\s+/).slice(0, 3).map(Number);
+  return {
+    atMs,
+    cpuBusyTicks: total - idle,
+    cpuTotalTicks: total,
+    cpus: Math.max(1, cpus),
+    memoryTotalBytes: kib("MemTotal"),
+    memoryAvailableBytes: kib("MemAvailable"),
+    load1,
+    load5,
+    load15,
+  };
+}
+
+/** Reads the host counters; `now` gives monotonic ms. */
+export async function readHostCounters(
+  options: { procRoot?: string; now?: () => number } = {},
+): Promise<HostCounters> {
+  const procRoot = options.procRoot ?? "/proc";
+  const now = options.now ?? (() => performance.now());
+  try {
+    const [stat, meminfo, loadavg] = await Promise.all(
+      ["stat", "meminfo", "loadavg"].map((f) => readFile(path.join(procRoot, f), "utf8")),
+    );
+    return parseHostCounters(stat, meminfo, loadavg, now());
+  } catch (error) {
+    if (error instanceof ShoalError) throw error;
+    throw new ShoalError(`could not read host metrics from ${procRoot}`, { cause: error, retryable: true });
+  }
+}
+
+/** Host usage between two reads. */
+export function hostUsageBetween(previous: HostCounters, current: HostCounters): HostUsage {
+  const total = current.cpuTotalTicks - previous.cpuTotalTicks;
+  const busy = current.cpuBusyTicks - previous.cpuBusyTicks;
+  const utilization = total > 0 ? Math.min(1, Math.max(0, busy / total)) : 0;
+  return {
+    cpuUtilization: utilization,
+    cpuMillicores: utilization * current.cpus * 1000,
+    memoryUsedMiB: (current.memoryTotalBytes - current.memoryAvailableBytes) / MiB,
+    memoryTotalMiB: current.memoryTotalBytes / MiB,
+    load1: current.load1,
+  };
+}
