@@ -2,6 +2,11 @@
  * Deploys the Shoal contracts: ShoalToken, DeviceRegistry, AppRegistry, PlacementRegistry.
  *
  *   npx hardhat run scripts/deploy.ts --network localhost
+ *   SHOAL_HEARTBEAT_TTL=30 npx hardhat run scripts/deploy.ts --network localhost   # a short TTL for demos
+ *
+ * Parameters default to {@link DEFAULT_PARAMETERS}; the environment overrides them (see
+ * {@link parametersFromEnv}): SHOAL_MIN_STAKE (tokens), SHOAL_HEARTBEAT_TTL and SHOAL_UNBONDING_DELAY
+ * (seconds), SHOAL_LIVENESS_SLASH_BPS and SHOAL_BOUNTY_BPS (basis points).
  *
  * grants the PlacementRegistry its PLACEMENT_ROLE on the DeviceRegistry, mints local tokens to the first
  * ten signers and writes deployments/<network>.json. Tests and other scripts import {@link deployShoal}.
@@ -123,11 +128,70 @@ export async function deployShoal(
   };
 }
 
+/** Environment variable of each parameter that the deploy script reads. */
+export const PARAMETER_ENV = {
+  SHOAL_MIN_STAKE: "minStake",
+  SHOAL_HEARTBEAT_TTL: "heartbeatTtl",
+  SHOAL_UNBONDING_DELAY: "unbondingDelay",
+  SHOAL_LIVENESS_SLASH_BPS: "livenessSlashBps",
+  SHOAL_BOUNTY_BPS: "bountyBps",
+} as const satisfies Record<string, keyof ShoalParameters>;
+
+/**
+ * Parameter overrides from the environment; unset or empty variables keep the defaults. A bad value
+ * throws one sentence naming the variable, the value and what is allowed, before anything is sent.
+ */
+export function parametersFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<ShoalParameters> {
+  const out: Partial<ShoalParameters> = {};
+  const whole = (name: string, value: string, min: number, max: number): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value.trim()) || n < min || n > max)
+      throw new Error(`${name}: "${value}" is not allowed; use a whole number from ${min} to ${max}`);
+    return n;
+  };
+  for (const [name, field] of Object.entries(PARAMETER_ENV)) {
+    const value = env[name];
+    if (value === undefined || value.trim() === "") continue;
+    if (field === "minStake") {
+      if (!/^\d+(\.\d{1,18})?$/.test(value.trim()))
+        throw new Error(`${name}: "${value}" is not allowed; give an amount of tokens such as 100 or 0.5`);
+      const amount = parseTokens(value.trim());
+      if (amount <= 0n)
+        throw new Error(`${name}: "${value}" is not allowed; give a positive amount of tokens`);
+      out.minStake = amount;
+    } else if (field === "livenessSlashBps" || field === "bountyBps") {
+      out[field] = whole(name, value, 0, 10_000);
+    } else {
+      out[field] = whole(name, value, 1, 2 ** 32 - 1);
+    }
+  }
+  const ttl = out.heartbeatTtl ?? DEFAULT_PARAMETERS.heartbeatTtl;
+  const unbonding = out.unbondingDelay ?? DEFAULT_PARAMETERS.unbondingDelay;
+  if (unbonding < ttl)
+    throw new Error(
+      `SHOAL_UNBONDING_DELAY: ${unbonding} s is less than the heartbeat TTL (${ttl} s); the contract needs unbonding >= TTL`,
+    );
+  return out;
+}
+
+function parseTokens(value: string): bigint {
+  const [whole, fraction = ""] = value.split(".");
+  return BigInt(whole) * ONE_TOKEN + BigInt(fraction.padEnd(18, "0"));
+}
+
 async function main(): Promise<void> {
   const hre: HardhatRuntimeEnvironment = require("hardhat");
+  let parameters: Partial<ShoalParameters>;
+  try {
+    parameters = parametersFromEnv();
+  } catch (error) {
+    console.error(`deploy: ${(error as Error).message}`);
+    process.exitCode = 2;
+    return;
+  }
   const signers = await hre.ethers.getSigners();
   const mintTo = await Promise.all(signers.slice(0, 10).map((s) => s.getAddress()));
-  const d = await deployShoal(hre, { mintTo });
+  const d = await deployShoal(hre, { mintTo, parameters });
   const { chainId } = await hre.ethers.provider.getNetwork();
 
   const contracts = {

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The main job: the local edge stack on one machine. Installs what is missing, starts Docker, Kubo,
-# Mosquitto and a Hardhat node on 127.0.0.1, deploys the contracts, builds the demo images, and
-# prints where everything is. The stack keeps running; `npm run down` stops what this started.
+# The main job: a local edge fleet on one machine. Installs what is missing, starts Docker, Kubo,
+# Mosquitto and a Hardhat node on 127.0.0.1, builds the demo images, deploys the contracts (with a
+# short heartbeat TTL, so that a dead device is noticed within seconds), then `fleet up`: N device
+# workers of different sizes, the demo apps published and deployed, and the live fleet view.
+# On a terminal it stays in the view until Ctrl-C, which stops the fleet (not the services);
+# otherwise it prints the status and leaves everything running. `npm run down` (= this script's
+# `down`) stops the fleet and then the services, by recorded PIDs only.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$repo"
@@ -9,23 +13,31 @@ cd "$repo"
 case ${1:-} in
   -h | --help)
     cat <<'TXT'
-Usage: npm start            bring the local stack up (idempotent) and print its status
-       npm run down         stop the processes the stack started (recorded PIDs only)
-       npm run services -- status
+Usage: npm start [-- fleet options]   the services, the contracts and a fleet of device workers
+       npm run down                    stop the fleet, then the services (recorded PIDs only)
+       npm run fleet -- --help         the fleet's commands: view, status, scenario, down
+
+Fleet options: --devices N (1..8, default 3), --no-demo, --apps a,b, --keep (Ctrl-C leaves the
+fleet running), --detach (never stay in the view). Without a terminal npm start detaches anyway.
+SHOAL_HEARTBEAT_TTL (seconds, default 30 here) is the contracts' heartbeat TTL.
 
 Ports: chain 8545, Kubo API 5401, MQTT 1883 (SHOAL_CHAIN_PORT, SHOAL_KUBO_API_PORT,
 SHOAL_MQTT_PORT override them). State lives in .shoal/; the Kubo binary is cached in ~/.cache/shoal.
 TXT
     exit 0
     ;;
-  "") ;;
-  *)
-    echo "unknown argument '$1'; see npm start -- --help" >&2
-    exit 2
+  down)
+    if [[ -x node_modules/.bin/ts-node ]]; then
+      node_modules/.bin/ts-node --transpile-only scripts/fleet/cli.ts down || true
+    fi
+    exec bash scripts/services.sh down
     ;;
 esac
 
 ensure_npm_packages
+fleet=(node_modules/.bin/ts-node --transpile-only scripts/fleet/cli.ts)
+# Refuse bad fleet options now, not after minutes of setup.
+"${fleet[@]}" up --check "$@"
 
 say "compiling contracts"
 npx hardhat compile --quiet
@@ -37,11 +49,15 @@ source "${SHOAL_HOME:-$repo/.shoal}/env"
 say "building local images"
 bash scripts/images/build.sh
 
-say "deploying contracts to the local chain"
-npx hardhat run scripts/deploy.ts --network localhost
+say "stopping a previous fleet, if any"
+"${fleet[@]}" down
 
-say "status"
+say "deploying contracts to the local chain"
+SHOAL_HEARTBEAT_TTL=${SHOAL_HEARTBEAT_TTL:-30} npx hardhat run scripts/deploy.ts --network localhost
+
+say "services"
 bash scripts/services.sh status
-echo
-echo "Contracts: deployments/localhost.json. Environment for clients: source .shoal/env"
-echo "Stop with: npm run down"
+echo "Contracts: deployments/localhost.json. Environment for clients: source .shoal/env" >&2
+
+say "fleet"
+exec "${fleet[@]}" up "$@"

@@ -1,0 +1,201 @@
+/**
+ * The fleet's access to the chain: the Hardhat tasks as child processes (the way a user runs them),
+ * ethers contracts for reads and for the keeper's expireDevice/finalizeExpired, and the well-known
+ * local keys.
+ */
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { HDNodeWallet, JsonRpcProvider, Mnemonic, NonceManager, type Signer } from "ethers";
+import {
+  AppRegistry__factory,
+  DeviceRegistry__factory,
+  PlacementRegistry__factory,
+  ShoalToken__factory,
+  type AppRegistry,
+  type DeviceRegistry,
+  type PlacementRegistry,
+  type ShoalToken,
+} from "../../typechain-types";
+import { FleetError } from "./processes";
+
+export const ROOT = path.resolve(__dirname, "../..");
+const HARDHAT = path.join(ROOT, "node_modules/.bin/hardhat");
+
+/** Hardhat's well-known development mnemonic: the local accounts and nothing else. */
+export const DEV_MNEMONIC = "test test test test test test test test test test test junk";
+
+export function devKey(index: number): string {
+  return HDNodeWallet.fromMnemonic(Mnemonic.fromPhrase(DEV_MNEMONIC), `m/44'/60'/0'/0/${index}`).privateKey;
+}
+
+export const PLACEMENT_STATES = [
+  "None",
+  "Claimed",
+  "Running",
+  "Released",
+  "Failed",
+  "Expired",
+  "Superseded",
+] as const;
+export type PlacementStateName = (typeof PLACEMENT_STATES)[number];
+export const LIVE_STATES: readonly PlacementStateName[] = ["Claimed", "Running"];
+
+export interface DeploymentRecord {
+  chainId: number;
+  network: string;
+  deployedAt?: string;
+  contracts: Record<
+    "ShoalToken" | "DeviceRegistry" | "AppRegistry" | "PlacementRegistry",
+    { address: string; blockNumber: number }
+  >;
+  parameters?: { heartbeatTtl?: number; minStake?: string };
+}
+
+export function readDeploymentRecord(file: string): DeploymentRecord {
+  let raw: string;
+  try {
+    raw = readFileSync(file, "utf8");
+  } catch {
+    throw new FleetError(
+      `${path.relative(process.cwd(), file) || file} is missing; deploy the contracts first ` +
+        "(npx hardhat run scripts/deploy.ts --network localhost, which npm start does)",
+    );
+  }
+  return JSON.parse(raw) as DeploymentRecord;
+}
+
+export interface Contracts {
+  provider: JsonRpcProvider;
+  token: ShoalToken;
+  devices: DeviceRegistry;
+  apps: AppRegistry;
+  placements: PlacementRegistry;
+  /** The same contracts bound to a signer of the given account index (nonces managed locally). */
+  as(account: number): {
+    signer: Signer;
+    token: ShoalToken;
+    devices: DeviceRegistry;
+    placements: PlacementRegistry;
+  };
+  close(): void;
+}
+
+export function connectContracts(rpcUrl: string, record: DeploymentRecord): Contracts {
+  // cacheTimeout -1: no stale reads while polling for a state change.
+  const provider = new JsonRpcProvider(rpcUrl, record.chainId, { staticNetwork: true, cacheTimeout: -1 });
+  const at = (name: keyof DeploymentRecord["contracts"]) => record.contracts[name].address;
+  const signers = new Map<number, Signer>();
+  return {
+    provider,
+    token: ShoalToken__factory.connect(at("ShoalToken"), provider),
+    devices: DeviceRegistry__factory.connect(at("DeviceRegistry"), provider),
+    apps: AppRegistry__factory.connect(at("AppRegistry"), provider),
+    placements: PlacementRegistry__factory.connect(at("PlacementRegistry"), provider),
+    as(account) {
+      let signer = signers.get(account);
+      if (signer === undefined) {
+        signer = new NonceManager(
+          HDNodeWallet.fromMnemonic(Mnemonic.fromPhrase(DEV_MNEMONIC), `m/44'/60'/0'/0/${account}`).connect(
+            provider,
+          ),
+        );
+        signers.set(account, signer);
+      }
+      return {
+        signer,
+        token: ShoalToken__factory.connect(at("ShoalToken"), signer),
+        devices: DeviceRegistry__factory.connect(at("DeviceRegistry"), signer),
+        placements: PlacementRegistry__factory.connect(at("PlacementRegistry"), signer),
+      };
+    },
+    close: () => provider.destroy(),
+  };
+}
+
+export interface TaskEnv {
+  rpcUrl: string;
+  kuboUrl: string;
+  /** Directory holding localhost.json (SHOAL_DEPLOYMENTS_DIR). */
+  deploymentsDir: string;
+}
+
+/**
+ * Runs `npx hardhat --network localhost <args>` and returns its stdout; a non-zero exit throws
+ * with the task's own error line.
+ */
+export function runTask(args: string[], env: TaskEnv): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(HARDHAT, ["--network", "localhost", ...args], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        SHOAL_RPC_URL: env.rpcUrl,
+        SHOAL_KUBO_URL: env.kuboUrl,
+        SHOAL_DEPLOYMENTS_DIR: env.deploymentsDir,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => (stdout += chunk));
+    child.stderr.on("data", (chunk) => (stderr += chunk));
+    child.once("error", reject);
+    child.once("close", (status) => {
+      if (status === 0) return resolve(stdout);
+      const lines = `${stderr}\n${stdout}`.trim().split("\n").filter(Boolean);
+      const reason = lines.find((l) => /error|revert|not allowed|give |missing/i.test(l)) ?? lines.at(-1);
+      reject(new FleetError(`hardhat ${args[0]} failed (exit ${status}): ${reason ?? "no output"}`));
+    });
+  });
+}
+
+export interface PlacementInfo {
+  placementId: bigint;
+  deploymentId: number;
+  deviceId: number;
+  version: number;
+  deploymentGeneration: number;
+  state: PlacementStateName;
+}
+
+/** Every placement of a deployment, oldest first, with its state as read now. */
+export async function placementsOfDeployment(c: Contracts, deploymentId: number): Promise<PlacementInfo[]> {
+  const out: PlacementInfo[] = [];
+  for (let offset = 0; ; offset += 50) {
+    const page = await c.placements.placementsOfDeployment(deploymentId, offset, 50);
+    for (const p of page) {
+      out.push({
+        placementId: p.placementId,
+        deploymentId: Number(p.deploymentId),
+        deviceId: Number(p.deviceId),
+        version: Number(p.version),
+        deploymentGeneration: Number(p.deploymentGeneration),
+        state: PLACEMENT_STATES[Number(p.state)],
+      });
+    }
+    if (page.length < 50) return out;
+  }
+}
+
+/** Live (Claimed or Running) placements of a deployment at its current generation. */
+export async function livePlacements(c: Contracts, deploymentId: number): Promise<PlacementInfo[]> {
+  return (await placementsOfDeployment(c, deploymentId)).filter((p) => LIVE_STATES.includes(p.state));
+}
+
+/** Placements of a device, newest first (at most `limit`). */
+export async function placementsOfDevice(
+  c: Contracts,
+  deviceId: number,
+  limit = 100,
+): Promise<PlacementInfo[]> {
+  const page = await c.placements.placementsOfDevice(deviceId, 0, limit);
+  return page.map((p) => ({
+    placementId: p.placementId,
+    deploymentId: Number(p.deploymentId),
+    deviceId: Number(p.deviceId),
+    version: Number(p.version),
+    deploymentGeneration: Number(p.deploymentGeneration),
+    state: PLACEMENT_STATES[Number(p.state)],
+  }));
+}

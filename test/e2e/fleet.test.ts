@@ -1,0 +1,387 @@
+// The whole system end to end: a fleet of three devices (small, medium, large), each a real
+// shoal-worker process with its own key, stake and data dir, on the test run's Hardhat node, Kubo and
+// Docker and a private Mosquitto. It runs the fleet's four scenarios (scale, kill, spike, roll) and
+// checks every outcome through three views that do not share code with the workers: the chain (the
+// auditor's placement:history task and the registries' logs), an MQTT subscriber of its own, and
+// Docker (inspect). Expected states and limits; no lost event, and no repeat beyond what at-least-once
+// bridging by every worker allows.
+import { expect } from "chai";
+import Docker from "dockerode";
+import { JsonRpcProvider } from "ethers";
+import mqtt from "mqtt";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { deployDemo, labelMatcher, startFleet, tail, type Fleet } from "../../scripts/fleet/fleet";
+import { livePlacements, connectContracts } from "../../scripts/fleet/chain";
+import {
+  scenarioKill,
+  scenarioRoll,
+  scenarioScale,
+  scenarioSpike,
+  type ScenarioContext,
+} from "../../scripts/fleet/scenarios";
+import { runHardhat, type CliResult } from "../shared/cli";
+import { freePort, PrivateBroker, waitFor } from "../shared/processes";
+import { requireChain, requireDocker, requireKubo, serviceUrls } from "../shared/services";
+
+const urls = serviceUrls();
+const ROOT = path.resolve(__dirname, "../..");
+const TTL_S = 20;
+const MiB = 1024 * 1024;
+
+interface HistoryRow {
+  event: string;
+  placementId: number;
+  deploymentId: number;
+  deviceId: number;
+  state: string;
+  reason: string;
+}
+
+interface Received {
+  topic: string;
+  payload: Record<string, unknown>;
+  raw: string;
+}
+
+function ok(result: CliResult): string {
+  expect(result.status, `${result.stdout}\n${result.stderr}`).to.equal(0);
+  return result.stdout;
+}
+
+/**
+ * Workers label containers (and name cgroups) with a device key of chain, registry and id, so fleets
+ * of different deployments share one Docker host. Workers before that used the bare id: against
+ * such containers this fleet takes ids above theirs, by enrolling placeholders first.
+ */
+function firstFreeDeviceId(docker: Docker): Promise<number> {
+  return docker.listContainers({ all: true, filters: { label: ["io.shoal.managed=true"] } }).then((cs) => {
+    const used = cs.map((c) => Number(c.Labels["io.shoal.device"])).filter(Number.isInteger);
+    for (const dir of ["/sys/fs/cgroup/cpu/shoal", "/sys/fs/cgroup/shoal"])
+      if (existsSync(dir))
+        for (const name of readdirSync(dir)) {
+          const m = /^device-(\d+)$/.exec(name);
+          if (m) used.push(Number(m[1]));
+        }
+    const recorded = path.join(ROOT, ".shoal/fleet/fleet.json");
+    if (existsSync(recorded))
+      for (const d of (JSON.parse(readFileSync(recorded, "utf8")) as Fleet["state"]).devices)
+        used.push(d.deviceId);
+    return Math.max(1, ...used.map((n) => n + 1));
+  });
+}
+
+describe("e2e: a three-device fleet through scale, kill, spike and roll", function () {
+  this.timeout(180_000);
+
+  const docker = new Docker({ socketPath: urls.dockerSocket });
+  const started = Date.now();
+  let dir: string;
+  let broker: PrivateBroker;
+  let fleet: Fleet;
+  let ctx: ScenarioContext;
+  let subscriber: mqtt.MqttClient;
+  let record: { chainId: number; contracts: Record<string, { address: string; blockNumber: number }> };
+  const received: Received[] = [];
+  const log: string[] = [];
+  const env = () => ({ SHOAL_DEPLOYMENTS_DIR: dir, SHOAL_KUBO_URL: urls.kuboUrl });
+
+  const history = async (...args: string[]): Promise<HistoryRow[]> =>
+    JSON.parse(ok(await runHardhat(["placement:history", "--json", ...args], env()))) as HistoryRow[];
+  /** The latest retained state of each placement as the MQTT subscriber saw it. */
+  const mqttPlacements = () => {
+    const states = new Map<string, Record<string, unknown>>();
+    for (const m of received)
+      if (/^shoal\/v1\/placements\/\d+\/state$/.test(m.topic))
+        states.set(String(m.payload.placementId), m.payload);
+    return states;
+  };
+  /** The fleet device a container belongs to, from its io.shoal.device label. */
+  const deviceOf = (label: string | undefined) => labelMatcher(fleet.state)(label);
+  /** Shoal containers with `label` on this fleet's devices (other fleets may reuse placement ids). */
+  const containersOf = async (label: string) => {
+    const all = await docker.listContainers({
+      all: true,
+      filters: { label: ["io.shoal.managed=true", label] },
+    });
+    return all.filter((c) => deviceOf(c.Labels["io.shoal.device"]) !== undefined);
+  };
+  const inspectLimits = async (id: string) => {
+    const host = (await docker.getContainer(id).inspect()).HostConfig;
+    return {
+      cpuMillicores: Math.round((host.CpuQuota! / host.CpuPeriod!) * 1000),
+      memoryMiB: host.Memory! / MiB,
+    };
+  };
+
+  before(async function () {
+    this.timeout(240_000);
+    await Promise.all([requireChain(urls), requireKubo(urls), requireDocker(urls)]);
+    dir = await mkdtemp(path.join(tmpdir(), "shoal-e2e-"));
+    broker = new PrivateBroker(await freePort(), dir);
+    await broker.start();
+    ok(await runHardhat(["run", "scripts/deploy.ts"], { ...env(), SHOAL_HEARTBEAT_TTL: String(TTL_S) }));
+    record = JSON.parse(await readFile(path.join(dir, "localhost.json"), "utf8"));
+
+    // Subscribed before any worker starts, so every bridged message is seen from the first one.
+    subscriber = await mqtt.connectAsync(broker.url, { clientId: `shoal-e2e-${process.pid}`, clean: true });
+    subscriber.on("message", (topic, payload) => {
+      if (payload.length === 0) return;
+      const raw = payload.toString("utf8");
+      received.push({ topic, payload: JSON.parse(raw) as Record<string, unknown>, raw });
+    });
+    await subscriber.subscribeAsync("shoal/v1/#", { qos: 1 });
+
+    fleet = await startFleet({
+      devices: 3,
+      rpcUrl: urls.rpcUrl,
+      kuboUrl: urls.kuboUrl,
+      mqttUrl: broker.url,
+      dockerSocket: urls.dockerSocket,
+      deploymentsFile: path.join(dir, "localhost.json"),
+      dataDir: path.join(dir, "fleet"),
+      firstDeviceId: await firstFreeDeviceId(docker),
+      logLevel: "debug",
+      onProgress: (line) => log.push(line),
+    });
+    ctx = { fleet, say: (line) => log.push(line) };
+    await deployDemo(fleet, ["demo-web"], ctx.say);
+    const c = connectContracts(urls.rpcUrl, record as Parameters<typeof connectContracts>[1]);
+    try {
+      await waitFor(
+        "demo-web's 2 replicas Running",
+        async () => {
+          const live = await livePlacements(c, fleet.state.demo["demo-web"]);
+          return live.length === 2 && live.every((p) => p.state === "Running");
+        },
+        90_000,
+        500,
+      );
+    } finally {
+      c.close();
+    }
+  });
+
+  afterEach(function () {
+    if (this.currentTest?.state !== "failed") return;
+    console.log(`--- fleet progress ---\n${log.slice(-30).join("\n")}`);
+    for (const d of fleet?.state.devices ?? [])
+      console.log(`--- device ${d.deviceId} ---\n${tail(d.logFile, 15)}`);
+  });
+
+  after(async function () {
+    this.timeout(120_000);
+    await fleet?.stop();
+    await subscriber?.endAsync();
+    await broker?.stop();
+    if (fleet) {
+      const left = await containersOf("io.shoal.managed=true");
+      expect(left, "containers left behind by the fleet").to.deep.equal([]);
+    }
+    await rm(dir, { recursive: true, force: true });
+    console.log(`      e2e fleet: ${Math.round((Date.now() - started) / 1000)} s in all`);
+  });
+
+  it("(a) scale: a third device claims on scale-up, replicas are released on scale-down and reclaimed", async function () {
+    const r = await scenarioScale(ctx);
+    const devices = fleet.state.devices.map((d) => d.deviceId);
+    expect(r.replicas).to.deep.equal({ original: 2, up: 3, down: 1 });
+    expect(r.claimedOnScaleUp).to.have.length(1);
+    expect(r.releasedOnScaleDown).to.have.length(2);
+    expect(r.claimedOnRestore).to.have.length(1);
+    expect(devices).to.include(r.claimedOnScaleUp[0].deviceId);
+
+    // chain: the auditor's timeline shows the claim and the ScaleDown releases.
+    const rows = await history("--deployment", String(r.deploymentId));
+    for (const released of r.releasedOnScaleDown) {
+      const row = rows.find(
+        (x) => String(x.placementId) === released.placementId && x.event === "PlacementReleased",
+      );
+      expect(row?.reason, `release of ${released.placementId}`).to.match(/^ScaleDown by /);
+    }
+    expect(
+      rows.some(
+        (x) => String(x.placementId) === r.claimedOnScaleUp[0].placementId && x.event === "PlacementClaimed",
+      ),
+    ).to.equal(true);
+    // MQTT: the retained states say the same.
+    await waitFor("MQTT to show the releases", async () =>
+      r.releasedOnScaleDown.every((x) => mqttPlacements().get(x.placementId)?.releaseReason === "ScaleDown"),
+    );
+    // Docker: released placements have no container; the restored one runs.
+    for (const x of r.releasedOnScaleDown)
+      expect(await containersOf(`io.shoal.placement=${x.placementId}`)).to.deep.equal([]);
+    const [restored] = await containersOf(`io.shoal.placement=${r.claimedOnRestore[0].placementId}`);
+    expect(restored.State).to.equal("running");
+  });
+
+  it("(b) kill -9 a worker: after the TTL it is expired and slashed, and the others reclaim its replicas", async function () {
+    const since = received.length;
+    const r = await scenarioKill(ctx);
+    expect(r.staleAfterS).to.be.at.most(TTL_S + 5);
+    // 10 % liveness slash, 20 % of it to the keeper.
+    expect(BigInt(r.slashed)).to.equal(BigInt(r.stakeBefore) / 10n);
+    expect(BigInt(r.bounty)).to.equal(BigInt(r.slashed) / 5n);
+    expect(BigInt(r.stakeAfter)).to.equal(BigInt(r.stakeBefore) - BigInt(r.slashed));
+    expect(r.reclaimed.length).to.equal(r.expiredPlacements.length);
+    for (const x of r.reclaimed) expect(x.deviceId).to.not.equal(r.deviceId);
+
+    // chain: the expired placements end Expired; the reclaims are claims by other devices.
+    const rows = await history();
+    for (const x of r.expiredPlacements) {
+      const last = rows.filter((row) => String(row.placementId) === x.placementId).at(-1);
+      expect(last?.state, `placement ${x.placementId}`).to.equal("Expired");
+    }
+    // MQTT: the broker announced the dead worker (Last Will), the bridge carried the slash, and the
+    // device's retained chain state has the new stake; then the restarted worker is online again.
+    const after = received.slice(since);
+    const status = after
+      .filter((m) => m.topic === `shoal/v1/devices/${r.deviceId}/status`)
+      .map((m) => `${m.payload.status}/${m.payload.reason}`);
+    expect(status).to.include("offline/connection-lost");
+    expect(status.at(-1)).to.equal("online/connected");
+    const slash = after.find((m) => m.topic.endsWith("/DeviceRegistry/DeviceSlashed"));
+    expect((slash?.payload.args as Record<string, unknown>)?.deviceId).to.equal(r.deviceId);
+    await waitFor("the device's retained stake on MQTT", async () =>
+      received.some(
+        (m) => m.topic === `shoal/v1/devices/${r.deviceId}/chain` && String(m.payload.stake) === r.stakeAfter,
+      ),
+    );
+    for (const x of r.expiredPlacements)
+      await waitFor(
+        `MQTT: placement ${x.placementId} Expired`,
+        async () => mqttPlacements().get(x.placementId)?.state === "Expired",
+      );
+    // Docker: the expired replicas' containers are gone (removed by the restarted worker), the
+    // reclaimed ones run on their new devices.
+    for (const x of r.expiredPlacements)
+      expect(await containersOf(`io.shoal.placement=${x.placementId}`)).to.deep.equal([]);
+    for (const x of r.reclaimed) {
+      const [c] = await containersOf(`io.shoal.placement=${x.placementId}`);
+      expect(c.State).to.equal("running");
+      expect(deviceOf(c.Labels["io.shoal.device"])).to.equal(x.deviceId);
+    }
+  });
+
+  it("(c) load spike: the resource manager raises the CPU limit during a burst and lowers it after", async function () {
+    this.timeout(240_000);
+    // Until the worker runs the resource manager (issue 6), nothing changes a container's limits:
+    // this step is then reported as pending with the reason, not passed. Once main.ts wires it,
+    // the step runs and a limit that does not move fails it.
+    if (!/from "\.\/resource-manager"/.test(readFileSync(path.join(ROOT, "workers/src/main.ts"), "utf8"))) {
+      console.log(
+        "      (c) NOT RUN: the worker does not run the resource manager yet (workers/src/main.ts, issue 6)",
+      );
+      this.skip();
+    }
+    const r = await scenarioSpike(ctx, { burstS: 25, idleS: 45 });
+    expect(r.peakMillicores).to.be.above(r.band.cpuMinMillicores);
+    expect(r.peakMillicores).to.be.at.most(Math.min(r.band.cpuMaxMillicores, r.deviceCpuMillicores));
+    expect(r.finalMillicores).to.be.below(r.peakMillicores);
+    expect(r.finalMillicores).to.be.at.least(r.band.cpuMinMillicores);
+    // MQTT: the manager published its decisions, up and then down.
+    const decisions = received
+      .filter(
+        (m) =>
+          m.topic === `shoal/v1/devices/${r.deviceId}/resources` && m.payload.placementId === r.placementId,
+      )
+      .map((m) => m.payload as { resource: string; from: number; to: number });
+    expect(decisions.some((d) => d.resource === "cpu" && d.to > d.from)).to.equal(true);
+    expect(decisions.some((d) => d.resource === "cpu" && d.to < d.from)).to.equal(true);
+  });
+
+  it("(d) roll: a new version is published and every replica replaced by one of it", async function () {
+    const r = await scenarioRoll(ctx);
+    expect(r.to).to.be.above(r.from);
+    expect(r.placements).to.have.length(2);
+    expect(r.page).to.include(r.semver);
+
+    const rows = await history("--deployment", String(r.deploymentId));
+    for (const old of r.replaced) {
+      const last = rows.filter((row) => String(row.placementId) === old.placementId).at(-1);
+      expect(["Superseded", "Released"], `placement ${old.placementId}`).to.include(last?.state);
+    }
+    await waitFor("MQTT: the deployment at the new version", async () =>
+      received.some(
+        (m) => m.topic === `shoal/v1/deployments/${r.deploymentId}/state` && m.payload.version === r.to,
+      ),
+    );
+    const containers = await containersOf(`io.shoal.deployment=${r.deploymentId}`);
+    expect(containers.map((c) => c.Labels["io.shoal.version"]).sort()).to.deep.equal([
+      String(r.to),
+      String(r.to),
+    ]);
+  });
+
+  it("the three views agree: placement:history, the MQTT retained states and Docker; no event lost", async function () {
+    const rows = await history();
+    const finalState = new Map<string, HistoryRow>();
+    for (const row of rows) finalState.set(String(row.placementId), row);
+    const fromMqtt = mqttPlacements();
+    const normal = (state: string) => (state === "Superseded" ? "Released" : state);
+    const bands = new Map<
+      string,
+      { cpuMinMillicores: number; cpuMaxMillicores: number; memoryMinMiB: number; memoryMaxMiB: number }
+    >();
+    for (const [id, p] of fromMqtt) bands.set(id, p.band as never);
+
+    await waitFor(
+      "MQTT's retained state of every placement to match the chain",
+      async () => {
+        const m = mqttPlacements();
+        return [...finalState].every(([id, row]) => normal(String(m.get(id)?.state)) === normal(row.state));
+      },
+      30_000,
+    );
+    for (const [id, row] of finalState) {
+      const cs = await containersOf(`io.shoal.placement=${id}`);
+      if (row.state === "Running") {
+        expect(cs, `containers of running placement ${id}`).to.have.length(1);
+        expect(cs[0].State).to.equal("running");
+        expect(deviceOf(cs[0].Labels["io.shoal.device"])).to.equal(row.deviceId);
+        const band = bands.get(id)!;
+        const limits = await inspectLimits(cs[0].Id);
+        expect(limits.cpuMillicores).to.be.within(band.cpuMinMillicores, band.cpuMaxMillicores);
+        expect(limits.memoryMiB).to.be.within(band.memoryMinMiB, band.memoryMaxMiB);
+      } else {
+        expect(cs, `containers of ${row.state} placement ${id}`).to.deep.equal([]);
+      }
+    }
+
+    // Every event of the three registries reached MQTT; none that the chain does not have.
+    const provider = new JsonRpcProvider(urls.rpcUrl, undefined, { staticNetwork: true });
+    const expected: string[] = [];
+    try {
+      for (const name of ["AppRegistry", "DeviceRegistry", "PlacementRegistry"]) {
+        const logs = await provider.getLogs({
+          address: record.contracts[name].address,
+          fromBlock: record.contracts[name].blockNumber,
+        });
+        for (const l of logs) expected.push(`${record.chainId}:${l.transactionHash}:${l.index}`);
+      }
+    } finally {
+      provider.destroy();
+    }
+    const events = () =>
+      received.filter(
+        (m) => m.topic.startsWith(`shoal/v1/chain/${record.chainId}/`) && !m.topic.endsWith("/reorg"),
+      );
+    await waitFor(
+      "every chain event on MQTT",
+      async () => new Set(events().map((m) => String(m.payload.id))).size >= expected.length,
+      30_000,
+    );
+    const byId = new Map<string, Received[]>();
+    for (const m of events()) byId.set(String(m.payload.id), [...(byId.get(String(m.payload.id)) ?? []), m]);
+    expect([...byId.keys()].sort()).to.deep.equal(expected.sort());
+    // Each of the 3 workers bridges every event (at least once, with one re-sent batch after the
+    // kill -9): an id may arrive up to 4 times, always with the same content.
+    for (const [id, copies] of byId) {
+      expect(copies.length, `copies of ${id}`).to.be.at.most(fleet.state.devices.length + 1);
+      const contents = new Set(copies.map((c) => JSON.stringify({ ...c.payload })));
+      expect(contents.size, `distinct payloads of ${id}`).to.equal(1);
+    }
+  });
+});
