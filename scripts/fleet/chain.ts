@@ -4,6 +4,7 @@
  * local keys.
  */
 import { spawn } from "node:child_process";
+import { PLACEMENT_STATES, type PlacementState } from "../../workers/src/domain/chain-enums";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { HDNodeWallet, JsonRpcProvider, Mnemonic, NonceManager, type Signer } from "ethers";
@@ -29,16 +30,8 @@ export function devKey(index: number): string {
   return HDNodeWallet.fromMnemonic(Mnemonic.fromPhrase(DEV_MNEMONIC), `m/44'/60'/0'/0/${index}`).privateKey;
 }
 
-export const PLACEMENT_STATES = [
-  "None",
-  "Claimed",
-  "Running",
-  "Released",
-  "Failed",
-  "Expired",
-  "Superseded",
-] as const;
-export type PlacementStateName = (typeof PLACEMENT_STATES)[number];
+export { PLACEMENT_STATES };
+export type PlacementStateName = PlacementState;
 export const LIVE_STATES: readonly PlacementStateName[] = ["Claimed", "Running"];
 
 export interface DeploymentRecord {
@@ -133,6 +126,8 @@ export function runTask(args: string[], env: TaskEnv): Promise<string> {
         SHOAL_RPC_URL: env.rpcUrl,
         SHOAL_KUBO_URL: env.kuboUrl,
         SHOAL_DEPLOYMENTS_DIR: env.deploymentsDir,
+        // picocolors colours Hardhat's errors whenever CI is set; keep the reasons plain.
+        NO_COLOR: "1",
       },
       stdio: ["ignore", "pipe", "pipe"],
     });

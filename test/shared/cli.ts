@@ -16,7 +16,8 @@ export function runHardhat(args: string[], env: NodeJS.ProcessEnv = {}): Promise
   return new Promise((resolve, reject) => {
     const child = spawn(HARDHAT, ["--network", "localhost", ...args], {
       cwd: ROOT,
-      env: { ...process.env, ...env },
+      // NO_COLOR: picocolors colours Hardhat's errors whenever CI is set, even without a terminal.
+      env: { ...process.env, NO_COLOR: "1", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";
