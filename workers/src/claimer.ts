@@ -98,6 +98,26 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
       : { superseded: mine };
   };
 
+  /**
+   * After a scale-down more replicas are live than asked for. Every device holding one computes
+   * the same answer from the chain alone: the newest live placements are the excess (they have run
+   * the shortest), and only their devices release them, so the count stops at the replicas asked
+   * for without a race.
+   */
+  const shed = async (d: DeploymentView, mine: string, signal?: AbortSignal) => {
+    const live = (await registry.placementsOfDeployment(d.deploymentId, { signal }))
+      .filter((p) => p.state === "Claimed" || p.state === "Running")
+      .map((p) => BigInt(p.placementId))
+      .sort((a, b) => (a < b ? 1 : a > b ? -1 : 0));
+    const excess = live.slice(0, Math.max(0, live.length - d.replicas));
+    if (!excess.includes(BigInt(mine))) return;
+    const { hash } = await registry.release(mine, { signal });
+    logger.info(
+      { deploymentId: d.deploymentId, placementId: mine, tx: hash },
+      "released a replica after a scale-down",
+    );
+  };
+
   /** A superseded placement this device could not replace: free the device and the replica. */
   const releaseSuperseded = async (placementId: string | undefined, signal?: AbortSignal) => {
     if (placementId === undefined) return;
@@ -116,8 +136,13 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
       if (device.status !== "Active") return outcomes;
 
       const candidates: { deployment: DeploymentView; delayMs: number; score: number }[] = [];
+      const excess: { deployment: DeploymentView; mine: string }[] = [];
       for (const deployment of await registry.deployments({ signal })) {
         const { skip, superseded } = await wants(deployment, signal);
+        if (skip === "already placed here" && deployment.liveReplicas > deployment.replicas) {
+          const mine = await registry.activePlacementOf(deployment.deploymentId, { signal });
+          if (mine !== undefined) excess.push({ deployment, mine });
+        }
         if (skip) {
           await releaseSuperseded(superseded, signal);
           continue;
@@ -196,6 +221,7 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
           throw error;
         }
       }
+      for (const { deployment, mine } of excess) await shed(deployment, mine, signal);
       return outcomes;
     },
   };

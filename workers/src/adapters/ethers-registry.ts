@@ -19,6 +19,7 @@ import {
   PLACEMENT_STATES,
   type Band,
   type FailureCode,
+  type PlacementView,
   type Registry,
   type TxResult,
 } from "../ports/registry";
@@ -211,16 +212,18 @@ export function createEthersRegistry({
       }),
 
     placementsOfDevice: (offset, limit, options) =>
-      read(`reading placements of device ${deviceId}`, async () => {
-        const page = await placements.placementsOfDevice(deviceId, offset, limit, overrides(options));
-        return page.map((p) => ({
-          placementId: p.placementId.toString(),
-          deploymentId: Number(p.deploymentId),
-          deviceId: Number(p.deviceId),
-          appId: Number(p.appId),
-          version: Number(p.version),
-          state: PLACEMENT_STATES[Number(p.state)],
-        }));
+      read(`reading placements of device ${deviceId}`, async () =>
+        (await placements.placementsOfDevice(deviceId, offset, limit, overrides(options))).map(placementView),
+      ),
+
+    placementsOfDeployment: (deploymentId, options) =>
+      read(`reading placements of deployment ${deploymentId}`, async () => {
+        const all: PlacementView[] = [];
+        for (let offset = 0; ; offset += 100) {
+          const page = await placements.placementsOfDeployment(deploymentId, offset, 100, overrides(options));
+          all.push(...page.map(placementView));
+          if (page.length < 100) return all;
+        }
       }),
 
     placementState: (placementId, options) =>
@@ -284,6 +287,24 @@ export function createEthersRegistry({
       txResult(
         await send(`releasing placement ${placementId}`, () => placements.release(BigInt(placementId))),
       ),
+  };
+}
+
+function placementView(p: {
+  placementId: bigint;
+  deploymentId: bigint;
+  deviceId: bigint;
+  appId: bigint;
+  version: bigint;
+  state: bigint;
+}): PlacementView {
+  return {
+    placementId: p.placementId.toString(),
+    deploymentId: Number(p.deploymentId),
+    deviceId: Number(p.deviceId),
+    appId: Number(p.appId),
+    version: Number(p.version),
+    state: PLACEMENT_STATES[Number(p.state)],
   };
 }
 

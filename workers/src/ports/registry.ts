@@ -94,6 +94,8 @@ export interface Registry {
   /** This device's placements in claim order (append-only), a page at a time. */
   placementsOfDevice(offset: number, limit: number, options?: ReadOptions): Promise<PlacementView[]>;
   placementState(placementId: string, options?: ReadOptions): Promise<PlacementState>;
+  /** Every placement of a deployment, oldest first (its history included). */
+  placementsOfDeployment(deploymentId: number, options?: ReadOptions): Promise<PlacementView[]>;
   version(appId: number, version: number, platform: string, options?: ReadOptions): Promise<VersionView>;
   heartbeat(options?: { signal?: AbortSignal }): Promise<TxResult>;
   claim(
