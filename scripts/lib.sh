@@ -1,7 +1,7 @@
 # Shared by scripts/main.sh and scripts/test.sh: repo root, logging, and npm packages on demand.
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-say() { printf '\n== %s\n' "$*" >&2; }
+say() { printf '\n== [%ss] %s\n' "$SECONDS" "$*" >&2; }
 
 # npm ci when node_modules is missing or older than package-lock.json.
 ensure_npm_packages() {

@@ -45,3 +45,4 @@ shopt -s globstar nullglob
 files=("$@")
 ((${#files[@]})) || files=(test/**/*.test.ts)
 npx hardhat test --no-compile "${files[@]}"
+say "done"
