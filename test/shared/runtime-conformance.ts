@@ -14,6 +14,7 @@ import {
 } from "../../workers/src/domain/manifest";
 import type { PublishedManifest } from "../../workers/src/domain/manifest";
 import { ShoalError } from "../../workers/src/errors";
+import { waitFor } from "./processes";
 import type { ActualContainer, Runtime } from "../../workers/src/ports/runtime";
 
 export interface RuntimeFixture {
@@ -37,28 +38,14 @@ export function demoWebManifest(imageCid = FAKE_CID): PublishedManifest {
   return validateCanonicalManifest(canonicalManifestBytes(parseManifest(yaml), { "linux/amd64": imageCid }));
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Polls `probe` until it returns a value or `timeoutMs` passes. */
-export async function eventually<T>(
+/** Polls `probe` until it returns a value or `timeoutMs` passes (waitFor, probe first). */
+export function eventually<T>(
   probe: () => Promise<T | undefined>,
   timeoutMs: number,
   what: string,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    await sleep(100);
-  }
-  throw new Error(
-    `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`,
-  );
+  return waitFor(what, probe, timeoutMs, 100);
 }
 
 /** The demo-web page served by a container's published port, once it answers. */

@@ -2,6 +2,7 @@ import { expect } from "chai";
 import { execFile } from "child_process";
 import Docker from "dockerode";
 import { join } from "path";
+import { eventually } from "../../shared/runtime-conformance";
 import { promisify } from "util";
 
 /**
@@ -85,28 +86,6 @@ function parseLines(stdout: string): StatsLine[] {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `probe` until it returns a value or the deadline passes; returns the last error otherwise. */
-async function eventually<T>(
-  probe: () => Promise<T | undefined>,
-  timeoutMs: number,
-  what: string,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    await sleep(100);
-  }
-  throw new Error(
-    `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`,
-  );
-}
 
 describe("demo images (local Docker Engine)", function () {
   this.timeout(180_000);
