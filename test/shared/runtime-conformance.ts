@@ -38,7 +38,6 @@ export function demoWebManifest(imageCid = FAKE_CID): PublishedManifest {
   return validateCanonicalManifest(canonicalManifestBytes(parseManifest(yaml), { "linux/amd64": imageCid }));
 }
 
-
 /** Polls `probe` until it returns a value or `timeoutMs` passes (waitFor, probe first). */
 export function eventually<T>(
   probe: () => Promise<T | undefined>,
