@@ -170,12 +170,8 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
       for (const { deployment, delayMs, score: s } of candidates) {
         await sleep(Math.max(0, delayMs - (Date.now() - started)), signal);
         // Someone may have filled it while we waited, and our own earlier claims used capacity.
-        const fresh = (await registry.deployments({ signal })).find(
-          (d) => d.deploymentId === deployment.deploymentId,
-        );
-        const { skip, superseded } = fresh
-          ? await wants(fresh, signal)
-          : { skip: "gone", superseded: undefined };
+        const fresh = await registry.deployment(deployment.deploymentId, { signal });
+        const { skip, superseded } = await wants(fresh, signal);
         if (skip) {
           await releaseSuperseded(superseded, signal);
           record({ deploymentId: deployment.deploymentId, result: "lost", reason: skip, delayMs, score: s });

@@ -18,6 +18,7 @@ import {
   FAILURE_CODES,
   PLACEMENT_STATES,
   type Band,
+  type DeploymentView,
   type FailureCode,
   type PlacementView,
   type Registry,
@@ -138,6 +139,25 @@ export function createEthersRegistry({
   const overrides = (o?: { blockTag?: number }) =>
     o?.blockTag === undefined ? {} : { blockTag: o.blockTag };
 
+  const readDeployment = async (id: number, options?: { blockTag?: number }): Promise<DeploymentView> => {
+    const [s, usage] = await Promise.all([
+      apps.deploymentSummary(id, overrides(options)),
+      placements.deploymentUsage(id, overrides(options)),
+    ]);
+    // Usage counts live replicas of the generation it last saw; after a roll nothing of the new
+    // generation is live until the first claim syncs it.
+    const live = Number(usage.generation) === Number(s.generation) ? Number(usage.liveReplicas) : 0;
+    return {
+      deploymentId: id,
+      appId: Number(s.appId),
+      version: Number(s.version),
+      generation: Number(s.generation),
+      replicas: Number(s.replicas),
+      liveReplicas: live,
+      active: s.active,
+    };
+  };
+
   return {
     deviceId,
 
@@ -168,28 +188,11 @@ export function createEthersRegistry({
     deployments: (options) =>
       read("reading deployments", async () => {
         const count = Number(await apps.deploymentCount(overrides(options)));
-        return Promise.all(
-          Array.from({ length: count }, async (_, i) => {
-            const id = i + 1;
-            const [s, usage] = await Promise.all([
-              apps.deploymentSummary(id, overrides(options)),
-              placements.deploymentUsage(id, overrides(options)),
-            ]);
-            // Usage counts live replicas of the generation it last saw; after a roll nothing of
-            // the new generation is live until the first claim syncs it.
-            const live = Number(usage.generation) === Number(s.generation) ? Number(usage.liveReplicas) : 0;
-            return {
-              deploymentId: id,
-              appId: Number(s.appId),
-              version: Number(s.version),
-              generation: Number(s.generation),
-              replicas: Number(s.replicas),
-              liveReplicas: live,
-              active: s.active,
-            };
-          }),
-        );
+        return Promise.all(Array.from({ length: count }, (_, i) => readDeployment(i + 1, options)));
       }),
+
+    deployment: (deploymentId, options) =>
+      read(`reading deployment ${deploymentId}`, () => readDeployment(deploymentId, options)),
 
     replicaTerms: (deploymentId, platform, options) =>
       read(`reading the terms of deployment ${deploymentId}`, async () => {

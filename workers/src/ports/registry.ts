@@ -88,6 +88,7 @@ export interface Registry {
   device(options?: ReadOptions): Promise<DeviceView>;
   /** Every deployment, active or not (ids 1..count). */
   deployments(options?: ReadOptions): Promise<DeploymentView[]>;
+  deployment(deploymentId: number, options?: ReadOptions): Promise<DeploymentView>;
   replicaTerms(deploymentId: number, platform: string, options?: ReadOptions): Promise<ReplicaTerms>;
   /** This device's live placement of a deployment, if any. */
   activePlacementOf(deploymentId: number, options?: ReadOptions): Promise<string | undefined>;
