@@ -3,22 +3,28 @@
  * containers under a real per-device cgroup, all in one run.
  *
  *   npx ts-node bench/resource-manager.ts
- *   (SHOAL_BENCH_BURST_PERIOD_S, SHOAL_BENCH_WINDOW_S, SHOAL_BENCH_ROUNDS, SHOAL_BENCH_WEB_S change the durations)
+ *   (SHOAL_BENCH_BURST_PERIOD_S, SHOAL_BENCH_WINDOW_S, SHOAL_BENCH_ROUNDS, SHOAL_BENCH_WEB_S change the durations;
+ *   SHOAL_BENCH_TRACE=<file> writes every tick report of the burst runs there, as JSON;
+ *   SHOAL_BENCH_OUT=<file> writes the results there instead of bench/results/resource-manager.md)
+ *   The host may be shared: run it under `flock /tmp/shoal-bench.lock` so benchmarks never overlap.
  *
  * 1. Throughput: a device capped at 1 CPU runs two shoal/demo-loadgen containers with phase-shifted
  *    CPU bursts (1000m for half of each period, 50m otherwise, +48 MiB during a burst; B starts
  *    half a period after A). The work done (loadgen iterations) in a common window is compared for
- *    three modes, one after the other: the dynamic manager (containers start at the band's min),
- *    static equal limits (500m each), and no per-container limits (each container's quota = the
- *    device's 1000m; cgroup v1 refuses a child quota above its parent's, and above it would change
- *    nothing). The device's measured CPU and every OOM kill are recorded in each mode.
- * 2. Reaction time: in the dynamic mode, every burst start is a load step (50m -> 1000m); the time
+ *    four modes, one after the other: the dynamic manager with its defaults (containers start at
+ *    the band's min), the same without its fast path (fastPeriodMs 0: one decision per period, the
+ *    manager before the fast path), static equal limits (500m each), and no per-container limits
+ *    (each container's quota = the device's 1000m; cgroup v1 refuses a child quota above its
+ *    parent's, and above it would change nothing). The device's measured CPU and every OOM kill are
+ *    recorded in each mode.
+ * 2. Reaction time: in the managed modes, every burst start is a load step (50m -> 1000m); the time
  *    from the step to the first raise of the limit and to the limit reaching its reachable demand.
  * 3. Latency under a noisy neighbour: shoal/demo-web next to a 2-thread loadgen bursting 2000m on a
  *    1-CPU device; HTTP GET latency (new connection each, 20 requests/s) with the manager vs with
  *    no per-container limits.
  * 4. The manager's own cost: its process CPU (minus the same bench process in the static mode),
- *    the tick duration, and dockerd's CPU (docker update + list/inspect), vs the static mode.
+ *    the duration of its period and fast ticks, and dockerd's CPU (docker update + list/inspect),
+ *    vs the static mode.
  *
  * Writes bench/results/resource-manager.md. Needs root, Docker and the demo images
  * (scripts/images/build.sh); removes every container and cgroup it creates.
@@ -35,7 +41,11 @@ import { hostUsageBetween, readHostCounters } from "../workers/src/adapters/host
 import { ensureDeviceCgroup, removeDeviceCgroup } from "../workers/src/adapters/device-cgroup";
 import { createDockerRuntime } from "../workers/src/adapters/docker-runtime";
 import { containerSpec, type ContainerSpec } from "../workers/src/domain/container-spec";
-import { DEFAULT_CONTROLLER_PARAMS, type CgroupCounters } from "../workers/src/domain/controller";
+import {
+  DEFAULT_CONTROLLER_PARAMS,
+  type CgroupCounters,
+  type ControllerParams,
+} from "../workers/src/domain/controller";
 import { parseManifest, toPublishedManifest, type PublishedManifest } from "../workers/src/domain/manifest";
 import { createResourceManager, type TickReport } from "../workers/src/resource-manager";
 
@@ -147,9 +157,13 @@ async function removeBenchContainers(): Promise<void> {
   await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true })));
 }
 
-type Mode = "dynamic" | "dynamic-500ms" | "static" | "unconstrained";
-const MODES: readonly Mode[] = ["dynamic", "dynamic-500ms", "static", "unconstrained"];
-const MANAGER_PERIOD_MS: Partial<Record<Mode, number>> = { dynamic: PERIOD_MS, "dynamic-500ms": 500 };
+type Mode = "dynamic" | "dynamic-no-fast" | "static" | "unconstrained";
+const MODES: readonly Mode[] = ["dynamic", "dynamic-no-fast", "static", "unconstrained"];
+/** Controller parameters of the managed modes (defaults otherwise). */
+const MANAGER_PARAMS: Partial<Record<Mode, Partial<ControllerParams>>> = {
+  dynamic: {},
+  "dynamic-no-fast": { fastPeriodMs: 0 },
+};
 
 interface BurstResult {
   mode: Mode;
@@ -173,7 +187,7 @@ async function startManager(
   deviceId: string,
   cgroupParent: string,
   specs: Map<string, ContainerSpec>,
-  periodMs: number = PERIOD_MS,
+  params: Partial<ControllerParams> = {},
 ) {
   const reports: TickReport[] = [];
   const manager = createResourceManager({
@@ -185,7 +199,7 @@ async function startManager(
     evict: async (placementId) => {
       throw new Error(`the bench does not expect an eviction (placement ${placementId})`);
     },
-    params: { periodMs },
+    params,
     logger,
     onTick: (r) => reports.push(r),
   });
@@ -230,9 +244,9 @@ async function burstScenario(mode: Mode): Promise<BurstResult> {
       mode === "static" ? 500 : mode === "unconstrained" ? CAPACITY.cpuMillicores : spec.limits.cpuMillicores;
     specs.set(placementId, { ...spec, limits: { ...spec.limits, cpuMillicores: cpu } });
   }
-  const periodMs = MANAGER_PERIOD_MS[mode];
+  const params = MANAGER_PARAMS[mode];
   const manager =
-    periodMs === undefined ? undefined : await startManager(deviceId, cgroupParent, specs, periodMs);
+    params === undefined ? undefined : await startManager(deviceId, cgroupParent, specs, params);
   const sampler = deviceSampler(cgroupParent);
   const ids: string[] = [];
   ids.push((await runtime.ensureRunning(specs.get("1")!)).container.id);
@@ -315,14 +329,20 @@ function merge(results: BurstResult[]): BurstResult {
   };
 }
 
-/** Reaction to each burst start of the dynamic run, in ms: to the first raise, and to the limit reaching `reach`. */
+/**
+ * Reaction to each burst start of a managed run, in ms: to the first raise, and to the limit
+ * reaching `reach`; both to the end of the tick that applied the change (its docker update done).
+ */
 function reactions(result: BurstResult, reach: number): { firstRaiseMs: number[]; coveredMs: number[] } {
   const firstRaiseMs: number[] = [];
   const coveredMs: number[] = [];
   for (const { steps, ids, reports } of result.rounds) {
     for (const step of steps) {
       for (const id of ids) {
-        const series = reports.map((r) => ({ at: Date.parse(r.at), cpu: r.limits[id]?.cpuMillicores }));
+        const series = reports.map((r) => ({
+          at: Date.parse(r.at) + r.durationMs,
+          cpu: r.limits[id]?.cpuMillicores,
+        }));
         const before = series.filter((s) => s.at < step && s.cpu !== undefined).at(-1);
         // Only the container whose burst starts at `step` (its limit was low before it).
         if (before === undefined || before.cpu === undefined || before.cpu >= reach) continue;
@@ -441,9 +461,10 @@ async function main(): Promise<void> {
   }
   const startedAt = new Date();
   const t0 = performance.now();
+  const loadAtStart = os.loadavg();
   const runs: Record<Mode, BurstResult[]> = {
     dynamic: [],
-    "dynamic-500ms": [],
+    "dynamic-no-fast": [],
     static: [],
     unconstrained: [],
   };
@@ -460,9 +481,14 @@ async function main(): Promise<void> {
     webs.push(await webScenario(mode));
   }
   const totalS = (performance.now() - t0) / 1000;
+  const loadAtEnd = os.loadavg();
 
   const total = (m: Mode) => bursts[m].iterations.reduce((a, b) => a + b, 0);
-  const managed = ["dynamic", "dynamic-500ms"] as const;
+  const managed = ["dynamic", "dynamic-no-fast"] as const;
+  if (process.env.SHOAL_BENCH_TRACE) {
+    const trace = Object.fromEntries(managed.map((m) => [m, runs[m].map((r) => r.rounds[0])]));
+    writeFileSync(process.env.SHOAL_BENCH_TRACE, JSON.stringify(trace));
+  }
   const bandMin = 100;
   const reach = CAPACITY.cpuMillicores - bandMin; // the other container keeps its band's min
   const capExceeded = MODES.some((m) => bursts[m].deviceCpuMax > CAPACITY.cpuMillicores * 1.05);
@@ -471,8 +497,8 @@ async function main(): Promise<void> {
   const web = (m: string) => webs.find((w) => w.mode === m)!;
   const verdict = (ok: boolean) => (ok ? "met" : "**NOT met**");
   const limitOf: Record<Mode, string> = {
-    dynamic: "manager, 1 s period (default); starts at 100m",
-    "dynamic-500ms": "manager, 500 ms period; starts at 100m",
+    dynamic: `manager, defaults (period ${PERIOD_MS} ms, fast path ${DEFAULT_CONTROLLER_PARAMS.fastPeriodMs} ms); starts at 100m`,
+    "dynamic-no-fast": `manager, fast path off (period ${PERIOD_MS} ms only); starts at 100m`,
     static: "500m each",
     unconstrained: "none below the device (1000m each)",
   };
@@ -497,7 +523,7 @@ async function main(): Promise<void> {
     .join("\n");
   const reactionRows = managed
     .flatMap((m) => {
-      const period = MANAGER_PERIOD_MS[m] as number;
+      const period = PERIOD_MS;
       const react = reactions(bursts[m], reach * 0.9);
       const row = (what: string, ms: number[]) =>
         ms.length === 0
@@ -510,17 +536,26 @@ async function main(): Promise<void> {
     .map((m) => {
       const covered = reactions(bursts[m], reach * 0.9).coveredMs;
       const worst = covered.length === 0 ? Number.POSITIVE_INFINITY : Math.max(...covered);
-      return `${m}: ${verdict(worst <= 2 * (MANAGER_PERIOD_MS[m] as number))}`;
+      return `${m}: ${verdict(worst <= 2 * PERIOD_MS)}`;
     })
     .join("; ");
   const costLines = managed
     .map((m) => {
       const b = bursts[m];
-      const ticks = b.reports.map((r) => r.durationMs);
+      const stats = (kind: TickReport["kind"], what: string) => {
+        const of = b.reports.filter((r) => r.kind === kind);
+        if (of.length === 0) return `no ${kind} ticks`;
+        const ms = of.map((r) => r.durationMs);
+        const applied = of.filter((r) => r.changes.length > 0).length;
+        return (
+          `${kind} ticks (${what}) mean ${f2(ms.reduce((x, y) => x + y, 0) / ms.length)} ms, ` +
+          `p95 ${f2(percentile(ms, 95))} ms, max ${f2(Math.max(...ms))} ms over ${ms.length} ticks, ${applied} with a docker update`
+        );
+      };
       const managerCpuMs = b.processCpuMs - bursts.static.processCpuMs;
       return (
-        `- ${m}: tick (scrape 2 containers + device + host, decide, docker update when needed) mean ${f2(ticks.reduce((x, y) => x + y, 0) / ticks.length)} ms, ` +
-        `p95 ${f2(percentile(ticks, 95))} ms, max ${f2(Math.max(...ticks))} ms over ${ticks.length} ticks; ` +
+        `- ${m}: ${stats("period", "scrape 2 containers + device + host, decide, apply")}; ` +
+        `${stats("fast", "read 2 containers' CPU counters, decideFast, apply")}; ` +
         `bench process CPU over the window ${f0(b.processCpuMs)} ms vs ${f0(bursts.static.processCpuMs)} ms in the static run, ` +
         `so the manager costs **${f1(managerCpuMs / b.windowS)}m** (millicores); ` +
         `dockerd ${f0(b.dockerdCpuMs)} ms vs ${f0(bursts.static.dockerdCpuMs)} ms (${f1((b.dockerdCpuMs - bursts.static.dockerdCpuMs) / b.windowS)}m for docker update and the 5-s list/inspect)`
@@ -530,12 +565,13 @@ async function main(): Promise<void> {
 
   const md = `# Resource manager: dynamic vs static vs no per-container limits
 
-Command: \`npx ts-node bench/resource-manager.ts\` (defaults: burst period ${BURST_PERIOD_S} s, window ${WINDOW_S} s x ${ROUNDS} rounds, web ${WEB_S} s)
+Command: \`flock /tmp/shoal-bench.lock npx ts-node bench/resource-manager.ts\` (the host is shared: the lock keeps benchmarks from overlapping; burst period ${BURST_PERIOD_S} s, window ${WINDOW_S} s x ${ROUNDS} rounds, web ${WEB_S} s)
 
 - Date: ${startedAt.toISOString()} (whole run ${f0(totalS)} s)
 - Machine: ${cpus.length} x ${cpus[0]?.model ?? "?"}, ${f0(os.totalmem() / 1024 ** 3)} GiB RAM, ${os.type()} ${os.release()}, cgroup v1 (cgroupfs)
 - Node.js ${process.version}; Docker Engine at /var/run/docker.sock
-- Controller: default parameters (cpuUpFactor ${DEFAULT_CONTROLLER_PARAMS.cpuUpFactor}, cpuThrottledRatioUp ${DEFAULT_CONTROLLER_PARAMS.cpuThrottledRatioUp}, cpuDownPeriods ${DEFAULT_CONTROLLER_PARAMS.cpuDownPeriods}, see docs/resource-manager.md), period 1 s (default) and, as a variant, 500 ms
+- Load average (1, 5, 15 min) of the host, shared with other work: ${loadAtStart.map(f2).join(", ")} at the start, ${loadAtEnd.map(f2).join(", ")} at the end
+- Controller: default parameters (period ${PERIOD_MS} ms, fastPeriodMs ${DEFAULT_CONTROLLER_PARAMS.fastPeriodMs}, cpuRecentWindowMs ${DEFAULT_CONTROLLER_PARAMS.cpuRecentWindowMs}, cpuUpFactor ${DEFAULT_CONTROLLER_PARAMS.cpuUpFactor}, cpuThrottledRatioUp ${DEFAULT_CONTROLLER_PARAMS.cpuThrottledRatioUp}, cpuDownPeriods ${DEFAULT_CONTROLLER_PARAMS.cpuDownPeriods}, see docs/resource-manager.md) and, as a variant, the same with the fast path off (fastPeriodMs 0)
 
 ## 1. Work done by two phase-shifted bursty containers on a 1-CPU device
 
@@ -555,10 +591,10 @@ ${MODES.map((m) => {
 
 ${ratioLines}
 
-Per round (dynamic / static, dynamic / unconstrained; dynamic-500ms / static, dynamic-500ms / unconstrained):
+Per round (dynamic / static, dynamic / unconstrained; dynamic-no-fast / static, dynamic-no-fast / unconstrained):
 ${Array.from({ length: ROUNDS }, (_, i) => {
   const t = (m: Mode) => runs[m][i].iterations.reduce((a, b) => a + b, 0);
-  return `round ${i + 1}: ${f2(t("dynamic") / t("static"))}, ${f2(t("dynamic") / t("unconstrained"))}; ${f2(t("dynamic-500ms") / t("static"))}, ${f2(t("dynamic-500ms") / t("unconstrained"))}`;
+  return `round ${i + 1}: ${f2(t("dynamic") / t("static"))}, ${f2(t("dynamic") / t("unconstrained"))}; ${f2(t("dynamic-no-fast") / t("static"))}, ${f2(t("dynamic-no-fast") / t("unconstrained"))}`;
 }).join("; ")}
 - OOM kills: ${ooms} (target 0); device CPU above its cap (+5 % measurement slack) in any mode: ${capExceeded ? "YES" : "no"}
 ${decisionLines}
@@ -567,7 +603,8 @@ ${decisionLines}
 
 A burst start takes a container from 50m to 1000m while its limit sits at the band's min (100m).
 Reachable demand: ${reach}m (the other container keeps its min); "covered" = limit >= ${f0(reach * 0.9)}m.
-Times are from the step (loadgen clock) to the control period whose decision was applied.
+Times are from the step (loadgen clock) to the end of the tick (period or fast) that applied the
+change, its \`docker update\` done; in control periods of ${PERIOD_MS} ms.
 
 | run | | steps | median | max | in control periods (median / max) |
 |---|---|---|---|---|---|
@@ -579,7 +616,7 @@ Target <= 2 control periods to cover the demand (worst case): ${reactionVerdict}
 
 \`shoal/demo-web\` (busybox httpd, band 50m-500m) next to a 2-thread loadgen bursting 2000m for 5 s of
 every 10 s. ${WEB_S * 20} sequential GETs at 20/s, a new connection each, from the host over 127.0.0.1.
-"manager" = default parameters (1 s); "no limits" = each container's quota is the device's 1000m.
+"manager" = default parameters (fast path on); "no limits" = each container's quota is the device's 1000m.
 
 | mode | requests | errors | p50 ms | p95 ms | p99 ms | max ms |
 |---|---|---|---|---|---|---|
@@ -591,7 +628,7 @@ p95 with the manager / without limits: ${f2(web("manager").p95 / web("no limits"
 
 ${costLines}
 `;
-  const out = path.join(ROOT, "bench/results/resource-manager.md");
+  const out = process.env.SHOAL_BENCH_OUT ?? path.join(ROOT, "bench/results/resource-manager.md");
   mkdirSync(path.dirname(out), { recursive: true });
   writeFileSync(out, md);
   console.log(md);

@@ -37,9 +37,11 @@ export interface WorkerConfig {
   bridge: { enabled: boolean };
   /**
    * The resource manager: caps the device's containers at its enrolled capacity (a per-device
-   * cgroup) and resizes each container within its band every `periodMs`.
+   * cgroup) and resizes each container within its band every `periodMs`; between two periods its
+   * fast path reads the CPU counters every `fastPeriodMs` and raises a throttled container at once
+   * (0, or not below periodMs, turns it off). See docs/resource-manager.md.
    */
-  resources: { enabled: boolean; periodMs: number };
+  resources: { enabled: boolean; periodMs: number; fastPeriodMs: number };
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
 }
 
@@ -62,7 +64,7 @@ const DEFAULTS: Omit<WorkerConfig, "operatorKey" | "deviceId"> = {
   metricsHost: "127.0.0.1",
   claim: { enabled: true, maxDelayMs: 2000, jitterMs: 250 },
   bridge: { enabled: true },
-  resources: { enabled: true, periodMs: 1000 },
+  resources: { enabled: true, periodMs: 1000, fastPeriodMs: 100 },
   logLevel: "info",
 };
 
@@ -225,6 +227,7 @@ export function loadConfig(
     resources: {
       enabled: flag("resources.enabled", resources.enabled),
       periodMs: integer("resources.periodMs", resources.periodMs, 100, 60_000),
+      fastPeriodMs: integer("resources.fastPeriodMs", resources.fastPeriodMs, 0, 60_000),
     },
     logLevel: logLevel as WorkerConfig["logLevel"],
   };

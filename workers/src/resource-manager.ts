@@ -5,6 +5,12 @@
  * publishes every decision on `<root>/devices/<deviceId>/resources` (and a metrics summary on
  * `<root>/devices/<deviceId>/metrics`).
  *
+ * Between two periods, the fast path (`fastTick`, every fastPeriodMs, default 100 ms) reads only
+ * the CPU counters of the containers (microseconds per file) and asks `decideFast` whether one is
+ * throttled now; if so it is raised at once, taking idle slack from the others, instead of waiting
+ * for the next period. Both paths run in one loop, one at a time, and share the controller's state
+ * and decision sequence.
+ *
  * Like the reconciler, a tick that fails part-way aborts and the next tick retries: the controller
  * works from the limits that were actually applied, so a failed `docker update` is simply asked
  * for again.
@@ -17,19 +23,24 @@ import type { ResourceLimits } from "./domain/container-spec";
 import {
   DEFAULT_CONTROLLER_PARAMS,
   decide,
+  decideFast,
   decisionRecordJson,
   initialControllerState,
+  recentCpu,
   usageBetween,
 } from "./domain/controller";
 import type {
   CgroupCounters,
   ContainerUsage,
   ControlledContainer,
+  ControlOutput,
   ControllerParams,
   ControllerState,
+  CpuCounters,
   DecisionRecord,
   DeviceCapacity,
   Eviction,
+  RecentCpu,
 } from "./domain/controller";
 import type { ResourceBand } from "./domain/manifest";
 import { TOPIC_ROOT } from "./domain/topics";
@@ -49,6 +60,14 @@ export interface MetricsSample {
 /** Where the manager's metrics come from (adapters/cgroup-metrics.ts: createCgroupMetricsSource). */
 export interface MetricsSource {
   sample(containerIds: readonly string[], options?: { signal?: AbortSignal }): Promise<MetricsSample>;
+  /**
+   * The CPU counters alone of the containers found, by id: what the fast path reads every
+   * fastPeriodMs, so it must be cheap. Optional: without it the fast path is off.
+   */
+  sampleCpu?(
+    containerIds: readonly string[],
+    options?: { signal?: AbortSignal },
+  ): Promise<Map<string, CpuCounters>>;
 }
 
 export type ResourceManagerMetrics = Pick<
@@ -112,13 +131,20 @@ export interface ResourceManagerDeps {
 
 /** What one tick saw and did (for logs, tests and benchmarks). */
 export interface TickReport {
+  /** A control period's tick, or a fast-path tick between two periods (CPU only). */
+  kind: "period" | "fast";
   at: string;
   durationMs: number;
   decisions: DecisionRecord[];
   changes: { containerId: string; placementId: string; from: ResourceLimits; to: ResourceLimits }[];
   evictions: Eviction[];
-  /** Usage by container id over the last period (absent on a container's first period). */
+  /** Usage by container id over the last period (absent on a container's first period; empty in a fast tick). */
   usage: Record<string, ContainerUsage>;
+  /**
+   * Recent CPU by container id, as the controller judged it (with the fast path on; a fast tick
+   * computes it only for an `onTick` listener).
+   */
+  recentCpu: Record<string, RecentCpu>;
   /** Limits by container id after the tick, as applied. */
   limits: Record<string, ResourceLimits>;
   /** The device cgroup's CPU (millicores) and memory (MiB) over the last period. */
@@ -129,8 +155,18 @@ export interface TickReport {
 }
 
 export interface ResourceManager {
+  /** One control period: scrape everything, decide(), apply, publish. */
   tick(options?: { signal?: AbortSignal }): Promise<TickReport>;
-  /** Ticks every period until the signal aborts; errors of a tick are logged and the loop goes on. */
+  /**
+   * One fast-path tick: read the CPU counters, decideFast(), apply, publish. A no-op (kind "fast",
+   * nothing decided) when the fast path is off or a container's counters are missing (the next
+   * period re-reads the inventory).
+   */
+  fastTick(options?: { signal?: AbortSignal }): Promise<TickReport>;
+  /**
+   * Ticks every period, and fast-ticks every fastPeriodMs in between, until the signal aborts;
+   * errors of a tick are logged and the loop goes on.
+   */
   run(options: { signal: AbortSignal }): Promise<void>;
   /**
    * Re-reads the container list at the next tick instead of waiting for inventoryRefreshMs: call it
@@ -144,7 +180,18 @@ interface Tracked {
   limits: ResourceLimits;
   band: ResourceBand | undefined;
   previous?: CgroupCounters;
+  /** CPU samples since the last CPU change, oldest first, trimmed to the recent window. */
+  cpuSamples: CpuCounters[];
+  /** Monotonic ms before which new samples are ignored (just after a CPU change). */
+  settleUntil: number;
 }
+
+/**
+ * After a CPU change, samples are ignored for one CFS period (the quota's period, 100 ms, as the
+ * Docker runtime sets it): the kernel counts a throttle only at the end of its CFS period, so a
+ * throttle under the old quota would otherwise show up in the first interval under the new one.
+ */
+const CPU_SETTLE_MS = 100;
 
 export function createResourceManager(deps: ResourceManagerDeps): ResourceManager {
   const params: ControllerParams = { ...DEFAULT_CONTROLLER_PARAMS, ...deps.params };
@@ -157,6 +204,8 @@ export function createResourceManager(deps: ResourceManagerDeps): ResourceManage
   const root = deps.topicRoot ?? TOPIC_ROOT;
   const resourcesTopic = `${root}/devices/${deviceId}/resources`;
   const metricsTopic = `${root}/devices/${deviceId}/metrics`;
+  const fastOn =
+    params.fastPeriodMs > 0 && params.fastPeriodMs < params.periodMs && deps.metrics.sampleCpu !== undefined;
 
   let state: ControllerState = initialControllerState(deps.firstSeq ?? 0);
   const tracked = new Map<string, Tracked>();
@@ -174,6 +223,7 @@ export function createResourceManager(deps: ResourceManagerDeps): ResourceManage
       seen.add(c.id);
       const band = deps.bandOf(c);
       const existing = tracked.get(c.id);
+      const sameCpu = existing !== undefined && existing.limits.cpuMillicores === c.limits.cpuMillicores;
       // The runtime's view is the truth: it shows what the kernel has, whoever changed it.
       tracked.set(c.id, {
         container: c,
@@ -184,6 +234,10 @@ export function createResourceManager(deps: ResourceManagerDeps): ResourceManage
         },
         band,
         previous: existing?.previous,
+        // Samples taken under another quota (a new container, or changed by someone else) would
+        // mislead the window.
+        cpuSamples: sameCpu ? existing.cpuSamples : [],
+        settleUntil: sameCpu ? existing.settleUntil : now() + CPU_SETTLE_MS,
       });
     }
     for (const id of [...tracked.keys()]) if (!seen.has(id)) tracked.delete(id);
@@ -203,53 +257,47 @@ export function createResourceManager(deps: ResourceManagerDeps): ResourceManage
     }
   }
 
-  async function tick(options: { signal?: AbortSignal } = {}): Promise<TickReport> {
-    const { signal } = options;
-    const started = now();
-    if (started - inventoryAt >= refreshMs) await refreshInventory(signal);
-    let sample = await deps.metrics.sample([...tracked.keys()], { signal });
-    if ([...tracked.keys()].some((id) => !sample.containers.has(id))) {
-      // A container went away (or was replaced): list again now rather than at the next refresh.
-      await refreshInventory(signal);
-      sample = await deps.metrics.sample([...tracked.keys()], { signal });
-    }
+  /** A tracked container as the controller sees it (without its usage). */
+  function controlledOf(id: string, t: Tracked): ControlledContainer {
+    // No band known: pin it where it is, so it still counts against the capacity.
+    const band: ResourceBand = t.band ?? {
+      cpuMillicoresMin: t.limits.cpuMillicores,
+      cpuMillicoresMax: t.limits.cpuMillicores,
+      memoryMiBMin: t.limits.memoryMiB,
+      memoryMiBMax: t.limits.memoryMiB,
+    };
+    return {
+      containerId: id,
+      placementId: t.container.placementId,
+      band,
+      limits: t.limits,
+      priority: deps.priorityOf?.(t.container),
+    };
+  }
 
-    const usage: Record<string, ContainerUsage> = {};
-    const controlled: ControlledContainer[] = [];
-    for (const [id, t] of tracked) {
-      const counters = sample.containers.get(id);
-      if (counters === undefined) continue;
-      const u = t.previous === undefined ? undefined : usageBetween(t.previous, counters, params.periodMs);
-      t.previous = counters;
-      if (u !== undefined) usage[id] = u;
-      // No band known: pin it where it is, so it still counts against the capacity.
-      const band: ResourceBand = t.band ?? {
-        cpuMillicoresMin: t.limits.cpuMillicores,
-        cpuMillicoresMax: t.limits.cpuMillicores,
-        memoryMiBMin: t.limits.memoryMiB,
-        memoryMiBMax: t.limits.memoryMiB,
-      };
-      controlled.push({
-        containerId: id,
-        placementId: t.container.placementId,
-        band,
-        limits: t.limits,
-        usage: u,
-        priority: deps.priorityOf?.(t.container),
-      });
-    }
+  /** Adds a CPU sample; keeps the newest one at least a window old and every one after it. */
+  function remember(t: Tracked, counters: CpuCounters): void {
+    if (now() < t.settleUntil) return;
+    const samples = t.cpuSamples;
+    const last = samples.at(-1);
+    if (last !== undefined && counters.atMs <= last.atMs) return;
+    if (last !== undefined && counters.cpuUsageNs < last.cpuUsageNs) samples.length = 0;
+    samples.push(counters);
+    const horizon = counters.atMs - params.cpuRecentWindowMs;
+    let first = 0;
+    while (first + 1 < samples.length && samples[first + 1].atMs <= horizon) first += 1;
+    if (first > 0) samples.splice(0, first);
+  }
 
-    const at = new Date(wallClock()).toISOString();
-    const out = decide({
-      deviceId,
-      at,
-      capacity: deps.capacity,
-      containers: controlled,
-      state,
-      params,
-    });
-    state = out.state;
-
+  /**
+   * Applies the controller's changes (`docker update`) and evictions, then logs, counts and
+   * publishes the decisions that took effect. A container whose CPU changed starts a new sample
+   * window: samples under the old quota say nothing about the new one.
+   */
+  async function apply(
+    out: ControlOutput,
+    signal: AbortSignal | undefined,
+  ): Promise<{ decisions: DecisionRecord[]; failed: Set<string> }> {
     // Lower before raising, so the sum of the limits never goes over the capacity in between.
     const grows = (c: (typeof out.changes)[number]) =>
       c.to.cpuMillicores > c.from.cpuMillicores || c.to.memoryMiB > c.from.memoryMiB ? 1 : 0;
@@ -259,7 +307,13 @@ export function createResourceManager(deps: ResourceManagerDeps): ResourceManage
       try {
         await deps.runtime.updateResources(change.containerId, change.to, { signal });
         const t = tracked.get(change.containerId);
-        if (t !== undefined) t.limits = change.to;
+        if (t !== undefined) {
+          if (change.to.cpuMillicores !== t.limits.cpuMillicores) {
+            t.cpuSamples = [];
+            t.settleUntil = now() + CPU_SETTLE_MS;
+          }
+          t.limits = change.to;
+        }
       } catch (error) {
         failed.add(change.containerId);
         log.warn(
@@ -301,6 +355,51 @@ export function createResourceManager(deps: ResourceManagerDeps): ResourceManage
       );
     }
     await Promise.all(decisions.map((d) => publish(resourcesTopic, decisionRecordJson(d), 1, signal)));
+    return { decisions, failed };
+  }
+
+  async function tick(options: { signal?: AbortSignal } = {}): Promise<TickReport> {
+    const { signal } = options;
+    const started = now();
+    if (started - inventoryAt >= refreshMs) await refreshInventory(signal);
+    let sample = await deps.metrics.sample([...tracked.keys()], { signal });
+    if ([...tracked.keys()].some((id) => !sample.containers.has(id))) {
+      // A container went away (or was replaced): list again now rather than at the next refresh.
+      await refreshInventory(signal);
+      sample = await deps.metrics.sample([...tracked.keys()], { signal });
+    }
+
+    const usage: Record<string, ContainerUsage> = {};
+    const recent: Record<string, RecentCpu> = {};
+    const controlled: ControlledContainer[] = [];
+    for (const [id, t] of tracked) {
+      const counters = sample.containers.get(id);
+      if (counters === undefined) continue;
+      const u = t.previous === undefined ? undefined : usageBetween(t.previous, counters, params.periodMs);
+      t.previous = counters;
+      if (u !== undefined) usage[id] = u;
+      if (fastOn) {
+        remember(t, counters);
+        recent[id] = recentCpu(t.cpuSamples, t.limits.cpuMillicores, params);
+      }
+      controlled.push({
+        ...controlledOf(id, t),
+        usage: u,
+        cpuSamples: fastOn ? t.cpuSamples : undefined,
+      });
+    }
+
+    const at = new Date(wallClock()).toISOString();
+    const out = decide({
+      deviceId,
+      at,
+      capacity: deps.capacity,
+      containers: controlled,
+      state,
+      params,
+    });
+    state = out.state;
+    const { decisions, failed } = await apply(out, signal);
 
     let device: TickReport["device"];
     if (sample.device !== undefined && previousDevice !== undefined) {
@@ -375,12 +474,14 @@ export function createResourceManager(deps: ResourceManagerDeps): ResourceManage
     const durationMs = now() - started;
     m?.resourceTickDuration.observe(durationMs / 1000);
     const report: TickReport = {
+      kind: "period",
       at,
       durationMs,
       decisions,
       changes: out.changes.filter((c) => !failed.has(c.containerId)),
       evictions: out.evictions,
       usage,
+      recentCpu: recent,
       limits,
       device,
       host,
@@ -390,15 +491,78 @@ export function createResourceManager(deps: ResourceManagerDeps): ResourceManage
     return report;
   }
 
+  async function fastTick(options: { signal?: AbortSignal } = {}): Promise<TickReport> {
+    const { signal } = options;
+    const started = now();
+    const at = new Date(wallClock()).toISOString();
+    const recent: Record<string, RecentCpu> = {};
+    const report = (out?: ControlOutput, decisions: DecisionRecord[] = [], failed = new Set<string>()) => {
+      const limits: Record<string, ResourceLimits> = {};
+      for (const [id, t] of tracked) limits[id] = t.limits;
+      const r: TickReport = {
+        kind: "fast",
+        at,
+        durationMs: now() - started,
+        decisions,
+        changes: (out?.changes ?? []).filter((c) => !failed.has(c.containerId)),
+        evictions: [],
+        usage: {},
+        recentCpu: recent,
+        limits,
+        applyErrors: failed.size,
+      };
+      deps.onTick?.(r);
+      return r;
+    };
+    if (!fastOn || tracked.size === 0) return report();
+    const ids = [...tracked.keys()];
+    const counters = await deps.metrics.sampleCpu!(ids, { signal });
+    // A container gone (or not yet readable) still holds its limit: rather than allocate around it,
+    // leave it to the next period, which lists the containers again.
+    if (ids.some((id) => !counters.has(id))) return report();
+    const controlled: ControlledContainer[] = [];
+    for (const [id, t] of tracked) {
+      remember(t, counters.get(id)!);
+      // For the report only (the controller judges the samples itself): skipped when nobody listens.
+      if (deps.onTick !== undefined) recent[id] = recentCpu(t.cpuSamples, t.limits.cpuMillicores, params);
+      controlled.push({ ...controlledOf(id, t), cpuSamples: t.cpuSamples });
+    }
+    const out = decideFast({ deviceId, at, capacity: deps.capacity, containers: controlled, state, params });
+    if (out.changes.length === 0 && out.decisions.length === 0) return report();
+    state = out.state;
+    const { decisions, failed } = await apply(out, signal);
+    const m = deps.promMetrics;
+    if (m !== undefined) {
+      for (const c of out.changes) {
+        const t = tracked.get(c.containerId);
+        if (t !== undefined) m.containerCpuLimit.set({ placement: c.placementId }, t.limits.cpuMillicores);
+      }
+    }
+    return report(out, decisions, failed);
+  }
+
+  /** Sleeps until monotonic `t`; false when the signal aborted. */
+  async function until(t: number, signal: AbortSignal): Promise<boolean> {
+    try {
+      await sleep(Math.max(0, t - now()), undefined, { signal });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   return {
     tick,
+    fastTick,
     refresh() {
       inventoryAt = Number.NEGATIVE_INFINITY;
     },
     async run({ signal }) {
       const period = params.periodMs;
+      const fast = fastOn ? params.fastPeriodMs : 0;
       let next = now();
       while (!signal.aborted) {
+        const started = now();
         try {
           await tick({ signal });
         } catch (error) {
@@ -407,13 +571,20 @@ export function createResourceManager(deps: ResourceManagerDeps): ResourceManage
         }
         // Drift-free schedule; after a long tick, skip the missed periods instead of bunching up.
         next += period;
-        const t = now();
-        if (next < t) next = t;
-        try {
-          await sleep(next - t, undefined, { signal });
-        } catch {
-          break;
+        if (next < now()) next = now();
+        // Fast ticks every `fast` ms after this period's tick, none within half a fast period of
+        // the next one (which reads the same counters anyway).
+        for (let t = started + fast; fast > 0 && t <= next - fast / 2; t += fast) {
+          if (!(await until(t, signal))) return;
+          try {
+            await fastTick({ signal });
+          } catch (error) {
+            if (signal.aborted) return;
+            log.warn({ err: error }, "resource-manager fast tick failed; the next one retries");
+          }
+          if (now() > t + fast) t = now() - fast / 2; // a slow fast tick: do not bunch up either
         }
+        if (!(await until(next, signal))) return;
       }
     },
   };

@@ -4,8 +4,11 @@ import { existsSync, readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import {
   createCgroupMetrics,
+  createCgroupMetricsSource,
   parseV1Counters,
+  parseV1Cpu,
   parseV2Counters,
+  parseV2Cpu,
 } from "../../../workers/src/adapters/cgroup-metrics";
 import { hostUsageBetween, parseHostCounters } from "../../../workers/src/adapters/host-metrics";
 import type { CgroupCounters } from "../../../workers/src/domain/controller";
@@ -137,6 +140,22 @@ describe("device cgroup: the device's capacity, enforced by the kernel", functio
       after[0].cpuThrottledPeriods - before[0].cpuThrottledPeriods,
       "the device cgroup throttles",
     ).to.be.greaterThan(10);
+    // The fast path's read: the CPU counters alone, the same ones, a moment later.
+    const cpuOnly = await createCgroupMetricsSource({ cgroupParent }).sampleCpu!(ids);
+    expect([...cpuOnly.keys()]).to.deep.equal(ids);
+    ids.forEach((id, i) => {
+      const c = cpuOnly.get(id)!;
+      expect(Object.keys(c).sort()).to.deep.equal([
+        "atMs",
+        "cpuPeriods",
+        "cpuThrottledNs",
+        "cpuThrottledPeriods",
+        "cpuUsageNs",
+      ]);
+      expect(c.cpuUsageNs).to.be.at.least(after[i + 1].cpuUsageNs);
+      expect(c.cpuPeriods).to.be.at.least(after[i + 1].cpuPeriods);
+      expect(c.atMs).to.be.greaterThan(after[i + 1].atMs);
+    });
     for (const id of ids) await runtime.remove(id);
   });
 
@@ -221,6 +240,26 @@ describe("cgroup and host metrics: the files of cgroup v1 and v2, and /proc", fu
     };
     expect(v1).to.deep.equal(expected);
     expect(v2).to.deep.equal(expected);
+    // The fast path's CPU-only parse gives the same CPU counters.
+    const cpu = {
+      atMs: 7,
+      cpuUsageNs: 2_500_000_000,
+      cpuPeriods: 40,
+      cpuThrottledPeriods: 10,
+      cpuThrottledNs: 900_000_000,
+    };
+    expect(
+      parseV1Cpu(
+        {
+          cpuacctUsage: "2500000000\n",
+          cpuStat: "nr_periods 40\nnr_throttled 10\nthrottled_time 900000000\n",
+        },
+        7,
+      ),
+    ).to.deep.equal(cpu);
+    expect(
+      parseV2Cpu("usage_usec 2500000\nnr_periods 40\nnr_throttled 10\nthrottled_usec 900000\n", 7),
+    ).to.deep.equal(cpu);
   });
 
   it("reads host CPU, memory and load from /proc", () => {

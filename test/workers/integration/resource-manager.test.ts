@@ -18,7 +18,8 @@ import { requireDocker, requireMqtt, serviceUrls } from "../../shared/services";
 /**
  * The resource manager against real containers of shoal/demo-loadgen under a real per-device
  * cgroup (1 CPU, 512 MiB), publishing on the real MQTT broker. Three placements compete:
- * 1. a stepper: 800m bursts, 6 s on, 6 s off (its limit must follow the step up within 3 periods);
+ * 1. a stepper: 800m bursts, 6 s on, 6 s off (its limit must follow the step up within 3 periods,
+ *    and with the fast path within half a period);
  * 2. a grower: memory climbing 16 MiB/s to 160 MiB from a 48 MiB initial limit (raised before any
  *    OOM kill);
  * 3. a steady 2-thread burner that wants all it can get (the youngest: it yields first).
@@ -171,7 +172,7 @@ describe("resource manager: live resizing of real containers inside a device's c
     });
     const controller = new AbortController();
     const running = manager.run({ signal: controller.signal });
-    while (reports.length < TICKS) await sleep(100);
+    while (reports.filter((r) => r.kind === "period").length < TICKS) await sleep(100);
     controller.abort();
     await running;
     // The loadgen's clock starts at its process start: t = 0 of its profile.
@@ -199,6 +200,23 @@ describe("resource manager: live resizing of real containers inside a device's c
     const covered = cpu.find((c) => c.at >= stepTs && c.limit >= 700);
     expect(covered, "reaches the demand (800m, less the others' mins)").to.not.equal(undefined);
     expect(covered!.at - stepTs).to.be.at.most(3 * PERIOD_MS + slack);
+  });
+
+  it("with the fast path, covers the step within half a control period, and says so in the record", async () => {
+    const stepTs = stepperStartTs + 12_000;
+    // When the new limit was in place: the end of the tick (period or fast) that applied it.
+    const covered = reports.find(
+      (r) => Date.parse(r.at) >= stepTs && (r.limits[ids.stepper]?.cpuMillicores ?? 0) >= 700,
+    );
+    expect(covered, "reaches the demand").to.not.equal(undefined);
+    const slack = 200; // scheduling jitter of the loop and the loadgen's own clock
+    expect(Date.parse(covered!.at) + covered!.durationMs - stepTs).to.be.at.most(PERIOD_MS / 2 + slack);
+    const raise = covered!.decisions.find((d) => d.containerId === ids.stepper && d.resource === "cpu");
+    expect(raise, "the raise is in that tick's decisions").to.not.equal(undefined);
+    expect(raise).to.include({ reason: "throttled", metric: "cpu.recentThrottledRatio" });
+    const published = () => received.find((d) => d.seq === raise!.seq);
+    for (let i = 0; i < 20 && published() === undefined; i++) await sleep(100);
+    expect(published(), "published on MQTT as it was decided").to.deep.equal(raise);
   });
 
   it("raises the grower's memory ahead of its working set: no OOM kill", async () => {

@@ -3,12 +3,16 @@ import {
   DEFAULT_CONTROLLER_PARAMS,
   comparePriority,
   decide,
+  decideFast,
   decisionRecordHash,
   decisionRecordJson,
   decisionsDigest,
   initialControllerState,
+  recentCpu,
   usageBetween,
   type CgroupCounters,
+  type CpuCounters,
+  type RecentCpu,
   type ContainerUsage,
   type ControlInput,
   type ControlledContainer,
@@ -465,5 +469,321 @@ describe("controller: usage and decision records", function () {
     expect(decisionsDigest([...out.decisions].reverse())).to.equal(digest);
     expect(decisionsDigest([out.decisions[0], { ...out.decisions[1], to: 500 }])).to.not.equal(digest);
     expect(decisionsDigest([])).to.equal(`0x${"0".repeat(64)}`);
+  });
+});
+
+describe("controller: the fast path (recent CPU, decideFast)", function () {
+  const CAP = { cpuMillicores: 1000, memoryMiB: 512 };
+
+  /**
+   * Cumulative CPU counters from intervals (oldest first): each `ms` long, using `cpu` millicores,
+   * throttled in every CFS period when `throttled` (one CFS period per 100 ms).
+   */
+  function samples(intervals: Array<{ ms?: number; cpu: number; throttled?: boolean }>): CpuCounters[] {
+    const out: CpuCounters[] = [
+      { atMs: 10_000, cpuUsageNs: 5e9, cpuPeriods: 500, cpuThrottledPeriods: 20, cpuThrottledNs: 0 },
+    ];
+    for (const { ms = 100, cpu, throttled = false } of intervals) {
+      const last = out[out.length - 1];
+      const periods = Math.round(ms / 100);
+      out.push({
+        atMs: last.atMs + ms,
+        cpuUsageNs: last.cpuUsageNs + cpu * ms * 1e3,
+        cpuPeriods: last.cpuPeriods + periods,
+        cpuThrottledPeriods: last.cpuThrottledPeriods + (throttled ? periods : 0),
+        cpuThrottledNs: last.cpuThrottledNs + (throttled ? ms * 0.5e6 : 0),
+      });
+    }
+    return out;
+  }
+  const idle = (n = 4) => samples(Array.from({ length: n }, () => ({ cpu: 50 })));
+  const busy = (limit: number, n = 4) =>
+    samples(Array.from({ length: n }, () => ({ cpu: limit, throttled: true })));
+
+  function fast(containers: ControlledContainer[], capacity = CAP, params: ControlInput["params"] = {}) {
+    const state = initialControllerState(7);
+    return { state, out: decideFast({ deviceId: "7", at: AT, capacity, containers, state, params }) };
+  }
+  const at = (cpu: number, cpuSamples: CpuCounters[], extra: Partial<ControlledContainer> = {}) =>
+    container(extra.containerId ?? "c1", { cpu, mem: 64 }, {}, { ...extra, cpuSamples });
+
+  it("recentCpu: the window, the newest interval, and the starved streak", () => {
+    const rows: Array<{ name: string; samples: CpuCounters[]; limit: number; expect: Partial<RecentCpu> }> = [
+      {
+        name: "one sample: nothing to judge",
+        samples: samples([]),
+        limit: 100,
+        expect: { windowMs: 0, lastMs: 0 },
+      },
+      {
+        name: "window reaches back cpuRecentWindowMs (the newest sample at least that old)",
+        samples: samples([{ cpu: 900 }, { cpu: 900 }, { cpu: 50 }, { cpu: 50 }, { cpu: 50 }]),
+        limit: 900,
+        expect: { windowMs: 300, cpuMillicores: 50, lastMs: 100, lastCpuMillicores: 50, starvedIntervals: 0 },
+      },
+      {
+        name: "shorter than the window right after a change",
+        samples: samples([{ cpu: 200 }, { cpu: 400 }]),
+        limit: 900,
+        expect: { windowMs: 200, cpuMillicores: 300 },
+      },
+      {
+        name: "throttled at its quota: every interval counts",
+        samples: busy(100, 3),
+        limit: 100,
+        expect: { lastThrottledRatio: 1, starvedIntervals: 3 },
+      },
+      {
+        name: "throttled at half its quota (CFS slice artefact): throttled, but not starved",
+        samples: samples([
+          { cpu: 50, throttled: true },
+          { cpu: 50, throttled: true },
+        ]),
+        limit: 100,
+        expect: { lastThrottledRatio: 1, starvedIntervals: 0 },
+      },
+      {
+        name: "the streak counts from the newest interval back",
+        samples: samples([{ cpu: 100, throttled: true }, { cpu: 50 }, { cpu: 100, throttled: true }]),
+        limit: 100,
+        expect: { starvedIntervals: 1 },
+      },
+    ];
+    for (const row of rows) expect(recentCpu(row.samples, row.limit), row.name).to.deep.include(row.expect);
+    const restarted = [...busy(100, 2), { ...busy(100, 1)[0], cpuUsageNs: 0, atMs: 99_999 }];
+    expect(recentCpu(restarted, 100).windowMs, "counters went backwards").to.equal(0);
+  });
+
+  const cases: Array<{
+    name: string;
+    containers: ControlledContainer[];
+    capacity?: { cpuMillicores: number; memoryMiB: number };
+    cpu: Record<string, number>;
+    decisions: string[];
+  }> = [
+    {
+      name: "nobody starved -> nothing (an idle container keeps its limit: lowering waits for the period)",
+      containers: [at(900, idle(), { containerId: "c1" }), at(100, idle(), { containerId: "c2" })],
+      cpu: { c1: 900, c2: 100 },
+      decisions: [],
+    },
+    {
+      name: "throttled once -> takes the idle slack of a higher-priority neighbour at once (hand-off)",
+      containers: [at(900, idle(), { containerId: "c1" }), at(100, busy(100, 1), { containerId: "c2" })],
+      cpu: { c1: 100, c2: 900 },
+      decisions: ["c1:reclaimed", "c2:throttled"],
+    },
+    {
+      name: "throttled once -> raised into free capacity (x cpuUpFactor)",
+      containers: [at(100, busy(100, 1), { containerId: "c1" })],
+      cpu: { c1: 1000 },
+      decisions: ["c1:throttled"],
+    },
+    {
+      name: "using cpuUtilizationUp of its quota over a whole window, unthrottled -> CPU up (saturated)",
+      containers: [at(200, samples([{ cpu: 190 }, { cpu: 195 }, { cpu: 190 }]), { containerId: "c1" })],
+      cpu: { c1: 1000 },
+      decisions: ["c1:cpu-saturated"],
+    },
+    {
+      name: "throttled once, only a sliver of slack -> no raise (not worth restarting its observation)",
+      containers: [
+        at(100, busy(100, 1), { containerId: "c1" }),
+        // c2's burst is ending: mean (900 + 770 + 100) / 3 = 590 -> keeps 890 of its 900.
+        at(900, samples([{ cpu: 900 }, { cpu: 900 }, { cpu: 770 }, { cpu: 100 }]), { containerId: "c2" }),
+      ],
+      cpu: { c1: 100, c2: 900 },
+      decisions: [],
+    },
+    {
+      name: "throttled once -> a busy lower-priority neighbour is not shrunk (first sign only)",
+      containers: [at(100, busy(100, 1), { containerId: "c1" }), at(900, busy(900), { containerId: "c2" })],
+      cpu: { c1: 100, c2: 900 },
+      decisions: [],
+    },
+    {
+      name: "starved for cpuStarvedIntervals -> shrinks the busy lower-priority neighbour (contention)",
+      containers: [at(100, busy(100, 2), { containerId: "c1" }), at(900, busy(900), { containerId: "c2" })],
+      cpu: { c1: 900, c2: 100 },
+      decisions: ["c1:throttled", "c2:contention"],
+    },
+    {
+      name: "throttled twice at half its quota -> still a first sign only: no contention",
+      containers: [
+        at(
+          100,
+          samples([
+            { cpu: 50, throttled: true },
+            { cpu: 50, throttled: true },
+          ]),
+          { containerId: "c1" },
+        ),
+        at(900, busy(900), { containerId: "c2" }),
+      ],
+      cpu: { c1: 100, c2: 900 },
+      decisions: [],
+    },
+    {
+      name: "a lower-priority container never shrinks a higher-priority one, however starved",
+      containers: [at(900, busy(900), { containerId: "c1" }), at(100, busy(100, 3), { containerId: "c2" })],
+      cpu: { c1: 900, c2: 100 },
+      decisions: [],
+    },
+    {
+      name: "idle but its limit changed less than a window ago -> its slack is kept (hysteresis)",
+      containers: [
+        at(900, samples([{ cpu: 50 }, { cpu: 50 }]), { containerId: "c1" }),
+        at(100, busy(100, 1), { containerId: "c2" }),
+      ],
+      cpu: { c1: 900, c2: 100 },
+      decisions: [],
+    },
+    {
+      name: "a burst that ended inside the window -> part of the slack now, the rest when the window is idle",
+      containers: [
+        at(900, samples([{ cpu: 900 }, { cpu: 900 }, { cpu: 50 }, { cpu: 50 }]), { containerId: "c1" }),
+        at(100, busy(100, 1), { containerId: "c2" }),
+      ],
+      // c1's mean over the last 300 ms: (900 + 50 + 50) / 3 = 333 -> keeps 333 * 1.5 = 500.
+      cpu: { c1: 500, c2: 500 },
+      decisions: ["c1:reclaimed", "c2:throttled"],
+    },
+    {
+      name: "the CPU floors do not fit -> nothing (eviction is the period's decision)",
+      containers: [
+        at(600, idle(), { containerId: "c1", band: { ...BAND, cpuMillicoresMin: 600 } }),
+        at(600, busy(600, 3), { containerId: "c2", band: { ...BAND, cpuMillicoresMin: 600 } }),
+      ],
+      cpu: { c1: 600, c2: 600 },
+      decisions: [],
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const { state, out } = fast(c.containers, c.capacity);
+      const cpu = Object.fromEntries(Object.entries(out.limits).map(([id, l]) => [id, l.cpuMillicores]));
+      expect(cpu).to.deep.equal(c.cpu);
+      expect(out.decisions.map((d) => `${d.containerId}:${d.reason}`)).to.deep.equal(c.decisions);
+      expect(out.evictions).to.deep.equal([]);
+      for (const cc of c.containers) {
+        expect(out.limits[cc.containerId].memoryMiB, "memory untouched").to.equal(cc.limits.memoryMiB);
+      }
+      if (c.decisions.length === 0) expect(out.state, "no decision: the same state").to.equal(state);
+    });
+  }
+
+  it("records a fast decision like any other: the triggering metric, value and threshold", () => {
+    const { out } = fast([
+      at(900, idle(), { containerId: "c1" }),
+      at(100, busy(100, 1), { containerId: "c2" }),
+    ]);
+    expect(out.decisions.map((d) => d.seq)).to.deep.equal([7, 8]);
+    expect(out.state.seq).to.equal(9);
+    expect(out.decisions[1]).to.deep.equal({
+      v: 1,
+      seq: 8,
+      at: AT,
+      deviceId: "7",
+      placementId: "2",
+      containerId: "c2",
+      resource: "cpu",
+      from: 100,
+      to: 900,
+      reason: "throttled",
+      metric: "cpu.recentThrottledRatio",
+      value: 1,
+      threshold: DEFAULT_CONTROLLER_PARAMS.cpuThrottledRatioUp,
+    });
+    expect(out.decisions[0]).to.include({ metric: "device.cpuDemand", value: 1800, threshold: 1000 });
+  });
+
+  it("leaves memory alone, even under pressure (that is the period's decision)", () => {
+    const c = container(
+      "c1",
+      { cpu: 100, mem: 64 },
+      { memoryWorkingSetMiB: 63 },
+      { cpuSamples: busy(100, 1) },
+    );
+    const { out } = fast([c]);
+    expect(out.limits.c1).to.deep.equal({ cpuMillicores: 1000, memoryMiB: 64, memoryReservationMiB: 16 });
+    expect(out.decisions.map((d) => d.resource)).to.deep.equal(["cpu"]);
+  });
+
+  it("decide() with recent samples: judges what a container does now, not its whole last period", () => {
+    // c1's burst ended 400 ms ago; over the whole period it was busy and throttled. c2 steps up now.
+    const c1 = (cpuSamples?: CpuCounters[]) =>
+      container("c1", { cpu: 900, mem: 64 }, { cpuMillicores: 560, cpuThrottledRatio: 0.6 }, { cpuSamples });
+    const c2 = (cpuSamples?: CpuCounters[]) =>
+      container("c2", { cpu: 100, mem: 64 }, { cpuMillicores: 60, cpuThrottledRatio: 0.2 }, { cpuSamples });
+    const whole = run([c1(), c2()], CAP);
+    expect([whole.limits.c1.cpuMillicores, whole.limits.c2.cpuMillicores], "period only").to.deep.equal([
+      900, 100,
+    ]);
+    const recent = run([c1(idle()), c2(busy(100, 1))], CAP);
+    expect([recent.limits.c1.cpuMillicores, recent.limits.c2.cpuMillicores], "recent").to.deep.equal([
+      100, 900,
+    ]);
+    expect(recent.decisions.map((d) => `${d.containerId}:${d.reason}:${d.metric}`)).to.deep.equal([
+      "c1:reclaimed:device.cpuDemand",
+      "c2:throttled:cpu.recentThrottledRatio",
+    ]);
+  });
+
+  it("never leaves the band or the capacity, with fast ticks between the periods (randomized)", () => {
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const caps = { cpuMillicores: 1500, memoryMiB: 700 };
+    const ids = ["c1", "c2", "c3"];
+    let limits = ids.map(() => ({ cpuMillicores: 100, memoryMiB: 64, memoryReservationMiB: 16 }));
+    const rings: CpuCounters[][] = ids.map(() => samples([]));
+    let state = initialControllerState();
+    const violations: string[] = [];
+    let changed = 0;
+    for (let i = 0; i < 1000; i++) {
+      const period = i % 10 === 0;
+      const cs = limits.map((l, k) => {
+        const last = rings[k][rings[k].length - 1];
+        const used = random() * l.cpuMillicores;
+        const throttled = random() < 0.3;
+        rings[k].push({
+          atMs: last.atMs + 100,
+          cpuUsageNs: last.cpuUsageNs + used * 1e5,
+          cpuPeriods: last.cpuPeriods + 1,
+          cpuThrottledPeriods: last.cpuThrottledPeriods + (throttled ? 1 : 0),
+          cpuThrottledNs: last.cpuThrottledNs,
+        });
+        rings[k] = rings[k].slice(-5);
+        return container(
+          ids[k],
+          { cpu: l.cpuMillicores, mem: l.memoryMiB },
+          {
+            cpuMillicores: used,
+            cpuThrottledRatio: throttled ? 0.5 : 0,
+            memoryWorkingSetMiB: random() * 0.8 * l.memoryMiB,
+          },
+          { cpuSamples: rings[k] },
+        );
+      });
+      const input = { deviceId: "7", at: AT, capacity: caps, containers: cs, state };
+      const out = period ? decide(input) : decideFast(input);
+      state = out.state;
+      limits = cs.map((c) => out.limits[c.containerId]);
+      cs.forEach((c, k) => {
+        if (out.limits[c.containerId].cpuMillicores !== c.limits.cpuMillicores) rings[k] = rings[k].slice(-1);
+      });
+      const cpuSum = limits.reduce((s, l) => s + l.cpuMillicores, 0);
+      const memSum = limits.reduce((s, l) => s + l.memoryMiB, 0);
+      if (cpuSum > caps.cpuMillicores) violations.push(`tick ${i}: cpu sum ${cpuSum}`);
+      if (memSum > caps.memoryMiB) violations.push(`tick ${i}: memory sum ${memSum}`);
+      for (const l of limits) {
+        if (l.cpuMillicores < BAND.cpuMillicoresMin || l.cpuMillicores > BAND.cpuMillicoresMax)
+          violations.push(`tick ${i}: cpu ${l.cpuMillicores}`);
+      }
+      if (!period && out.decisions.some((d) => d.resource !== "cpu"))
+        violations.push(`tick ${i}: fast non-cpu`);
+      changed += out.changes.length;
+    }
+    expect(violations).to.deep.equal([]);
+    expect(changed, "the walk exercised the fast path").to.be.greaterThan(100);
   });
 });

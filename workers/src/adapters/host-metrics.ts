@@ -1,5 +1,8 @@
-/** Host CPU, memory and load from /proc: cheap reads, once per control period. */
-import { readFile } from "node:fs/promises";
+/**
+ * Host CPU, memory and load from /proc: cheap reads, once per control period. Synchronous, like the
+ * cgroup reads (adapters/cgroup-metrics.ts): procfs files never wait on a disk.
+ */
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { ShoalError } from "../errors";
 
@@ -68,8 +71,8 @@ export async function readHostCounters(
   const procRoot = options.procRoot ?? "/proc";
   const now = options.now ?? (() => performance.now());
   try {
-    const [stat, meminfo, loadavg] = await Promise.all(
-      ["stat", "meminfo", "loadavg"].map((f) => readFile(path.join(procRoot, f), "utf8")),
+    const [stat, meminfo, loadavg] = ["stat", "meminfo", "loadavg"].map((f) =>
+      readFileSync(path.join(procRoot, f), "utf8"),
     );
     return parseHostCounters(stat, meminfo, loadavg, now());
   } catch (error) {

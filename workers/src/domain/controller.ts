@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { ResourceLimits } from "./container-spec";
-import { stableStringify } from "./manifest";
+import { stableStringify } from "./manifest/canonical";
 import type { ResourceBand } from "./manifest";
 
 /**
@@ -11,26 +11,69 @@ import type { ResourceBand } from "./manifest";
  * Per container, per resource, three numbers are computed:
  * - `want`: what the container's own rule asks for (raise when throttled or near OOM, lower after a
  *   run of idle periods, else keep);
- * - `need`: what it must keep when others want more: for a starved container its `want`, for one
- *   that is not, its usage plus headroom (idle slack is reclaimed at once under contention: the
- *   slow lowering is only for a device with room to spare);
+ * - `need`: what it must keep when others want more: for a starved container its `want` (with the
+ *   fast path, only once it has been starved for cpuStarvedIntervals; before, its current limit: a
+ *   "tentative" raise, granted from free capacity and idle slack only), for one that is not, its
+ *   usage plus headroom (idle slack is reclaimed at once under contention: the slow lowering is only
+ *   for a device with room to spare);
  * - `floor`: below this it would not run as promised: the band's min (CPU), or the band's min and
  *   working set / memoryHighRatio (memory: lower would push it into reclaim or OOM).
  * Then, per resource: grant every `want` if the sum fits the capacity; else take slack down to
- * `need`, then shrink towards `floor`, lowest priority first; if even the floors do not fit, evict
- * the lowest-priority placement and start over without it.
+ * `need`, then cut tentative raises back to `need`, then shrink towards `floor`, lowest priority
+ * first in each step; if even the floors do not fit, evict the lowest-priority placement and start
+ * over without it.
  *
  * Invariants (tested): every limit is within [band min, min(band max, capacity)], and the limits of
  * the containers kept sum to at most the capacity.
+ *
+ * Two entry points share these rules: `decide()` once per control period (every resource, every
+ * rule), and `decideFast()` between periods, every fastPeriodMs (CPU only: it raises a container
+ * throttled now, taking idle slack from the others or shrinking lower-priority ones, and does
+ * nothing else). With the fast path on, both judge "starved now" and "idle slack" from the
+ * container's recent CPU samples (`cpuSamples`, see `recentCpu`), not from the whole last period: a
+ * period-long average still shows the burst that ended half a second ago, and keeps the ended
+ * burst's container looking busy while its neighbour's burst starts.
  */
 
 /** Tunables of the controller; DEFAULT_CONTROLLER_PARAMS documents each (also docs/resource-manager.md). */
 export interface ControllerParams {
   /** Control period in ms: metrics are scraped and limits decided once per period. */
   periodMs: number;
-  /** Share of CFS periods throttled within a control period at or above which CPU is raised. */
+  /**
+   * Fast path, in ms: between control periods the CPU counters are read this often and a container
+   * throttled now is raised at once (decideFast). 0, or not below periodMs, turns it off.
+   */
+  fastPeriodMs: number;
+  /**
+   * Recent window, in ms: the span of fast samples a container's idle slack is judged on (its mean
+   * CPU over the window, plus headroom, is what it keeps when a throttled neighbour needs more), and
+   * over which a quota counts as saturated. The window never reaches back before the container's
+   * last CPU change, so a limit set less than a window ago is not taken back (hysteresis).
+   */
+  cpuRecentWindowMs: number;
+  /**
+   * With the fast path: intervals in a row (each about one CFS period) in which a container was
+   * throttled while using at least cpuStarvedUtilization of its quota, before it counts as starved
+   * for sure and may shrink busy lower-priority containers (contention). Until then a throttled
+   * container is raised from free capacity and idle slack only.
+   */
+  cpuStarvedIntervals: number;
+  /**
+   * Usage / quota a throttled interval must reach to count towards cpuStarvedIntervals. A small
+   * quota is throttled now and then at half its use (CFS hands quota to each CPU in 5 ms slices,
+   * and a slice left on one CPU is missing on another): no hidden demand, and no reason to starve a
+   * busy neighbour.
+   */
+  cpuStarvedUtilization: number;
+  /**
+   * Share of CFS periods throttled at or above which CPU is raised: within the last control period,
+   * or with the fast path within its newest interval.
+   */
   cpuThrottledRatioUp: number;
-  /** Usage / limit at or above which CPU is raised even without throttling (a saturated quota). */
+  /**
+   * Usage / limit at or above which CPU is raised even without throttling (a saturated quota): over
+   * the last control period, or with the fast path over a whole recent window.
+   */
   cpuUtilizationUp: number;
   /** Multiplier of the limit when raising CPU (a throttled container's demand is hidden by its quota). */
   cpuUpFactor: number;
@@ -69,6 +112,10 @@ export interface ControllerParams {
 
 export const DEFAULT_CONTROLLER_PARAMS: Readonly<ControllerParams> = Object.freeze({
   periodMs: 1000,
+  fastPeriodMs: 100,
+  cpuRecentWindowMs: 300,
+  cpuStarvedIntervals: 2,
+  cpuStarvedUtilization: 0.75,
   cpuThrottledRatioUp: 0.05,
   cpuUtilizationUp: 0.9,
   cpuUpFactor: 10,
@@ -104,6 +151,93 @@ export interface CgroupCounters {
   memoryLimitBytes: number;
   /** OOM kills in this cgroup since it was created. */
   oomKills: number;
+}
+
+/** The CPU counters alone: what the fast path reads (two small files per container). */
+export type CpuCounters = Pick<
+  CgroupCounters,
+  "atMs" | "cpuUsageNs" | "cpuPeriods" | "cpuThrottledPeriods" | "cpuThrottledNs"
+>;
+
+/**
+ * A container's CPU over the recent past, judged from its fast-path samples (`recentCpu`). The
+ * manager keeps only samples taken since the container's last CPU change: older ones describe
+ * another quota.
+ */
+export interface RecentCpu {
+  /** Span of the samples, up to about cpuRecentWindowMs + fastPeriodMs; 0 = fewer than two samples. */
+  windowMs: number;
+  /** Mean CPU over the window. */
+  cpuMillicores: number;
+  /** Length of the newest interval between two samples (about fastPeriodMs); 0 = none. */
+  lastMs: number;
+  /** CPU over the newest interval. */
+  lastCpuMillicores: number;
+  /** Share of the CFS periods of the newest interval in which the container was throttled. */
+  lastThrottledRatio: number;
+  /**
+   * Intervals in a row, newest first, throttled in at least cpuThrottledRatioUp of their CFS periods
+   * while using at least cpuStarvedUtilization of the quota.
+   */
+  starvedIntervals: number;
+}
+
+const NO_RECENT_CPU: Readonly<RecentCpu> = Object.freeze({
+  windowMs: 0,
+  cpuMillicores: 0,
+  lastMs: 0,
+  lastCpuMillicores: 0,
+  lastThrottledRatio: 0,
+  starvedIntervals: 0,
+});
+
+/**
+ * Recent CPU from a container's samples (oldest first) under a quota of `limitMillicores`: the
+ * window runs from the newest sample at least cpuRecentWindowMs older than the last one (or the
+ * oldest, when none is that old) to the last one. Counters that go backwards (a recreated cgroup)
+ * give no window.
+ */
+export function recentCpu(
+  samples: readonly CpuCounters[],
+  limitMillicores: number,
+  params: Partial<ControllerParams> = {},
+): RecentCpu {
+  const p: ControllerParams = { ...DEFAULT_CONTROLLER_PARAMS, ...params };
+  const windowMs = p.cpuRecentWindowMs;
+  const last = samples.at(-1);
+  const previous = samples.at(-2);
+  if (last === undefined || previous === undefined) return { ...NO_RECENT_CPU };
+  let first = samples[0];
+  for (const s of samples) {
+    if (last.atMs - s.atMs < windowMs) break;
+    first = s;
+  }
+  const span = last.atMs - first.atMs;
+  const lastMs = last.atMs - previous.atMs;
+  const cpuNs = last.cpuUsageNs - first.cpuUsageNs;
+  const lastNs = last.cpuUsageNs - previous.cpuUsageNs;
+  const periods = last.cpuPeriods - previous.cpuPeriods;
+  const throttled = last.cpuThrottledPeriods - previous.cpuThrottledPeriods;
+  if (!(span > 0 && lastMs > 0) || cpuNs < 0 || lastNs < 0 || periods < 0 || throttled < 0)
+    return { ...NO_RECENT_CPU };
+  const ratio = (a: CpuCounters, b: CpuCounters) => {
+    const n = b.cpuPeriods - a.cpuPeriods;
+    return n > 0 ? Math.min(1, Math.max(0, (b.cpuThrottledPeriods - a.cpuThrottledPeriods) / n)) : 0;
+  };
+  // Throttled, and used at least cpuStarvedUtilization of the quota (m x ms x 1e3 = ns of CPU).
+  const starved = (a: CpuCounters, b: CpuCounters) =>
+    ratio(a, b) >= p.cpuThrottledRatioUp &&
+    b.cpuUsageNs - a.cpuUsageNs >= p.cpuStarvedUtilization * limitMillicores * (b.atMs - a.atMs) * 1e3;
+  let starvedIntervals = 0;
+  for (let i = samples.length - 1; i > 0 && starved(samples[i - 1], samples[i]); i--) starvedIntervals += 1;
+  return {
+    windowMs: span,
+    cpuMillicores: (cpuNs / (span * 1e6)) * 1000,
+    lastMs,
+    lastCpuMillicores: (lastNs / (lastMs * 1e6)) * 1000,
+    lastThrottledRatio: ratio(previous, last),
+    starvedIntervals,
+  };
 }
 
 /** What a container used over one control period, derived from two reads of its counters. */
@@ -161,6 +295,13 @@ export interface ControlledContainer {
   limits: ResourceLimits;
   /** Undefined on the first period of a container (one read is not a rate): its limits are kept. */
   usage?: ContainerUsage;
+  /**
+   * With the fast path on: the container's CPU samples since its last CPU change, oldest first,
+   * reaching back at least cpuRecentWindowMs once that long has passed. Its recent CPU
+   * (`recentCpu`) then decides "starved now" and its idle slack instead of `usage` (still used for
+   * the slow idle rule and memory). Required by decideFast.
+   */
+  cpuSamples?: readonly CpuCounters[];
   /** Explicit priority, higher first (default 0), compared before the band-derived rule. */
   priority?: number;
 }
@@ -190,7 +331,7 @@ export type DecisionResource = "cpu" | "memory" | "placement";
 
 /**
  * Why a limit changed:
- * throttled / cpu-saturated (CPU up), cpu-idle (CPU down after cpuDownPeriods idle periods),
+ * throttled / cpu-saturated (CPU up; by the period or the fast path), cpu-idle (CPU down after cpuDownPeriods idle periods),
  * memory-pressure / oom-kill (memory up), memory-idle (memory down after memoryDownPeriods),
  * reclaimed (idle slack taken back at once because others need it), contention (shrunk towards
  * the band's min because the device is over capacity), band (moved into the band or under the
@@ -221,7 +362,7 @@ export interface DecisionRecord {
   v: typeof DECISION_RECORD_VERSION;
   /** Per-device sequence number: gaps show lost records. */
   seq: number;
-  /** ISO time of the control period that made the decision. */
+  /** ISO time of the control period (or fast-path tick) that made the decision. */
   at: string;
   deviceId: string;
   placementId: string;
@@ -297,6 +438,18 @@ interface Claim {
   current: number;
   want: number;
   need: number;
+  /**
+   * A raise on a first sign of starvation (throttled, not yet starved for sure): granted from free
+   * capacity and idle slack only; `need` is then the current limit, and the raise above it is cut
+   * before any container is shrunk towards its floor.
+   */
+  tentative?: boolean;
+  /**
+   * A tentative raise that would not reach this is not made: a few millicores are no help to a
+   * container using all of its quota, and the change would restart its observation (recent
+   * window, starved streak) just before it may count as starved for sure.
+   */
+  minGrant?: number;
   floor: number;
   ceiling: number;
   reason: DecisionReason | undefined;
@@ -320,11 +473,85 @@ function clamp(value: number, min: number, max: number): number {
   return Math.min(max, Math.max(min, value));
 }
 
+/** Why a container counts as starved now: the signal, and the usage its raise starts from. */
+interface Starvation {
+  throttled: boolean;
+  /** Only the newest interval throttled (fewer than cpuStarvedIntervals): see Claim.tentative. */
+  tentative: boolean;
+  metric: string;
+  value: number;
+  threshold: number;
+  usedMillicores: number;
+}
+
+/**
+ * Starved now? With recent samples: throttled in the newest interval (the kernel's own verdict,
+ * seen within one fast period), or using cpuUtilizationUp of the quota over a whole recent window
+ * (a single short interval is too noisy for that: two 5 ms slices in one 100 ms interval look
+ * saturated). Without them: over the last period.
+ */
+function starvation(
+  c: ControlledContainer,
+  r: RecentCpu | undefined,
+  kept: number,
+  p: ControllerParams,
+): Starvation | undefined {
+  if (r !== undefined) {
+    if (r.lastMs > 0 && r.lastThrottledRatio >= p.cpuThrottledRatioUp) {
+      return {
+        throttled: true,
+        tentative: r.starvedIntervals < p.cpuStarvedIntervals,
+        metric: "cpu.recentThrottledRatio",
+        value: round4(r.lastThrottledRatio),
+        threshold: p.cpuThrottledRatioUp,
+        usedMillicores: r.lastCpuMillicores,
+      };
+    }
+    const utilization = kept > 0 ? r.cpuMillicores / kept : 0;
+    if (r.windowMs >= p.cpuRecentWindowMs && utilization >= p.cpuUtilizationUp) {
+      return {
+        throttled: false,
+        tentative: false,
+        metric: "cpu.recentUtilization",
+        value: round4(utilization),
+        threshold: p.cpuUtilizationUp,
+        usedMillicores: r.cpuMillicores,
+      };
+    }
+    return undefined;
+  }
+  const u = c.usage;
+  if (u === undefined) return undefined;
+  if (u.cpuThrottledRatio >= p.cpuThrottledRatioUp) {
+    return {
+      throttled: true,
+      tentative: false,
+      metric: "cpu.throttledRatio",
+      value: round4(u.cpuThrottledRatio),
+      threshold: p.cpuThrottledRatioUp,
+      usedMillicores: u.cpuMillicores,
+    };
+  }
+  const utilization = kept > 0 ? u.cpuMillicores / kept : 0;
+  if (utilization >= p.cpuUtilizationUp) {
+    return {
+      throttled: false,
+      tentative: false,
+      metric: "cpu.utilization",
+      value: round4(utilization),
+      threshold: p.cpuUtilizationUp,
+      usedMillicores: u.cpuMillicores,
+    };
+  }
+  return undefined;
+}
+
 function cpuClaim(
   c: ControlledContainer,
   s: ContainerControlState,
   capacity: number,
   p: ControllerParams,
+  fast: boolean,
 ): Claim {
   const step = p.cpuStepMillicores;
   const ceiling = Math.min(c.band.cpuMillicoresMax, capacity);
@@ -345,34 +572,49 @@ function cpuClaim(
     threshold: kept,
   };
   const u = c.usage;
-  if (u === undefined) return base;
-  const used = u.cpuMillicores;
-  const utilization = kept > 0 ? used / kept : 0;
-  const fromUsage = fit(Math.max(used * (1 + p.cpuHeadroom), used + p.cpuHeadroomMillicores));
-  if (u.cpuThrottledRatio >= p.cpuThrottledRatioUp || utilization >= p.cpuUtilizationUp) {
+  const r = c.cpuSamples === undefined ? undefined : recentCpu(c.cpuSamples, kept, p);
+  if (fast ? r === undefined : u === undefined) return base;
+  const fromUsage = (used: number) =>
+    fit(Math.max(used * (1 + p.cpuHeadroom), used + p.cpuHeadroomMillicores));
+  const starved = starvation(c, r, kept, p);
+  if (starved !== undefined) {
     s.cpuIdlePeriods = 0;
     // The quota hides the real demand: grow geometrically and let the idle rule trim the excess.
-    const want = fit(Math.max(kept * p.cpuUpFactor, used * (1 + p.cpuHeadroom)));
-    const throttled = u.cpuThrottledRatio >= p.cpuThrottledRatioUp;
+    const want = fit(Math.max(kept * p.cpuUpFactor, starved.usedMillicores * (1 + p.cpuHeadroom)));
     return {
       ...base,
       want,
-      need: want,
-      reason: want !== c.limits.cpuMillicores ? (throttled ? "throttled" : "cpu-saturated") : base.reason,
-      metric: throttled ? "cpu.throttledRatio" : "cpu.utilization",
-      value: round4(throttled ? u.cpuThrottledRatio : utilization),
-      threshold: throttled ? p.cpuThrottledRatioUp : p.cpuUtilizationUp,
+      need: starved.tentative ? kept : want,
+      tentative: starved.tentative,
+      // What the usage rule would give a container using all of its quota.
+      minGrant: starved.tentative ? Math.min(want, fromUsage(kept)) : undefined,
+      reason:
+        want !== c.limits.cpuMillicores ? (starved.throttled ? "throttled" : "cpu-saturated") : base.reason,
+      metric: starved.metric,
+      value: starved.value,
+      threshold: starved.threshold,
     };
   }
-  const need = Math.min(kept, fromUsage);
+  // What it keeps when others need more: usage plus headroom, over a whole recent window (a limit
+  // changed less than a window ago is kept: hysteresis), or over the last period without the fast
+  // path.
+  const demand =
+    r === undefined ? u?.cpuMillicores : r.windowMs >= p.cpuRecentWindowMs ? r.cpuMillicores : undefined;
+  const need = demand === undefined ? kept : Math.min(kept, fromUsage(demand));
+  // The fast path never lowers a limit on its own: that waits for cpuDownPeriods idle periods.
+  if (fast || u === undefined) return { ...base, need };
+  const used = u.cpuMillicores;
+  const utilization = kept > 0 ? used / kept : 0;
   if (utilization < p.cpuIdleUtilization) {
     s.cpuIdlePeriods += 1;
-    if (s.cpuIdlePeriods >= p.cpuDownPeriods && fromUsage < kept) {
+    // Never below what the recent window shows it uses now.
+    const target = fromUsage(Math.max(used, r?.cpuMillicores ?? 0));
+    if (s.cpuIdlePeriods >= p.cpuDownPeriods && target < kept) {
       s.cpuIdlePeriods = 0;
       return {
         ...base,
-        want: fromUsage,
-        need,
+        want: target,
+        need: Math.min(need, target),
         reason: "cpu-idle",
         metric: "cpu.utilization",
         value: round4(utilization),
@@ -491,20 +733,39 @@ function allocate(
     // The floors alone do not fit: the lowest-priority placement goes (live is sorted, highest first).
     evict.push(live.pop() as Entry);
   }
-  for (const e of live) grant.set(e, pick(e).want);
-  let total = live.reduce((sum, e) => sum + (grant.get(e) as number), 0);
-  // Lowest priority first: reclaim slack above need, then shrink towards the floor.
-  for (const phase of ["need", "floor"] as const) {
-    for (let i = live.length - 1; i >= 0 && total > capacity; i--) {
-      const e = live[i];
-      const claim = pick(e);
-      const has = grant.get(e) as number;
-      const cut = Math.min(has - claim[phase], total - capacity);
-      if (cut <= 0) continue;
-      grant.set(e, has - cut);
-      total -= cut;
-      note.set(e, phase === "need" ? "reclaimed" : "contention");
+  // A tentative raise cut below its minGrant is dropped (the container keeps its need) and the
+  // allocation is done again without it, so the others keep the slack it would have taken.
+  const dropped = new Set<Entry>();
+  let total: number;
+  for (;;) {
+    grant.clear();
+    note.clear();
+    for (const e of live) grant.set(e, dropped.has(e) ? pick(e).need : pick(e).want);
+    total = live.reduce((sum, e) => sum + (grant.get(e) as number), 0);
+    // Lowest priority first: reclaim slack above need, then cut tentative raises back to need,
+    // then shrink towards the floor.
+    for (const phase of ["slack", "tentative", "floor"] as const) {
+      for (let i = live.length - 1; i >= 0 && total > capacity; i--) {
+        const e = live[i];
+        const claim = pick(e);
+        if (phase !== "floor" && (claim.tentative === true) !== (phase === "tentative")) continue;
+        const has = grant.get(e) as number;
+        const cut = Math.min(has - (phase === "floor" ? claim.floor : claim.need), total - capacity);
+        if (cut <= 0) continue;
+        grant.set(e, has - cut);
+        total -= cut;
+        note.set(e, phase === "floor" ? "contention" : "reclaimed");
+      }
     }
+    const small = live.find((e) => {
+      const claim = pick(e);
+      const granted = grant.get(e) as number;
+      return (
+        !dropped.has(e) && claim.minGrant !== undefined && granted > claim.current && granted < claim.minGrant
+      );
+    });
+    if (small === undefined) break;
+    dropped.add(small);
   }
   return { evict, overCapacity: total > capacity };
 }
@@ -514,8 +775,58 @@ function allocate(
  * and the placements to evict. `input.state` is not modified.
  */
 export function decide(input: ControlInput): ControlOutput {
+  return control(input, false);
+}
+
+/**
+ * Between two periods (the fast path): raises the CPU of every container starved now (see
+ * `RecentCpu`; each container needs its `recentCpu`), taking idle slack from the others and then
+ * shrinking lower-priority ones, by the same rules and allocation as `decide()`. It does nothing
+ * else: memory is untouched, no limit is lowered on its own, nothing is evicted (when the CPU floors
+ * do not fit it does nothing). When it decides nothing it returns the limits unchanged and
+ * `input.state` itself.
+ */
+export function decideFast(input: ControlInput): ControlOutput {
+  return control(input, true);
+}
+
+/** Memory as it is: the fast path does not touch it. */
+function pinnedMemory(c: ControlledContainer): Claim {
+  const mib = c.limits.memoryMiB;
+  return {
+    current: mib,
+    want: mib,
+    need: mib,
+    floor: mib,
+    ceiling: mib,
+    reason: undefined,
+    metric: "memory.limit",
+    value: mib,
+    threshold: mib,
+  };
+}
+
+function unchanged(input: ControlInput): ControlOutput {
+  const limits: Record<string, ResourceLimits> = {};
+  for (const c of input.containers) limits[c.containerId] = c.limits;
+  return { state: input.state, limits, changes: [], decisions: [], evictions: [] };
+}
+
+/** Starved now and below its ceiling (what the fast path checks first, before any allocation). */
+function cpuStarvedNow(c: ControlledContainer, capacity: number, p: ControllerParams): boolean {
+  if (c.cpuSamples === undefined) return false;
+  const ceiling = Math.min(c.band.cpuMillicoresMax, capacity);
+  const floor = Math.min(c.band.cpuMillicoresMin, ceiling);
+  const kept = clamp(c.limits.cpuMillicores > 0 ? c.limits.cpuMillicores : Infinity, floor, ceiling);
+  return kept < ceiling && starvation(c, recentCpu(c.cpuSamples, kept, p), kept, p) !== undefined;
+}
+
+function control(input: ControlInput, fast: boolean): ControlOutput {
   const p: ControllerParams = { ...DEFAULT_CONTROLLER_PARAMS, ...input.params };
   const capacity = input.capacity;
+  // The common case between periods, ten times a second: nobody starved, nothing to allocate.
+  if (fast && !input.containers.some((c) => cpuStarvedNow(c, capacity.cpuMillicores, p)))
+    return unchanged(input);
   const containers = [...input.containers].sort(comparePriority);
   const nextStates: Record<string, ContainerControlState> = {};
   const entries: Entry[] = containers.map((container) => {
@@ -527,8 +838,8 @@ export function decide(input: ControlInput): ControlOutput {
     return {
       container,
       state,
-      cpu: cpuClaim(container, state, capacity.cpuMillicores, p),
-      memory: memoryClaim(container, state, capacity.memoryMiB, p),
+      cpu: cpuClaim(container, state, capacity.cpuMillicores, p, fast),
+      memory: fast ? pinnedMemory(container) : memoryClaim(container, state, capacity.memoryMiB, p),
     };
   });
 
@@ -567,8 +878,14 @@ export function decide(input: ControlInput): ControlOutput {
   let memoryGrant = new Map<Entry, number>();
   let cpuNote = new Map<Entry, DecisionReason>();
   let memoryNote = new Map<Entry, DecisionReason>();
+  if (fast) {
+    const cpu = allocate(entries, (e) => e.cpu, capacity.cpuMillicores, cpuGrant, cpuNote);
+    // Evicting, or holding everyone at the floors, is for the period's decide().
+    if (cpu.evict.length > 0 || cpu.overCapacity) return unchanged(input);
+    for (const e of entries) memoryGrant.set(e, e.memory.current);
+  }
   // Evicting for one resource frees the other too, so allocate both again until neither evicts.
-  for (;;) {
+  while (!fast) {
     const live = entries.filter((e) => !evicted.has(e));
     cpuGrant = new Map();
     memoryGrant = new Map();
@@ -642,7 +959,9 @@ export function decide(input: ControlInput): ControlOutput {
       cpuMillicores: cpu,
       memoryMiB: memory,
       // The soft limit is the band's min (what the claim reserved), never above the hard limit.
-      memoryReservationMiB: Math.min(e.container.band.memoryMiBMin, memory),
+      memoryReservationMiB: fast
+        ? from.memoryReservationMiB
+        : Math.min(e.container.band.memoryMiBMin, memory),
     };
     limits[e.container.containerId] = to;
     for (const [resource, claim, granted, note, total, cap] of [
@@ -681,6 +1000,7 @@ export function decide(input: ControlInput): ControlOutput {
       });
     }
   }
+  if (fast && decisions.length === 0) return unchanged(input);
   return { state: { seq, containers: nextStates }, limits, changes, decisions, evictions };
 }
 
