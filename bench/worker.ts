@@ -3,9 +3,9 @@
  *
  *   npx hardhat run bench/worker.ts --network localhost
  *   npx ts-node bench/worker.ts [--runs N] [--warmup N] [--placements N] [--idle-s S]
- *                               [--no-compiled] [--no-defaults]
+ *                               [--no-sources] [--no-defaults]
  *   (env: SHOAL_BENCH_RUNS, SHOAL_BENCH_WARMUP, SHOAL_BENCH_PLACEMENTS, SHOAL_BENCH_IDLE_S,
- *    SHOAL_BENCH_COMPILED=0, SHOAL_BENCH_DEFAULTS=0; the flags win)
+ *    SHOAL_BENCH_SOURCES=0, SHOAL_BENCH_DEFAULTS=0; the flags win)
  *
  * Fresh contracts in a temporary deployments dir, a private Mosquitto, one shoal-worker child process
  * with a small claim delay and short intervals (WORKER_CONFIG below: they dominate the latency).
@@ -26,10 +26,11 @@
  *    "on chain" = arrival of the PlacementConfirmed log on a WebSocket subscription. After each
  *    worker run the deployment is stopped and the bench waits until the worker removed the container.
  * 3. Footprint: `--placements` deployments of 1 replica on the device; worker VmRSS and its CPU time
- *    over `--idle-s` idle seconds (/proc/<pid>/stat); then the same after restarts: the worker
- *    compiled with tsc and run by plain node (no ts-node), and the bin with the default intervals.
- *    Baselines: bare node; node with ts-node registered (what the bin does); both with the worker's
- *    modules loaded but not started.
+ *    over `--idle-s` idle seconds (/proc/<pid>/stat), and the V8 heap from its /metrics; then the
+ *    same after restarts: the bin running the sources through ts-node (SHOAL_WORKER_FROM_SOURCES=1,
+ *    for comparison), and the bin with the default intervals. Baselines: bare node; node with the
+ *    compiled worker's modules loaded but not started. The bench compiles the worker first
+ *    (`npm run build:worker`), so the bin runs what the sources say.
  *
  * Writes bench/results/worker.md. Cleans up every container and image it made (by label and id),
  * unpins its CIDs, and stops only the processes it started.
@@ -90,7 +91,7 @@ const WARMUP = setting("warmup", "SHOAL_BENCH_WARMUP", 1);
 const PLACEMENTS = setting("placements", "SHOAL_BENCH_PLACEMENTS", 10);
 const IDLE_S = setting("idle-s", "SHOAL_BENCH_IDLE_S", 60);
 const DEFAULTS_PHASE = !process.argv.includes("--no-defaults") && process.env.SHOAL_BENCH_DEFAULTS !== "0";
-const COMPILED_PHASE = !process.argv.includes("--no-compiled") && process.env.SHOAL_BENCH_COMPILED !== "0";
+const SOURCES_PHASE = !process.argv.includes("--no-sources") && process.env.SHOAL_BENCH_SOURCES !== "0";
 
 const urls = serviceUrls();
 const RUN = `${Date.now().toString(36)}${process.pid.toString(36)}`;
@@ -182,14 +183,14 @@ class BenchWorker {
   private text = "";
   private partial = "";
 
-  /** `argv`: node's arguments, the entry point first. */
+  /** `argv`: the executable (the bin, run for its V8 flags), then its arguments. */
   constructor(
-    private readonly env: NodeJS.ProcessEnv,
+    readonly env: NodeJS.ProcessEnv,
     private readonly argv: string[],
   ) {}
 
   start(): void {
-    this.child = spawn(process.execPath, this.argv, {
+    this.child = spawn(this.argv[0], this.argv.slice(1), {
       cwd: ROOT,
       env: { ...process.env, ...this.env },
       stdio: ["ignore", "pipe", "pipe"],
@@ -301,6 +302,8 @@ async function main(): Promise<void> {
   const othersAtStart = await otherBenchmarks();
   let current: BenchWorker | undefined;
   console.log(`run ${RUN}; temp dir ${tmp}`);
+  console.log("compiling the worker (npm run build:worker)...");
+  await sh("npm", ["run", "-s", "build:worker"]);
   if (othersAtStart.length) console.log(`machine shared with:\n  ${othersAtStart.join("\n  ")}`);
 
   try {
@@ -463,6 +466,7 @@ async function main(): Promise<void> {
     const broker = new PrivateBroker(await freePort(), tmp);
     await broker.start();
     cleanups.push(["broker", () => broker.stop()]);
+    const metricsPort = await freePort();
     const workerEnv = (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({
       SHOAL_RPC_URL: urls.rpcUrl,
       SHOAL_OPERATOR_KEY: operator.privateKey,
@@ -473,6 +477,9 @@ async function main(): Promise<void> {
       SHOAL_DOCKER_SOCKET: urls.dockerSocket,
       SHOAL_DATA_DIR: path.join(tmp, "worker"),
       SHOAL_LOG_LEVEL: "info",
+      SHOAL_METRICS_PORT: String(metricsPort),
+      // The build made at the start of this run, even if a source changes meanwhile.
+      SHOAL_WORKER_FROM_SOURCES: "0",
       ...extra,
     });
     const config = path.join(tmp, "worker.json");
@@ -492,6 +499,9 @@ async function main(): Promise<void> {
         60_000,
         100,
       );
+      const fromSources = worker.tail(100).includes("running the sources through ts-node");
+      if (fromSources !== (worker.env.SHOAL_WORKER_FROM_SOURCES === "1"))
+        throw new Error(`the worker ran ${fromSources ? "from sources" : "compiled"}, not as asked`);
     };
     await startWorker();
     await sleep(3000);
@@ -764,8 +774,10 @@ async function main(): Promise<void> {
       }
       const seconds = (Date.now() - t0) / 1000;
       const cpuS = (cpuTicks(worker.pid) - ticks0) / clockTicks;
+      const heap = await workerHeap();
       const result = {
         what,
+        heap,
         containers: await runningContainers(),
         rssMiB: stats(rss.map((k) => k / 1024)),
         hwmMiB: procStatus(worker.pid).hwmKiB / 1024,
@@ -780,58 +792,54 @@ async function main(): Promise<void> {
       );
       return result;
     };
+    /** The worker's V8 heap (MiB) from its own /metrics: where the resident memory goes. */
+    const workerHeap = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      // Lines look like `shoal_worker_<name>{device="41",space="new"} 123`.
+      const value = (name: string, label = "") =>
+        Number(
+          text
+            .split("\n")
+            .find((line) => line.startsWith(`shoal_worker_${name}{`) && line.includes(label))
+            ?.split(" ")[1],
+        ) /
+        2 ** 20;
+      return {
+        heapTotal: value("nodejs_heap_size_total_bytes"),
+        heapUsed: value("nodejs_heap_size_used_bytes"),
+        newSpace: value("nodejs_heap_space_size_total_bytes", 'space="new"'),
+        external: value("nodejs_external_memory_bytes"),
+      };
+    };
     const clockTicks = Number((await sh("getconf", ["CLK_TCK"])).trim());
-    const footprints = [await footprint("`shoal-worker` bin (ts-node), bench settings")];
-    const dist = path.join(tmp, "dist");
-    const nodePath = { NODE_PATH: path.join(ROOT, "node_modules") };
-    if (COMPILED_PHASE) {
-      console.log("compiling the worker with tsc for a run without ts-node...");
-      await sh(path.join(ROOT, "node_modules/.bin/tsc"), [
-        "-p",
-        path.join(ROOT, "tsconfig.json"),
-        "--noEmit",
-        "false",
-        "--outDir",
-        dist,
-      ]);
+    const footprints = [await footprint("`shoal-worker` bin (compiled), bench settings")];
+    if (SOURCES_PHASE) {
       await worker.stop();
-      worker = new BenchWorker({ ...workerEnv(benchSettings), ...nodePath }, [
-        path.join(dist, "workers/src/main.js"),
+      worker = new BenchWorker(workerEnv({ ...benchSettings, SHOAL_WORKER_FROM_SOURCES: "1" }), [
+        WORKER_BIN,
         "--config",
         config,
       ]);
       await startWorker();
       footprints.push(
-        await footprint("compiled JS under plain node (tsc; no ts-node), bench settings, after a restart"),
+        await footprint("`shoal-worker` bin from the sources (ts-node), bench settings, after a restart"),
       );
     }
     if (DEFAULTS_PHASE) {
       await worker.stop();
       worker = new BenchWorker(workerEnv(), [WORKER_BIN]);
       await startWorker();
-      footprints.push(await footprint("`shoal-worker` bin (ts-node), default settings, after a restart"));
+      footprints.push(await footprint("`shoal-worker` bin (compiled), default settings, after a restart"));
     }
-    const register = `require("ts-node").register({ transpileOnly: true, project: ${JSON.stringify(path.join(ROOT, "tsconfig.json"))} });`;
     const rssBaselines: Array<[string, number]> = [
       ["bare `node -e`", await baselineRss("setInterval(() => {}, 1000)")],
       [
-        "node + ts-node registered (transpile-only, as the bin does)",
-        await baselineRss(`${register} setInterval(() => {}, 1000)`),
-      ],
-      [
-        "node + ts-node + the worker's modules required, not started",
-        await baselineRss(`${register} require("./workers/src/main"); setInterval(() => {}, 1000)`),
-      ],
-    ];
-    if (COMPILED_PHASE) {
-      rssBaselines.push([
         "node + the compiled worker's modules required, not started",
         await baselineRss(
-          `require(${JSON.stringify(path.join(dist, "workers/src/main.js"))}); setInterval(() => {}, 1000)`,
-          nodePath,
+          `require(${JSON.stringify(path.join(ROOT, "dist/worker/workers/src/main.js"))}); setInterval(() => {}, 1000)`,
         ),
-      ]);
-    }
+      ],
+    ];
 
     // ---- teardown of the footprint placements, through the worker
     for (const d of footprintDeployments) await (await apps.stopDeployment(d)).wait();
@@ -899,7 +907,10 @@ ${urls.rpcUrl}, Kubo ${urls.kuboUrl}, Docker ${urls.dockerSocket}, a private Mos
 | \`reconcileIntervalMs\` | ${WORKER_CONFIG.reconcileIntervalMs} | 5000 |
 | confirmations | 0 | 0 |
 | log level | info | info |
-| \`resources.enabled\` / \`resources.periodMs\` (resource manager) | true / 1000 (defaults) | true / 1000 |
+| \`resources.enabled\` / \`resources.periodMs\` / \`resources.fastPeriodMs\` (resource manager) | true / 1000 / 100 (defaults) | true / 1000 / 100 |
+| node flags (the bin's first line) | \`${readFileSync(WORKER_BIN, "utf8")
+      .split("\n")[0]
+      .replace(/^#!.*? node ?/, "")}\` | |
 | device | 4 CPU, 2 GiB, linux/amd64, enrolled after ${DEVICE_ID_OFFSET} filler devices (id ${deviceId}) | |
 
 Image: \`${SOURCE_IMAGE}\` re-imported as one layer of this run's own (${(imageBytes / 1024 / 1024).toFixed(1)} MiB tar,
@@ -938,7 +949,7 @@ Ratios (worker -> container running / bare \`docker\` CLI, same run; target <= $
 | stage | warm | cold | what it is |
 |---|---|---|---|
 | deploy tx sent -> receipt at the bench | ${part("warm", (s) => s.sendMs)} | ${part("cold", (s) => s.sendMs)} | sign + automined block (before t0, not counted) |
-| receipt -> claim mined (log at bench) | ${part("warm", (s) => s.receiptToClaimMined)} | ${part("cold", (s) => s.receiptToClaimMined)} | chain poll wait (0..${POLL_INTERVAL_MS}), claimer pass (reads every deployment), claim delay, claim tx |
+| receipt -> claim mined (log at bench) | ${part("warm", (s) => s.receiptToClaimMined)} | ${part("cold", (s) => s.receiptToClaimMined)} | chain poll wait (0..${POLL_INTERVAL_MS}), claimer pass (reads the new deployment), claim delay, claim tx |
 | of which the claim delay (worker log) | ${part("warm", (s) => s.claimDelayMs)} | ${part("cold", (s) => s.claimDelayMs)} | maxDelayMs x (1 - score); the score counts host load |
 | claim mined -> StartedAt | ${part("warm", (s) => s.claimMinedToStarted)} | ${part("cold", (s) => s.claimMinedToStarted)} | reconcile pass: chain reads, delivery, docker list, create + start |
 | of which image delivery (worker log, cold) | - | ${part("cold", (s) => s.deliveryMs)} | Kubo cat -> docker load -> inspect -> pin -> tag |
@@ -956,16 +967,16 @@ worker had not removed the container ${TEARDOWN_GRACE_MS / 1000} s after \`stopD
 
 ## Footprint
 
-| worker | placements running | VmRSS median MiB | VmRSS max MiB | VmHWM MiB | CPU s / idle s | % of one core | heartbeat txs in the window |
-|---|---|---|---|---|---|---|---|
+| worker | placements running | VmRSS median MiB | VmRSS max MiB | VmHWM MiB | CPU s / idle s | % of one core | heartbeat txs in the window | V8 heap used / total MiB (new space) | external MiB |
+|---|---|---|---|---|---|---|---|---|---|
 ${footprints
   .map(
     (f) =>
-      `| ${f.what} | ${f.containers} | ${f.rssMiB.median.toFixed(1)} | ${f.rssMiB.max.toFixed(1)} | ${f.hwmMiB.toFixed(1)} | ${f.cpuS.toFixed(2)} / ${f.seconds.toFixed(0)} | ${f.cpuPercent.toFixed(2)} | ${f.heartbeatTxs} |`,
+      `| ${f.what} | ${f.containers} | ${f.rssMiB.median.toFixed(1)} | ${f.rssMiB.max.toFixed(1)} | ${f.hwmMiB.toFixed(1)} | ${f.cpuS.toFixed(2)} / ${f.seconds.toFixed(0)} | ${f.cpuPercent.toFixed(2)} | ${f.heartbeatTxs} | ${f.heap.heapUsed.toFixed(1)} / ${f.heap.heapTotal.toFixed(1)} (${f.heap.newSpace.toFixed(1)}) | ${f.heap.external.toFixed(1)} |`,
   )
   .join("\n")}
-| \`shoal-worker\` bin, fresh, no placements, bench settings | 0 | ${(rssFresh.rssKiB / 1024).toFixed(1)} | | | | | |
-${rssBaselines.map(([name, kib]) => `| baseline: ${name} | - | ${(kib / 1024).toFixed(1)} | | | | | |`).join("\n")}
+| \`shoal-worker\` bin (compiled), fresh, no placements, bench settings | 0 | ${(rssFresh.rssKiB / 1024).toFixed(1)} | | | | | | | |
+${rssBaselines.map(([name, kib]) => `| baseline: ${name} | - | ${(kib / 1024).toFixed(1)} | | | | | | | |`).join("\n")}
 
 RSS target <= ${TARGET_RSS_MIB} MiB with ${PLACEMENTS} placements (max of the samples): ${footprints
       .map(

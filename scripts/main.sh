@@ -39,8 +39,9 @@ fleet=(node_modules/.bin/ts-node --transpile-only scripts/fleet/cli.ts)
 # Refuse bad fleet options now, not after minutes of setup.
 "${fleet[@]}" up --check "$@"
 
-say "compiling contracts"
+say "compiling contracts and the worker"
 npx hardhat compile --quiet
+npm run -s build:worker
 
 say "starting services"
 bash scripts/services.sh up

@@ -26,8 +26,9 @@ ensure_npm_packages
 stop_services() { [[ ${SHOAL_KEEP_SERVICES:-} == 1 ]] || bash scripts/services.sh down; }
 trap stop_services EXIT
 
-say "compiling contracts"
+say "compiling contracts and the worker"
 npx hardhat compile --quiet
+npm run -s build:worker
 
 say "starting services"
 bash scripts/services.sh up

@@ -9,6 +9,7 @@ import { task, types } from "hardhat/config";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
 import {
   canonicalManifestBytes,
+  MAX_MANIFEST_BYTES,
   ManifestError,
   parseManifest,
   resourceBand,
@@ -22,7 +23,6 @@ import { fail, formatBytes, orFail, progress, table } from "./lib/output";
 
 const DEFAULT_KUBO = process.env.SHOAL_KUBO_URL ?? "http://127.0.0.1:5401";
 /** A published manifest is small; refuse anything bigger when reading one back. */
-const MAX_MANIFEST_BYTES = 256 * 1024;
 
 export interface PublishResult {
   status: "published" | "unchanged";

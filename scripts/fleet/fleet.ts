@@ -196,8 +196,9 @@ export function openFleet(stateFile: string, options: { logLevel?: string } = {}
     if (livePid(d.pidFile) !== undefined) return;
     startMarks.set(deviceId, logSize(d.logFile));
     spawnDetached({
-      command: process.execPath,
-      args: [WORKER_BIN, "--config", d.configFile],
+      // Executed, not run through `node`: its first line carries the worker's V8 flags.
+      command: WORKER_BIN,
+      args: ["--config", d.configFile],
       env: workerEnv(state, d, logLevel),
       cwd: ROOT,
       logFile: d.logFile,

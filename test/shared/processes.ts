@@ -104,7 +104,8 @@ export class WorkerProcess {
   ) {}
 
   start(): void {
-    this.child = spawn(process.execPath, [path.join(ROOT, "workers/bin/shoal-worker.js"), ...this.args], {
+    // Executed, not run through `node`: its first line carries the worker's V8 flags.
+    this.child = spawn(path.join(ROOT, "workers/bin/shoal-worker.js"), this.args, {
       cwd: ROOT,
       env: { ...process.env, ...this.env },
       stdio: ["ignore", "pipe", "pipe"],

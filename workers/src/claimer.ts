@@ -7,16 +7,25 @@
 import type { Logger } from "pino";
 import { claimDelayMs, fit, type ClaimDelayOptions } from "./domain/scoring";
 import { RegistryError } from "./adapters/ethers-registry";
-import type { DeploymentView, DeviceView, Registry } from "./ports/registry";
+import type { ChainEvent } from "./ports/chain-source";
+import type { DeploymentView, DeviceView, Registry, ReplicaTerms } from "./ports/registry";
 
-/** Reverts that mean another device (or a change of the deployment) got there first. */
+/**
+ * Reverts that mean another device, or a change of the deployment (scaled, rolled, stopped), got
+ * there while this device waited: a quiet "lost", not an error.
+ */
 const LOST_RACE = new Set([
   "PlacementRegistryReplicasExhausted",
   "PlacementRegistryAlreadyPlaced",
   "PlacementRegistryDeploymentNotActive",
   "PlacementRegistryCpuCapacityExceeded",
   "PlacementRegistryMemoryCapacityExceeded",
+  "PlacementRegistryPlatformUnsupported",
+  "PlacementRegistryLabelMissing",
 ]);
+
+/** Fit failures that can pass without an event of the deployment (this device's usage drops). */
+const CAPACITY = new Set(["cpu", "memory"]);
 
 export type ClaimOutcome =
   | { deploymentId: number; result: "won"; placementId: string; delayMs: number; score: number }
@@ -30,14 +39,53 @@ export interface ClaimerDeps {
   options: ClaimDelayOptions;
   /** Host load 0..1 for the score; 0 when unknown. */
   hostLoad?: () => number;
+  /**
+   * Every deployment is re-read at least this often even without an event touching it: a safety
+   * net, not the mechanism (default 5 min).
+   */
+  resyncMs?: number;
   random?: () => number;
+  now?: () => number;
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   onOutcome?: (outcome: ClaimOutcome) => void;
 }
 
 export interface Claimer {
-  /** One pass over the deployments; resolves with what it did. Errors other than lost races throw. */
+  /**
+   * One pass over the deployments that may need this device: new ones, those chain events touched
+   * since the last pass, and those still wanting replicas it could not take. Resolves with what it
+   * did; errors other than lost races throw (and the pass's deployments are read again next time).
+   */
   pass(options?: { signal?: AbortSignal }): Promise<ClaimOutcome[]>;
+  /** Chain events changed these deployments (or, with "all", possibly any): re-read them next pass. */
+  touch(deploymentIds: Iterable<number> | "all"): void;
+}
+
+/** Device events that change whether this device may claim at all: every deployment is re-read. */
+const DEVICE_WIDE = new Set([
+  "DeviceEnrolled",
+  "DeviceOperatorChanged",
+  "DeviceExitRequested",
+  "DeviceExited",
+  "DeviceSlashed",
+  "DeviceExpired",
+  "ParametersChanged",
+]);
+
+/**
+ * The deployments a batch of chain events touched, for `Claimer.touch`: by the `deploymentId`
+ * argument, or by a placement id's upper bits (placement ids are `deploymentId << 32 | n`).
+ */
+export function deploymentsTouchedBy(events: readonly ChainEvent[]): Set<number> | "all" {
+  const ids = new Set<number>();
+  for (const e of events) {
+    if (DEVICE_WIDE.has(e.event)) return "all";
+    const { deploymentId, placementId } = e.args;
+    if (typeof deploymentId === "number") ids.add(deploymentId);
+    else if (typeof placementId === "string" && /^\d+$/.test(placementId))
+      ids.add(Number(BigInt(placementId) >> 32n));
+  }
+  return ids;
 }
 
 const abortableSleep = (ms: number, signal?: AbortSignal) =>
@@ -57,10 +105,21 @@ const abortableSleep = (ms: number, signal?: AbortSignal) =>
 export function createClaimer(deps: ClaimerDeps): Claimer {
   const { registry, platform, logger } = deps;
   const random = deps.random ?? Math.random;
+  const now = deps.now ?? Date.now;
   const sleep = deps.sleep ?? abortableSleep;
   const hostLoad = deps.hostLoad ?? (() => 0);
+  const resyncMs = deps.resyncMs ?? 300_000;
 
-  const score = (device: DeviceView, terms: Awaited<ReturnType<Registry["replicaTerms"]>>) =>
+  // What to read, so a pass costs O(deployments that changed), not O(every deployment ever made).
+  /** Deployments 1..known have been seen. */
+  let known = 0;
+  /** To read on the next pass: new, touched by an event, or still wanting what this device lacked. */
+  const pending = new Set<number>();
+  /** Stopped, with nothing of this device's left: stopping is final, so never read again. */
+  const finished = new Set<number>();
+  let resyncAt = 0;
+
+  const score = (device: DeviceView, terms: ReplicaTerms) =>
     fit(
       {
         platform: device.platform,
@@ -78,25 +137,6 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
         memoryMinMiB: terms.band.memoryMinMiB,
       },
     );
-
-  /**
-   * Whether this device should try for `d`: it wants replicas and this device has none of its
-   * current generation. A superseded placement here (the deployment rolled) is replaced by the
-   * claim, which releases it in the same transaction.
-   */
-  const wants = async (
-    d: DeploymentView,
-    signal?: AbortSignal,
-  ): Promise<{ skip?: string; superseded?: string }> => {
-    if (!d.active) return { skip: "stopped" };
-    const mine = await registry.activePlacementOf(d.deploymentId, { signal });
-    if (mine === undefined) return d.liveReplicas >= d.replicas ? { skip: "replicas complete" } : {};
-    if ((await registry.placementState(mine, { signal })) !== "Superseded")
-      return { skip: "already placed here" };
-    return d.liveReplicas >= d.replicas
-      ? { skip: "replicas complete", superseded: mine }
-      : { superseded: mine };
-  };
 
   /**
    * After a scale-down more replicas are live than asked for. Every device holding one computes
@@ -118,106 +158,158 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
     );
   };
 
-  /** A superseded placement this device could not replace: free the device and the replica. */
-  const releaseSuperseded = async (placementId: string | undefined, signal?: AbortSignal) => {
-    if (placementId === undefined) return;
+  /** Frees this device's placement of a deployment that is stopped or replaced elsewhere. */
+  const release = async (placementId: string, why: string, signal?: AbortSignal) => {
     const { hash } = await registry.release(placementId, { signal });
-    logger.info({ placementId, tx: hash }, "released a superseded placement that another device replaces");
+    logger.info({ placementId, tx: hash }, `released a placement: ${why}`);
+  };
+
+  interface Candidate {
+    deployment: DeploymentView;
+    /** This device's superseded placement (the deployment rolled): the claim replaces it. */
+    superseded?: string;
+    delayMs: number;
+    score: number;
+  }
+
+  /**
+   * What this device does about one deployment, from a fresh read: nothing, claim it (a
+   * candidate), shed or release what it holds. Returns whether to read it again next pass even
+   * without an event (it wants replicas this device could not take for lack of capacity).
+   */
+  const consider = async (
+    d: DeploymentView,
+    device: DeviceView,
+    out: { candidates: Candidate[]; excess: { deployment: DeploymentView; mine: string }[] },
+    record: (outcome: ClaimOutcome) => void,
+    signal?: AbortSignal,
+  ): Promise<boolean> => {
+    // The terms matter only when replicas are wanted: then read them alongside, not after.
+    const wanted = d.active && d.liveReplicas < d.replicas;
+    const [mine, terms] = await Promise.all([
+      registry.activePlacementOf(d.deploymentId, { signal }),
+      wanted ? registry.replicaTerms(d.deploymentId, platform, { signal }) : undefined,
+    ]);
+    if (!d.active) {
+      // Stopping superseded every placement; ours is released so the reconciler removes it.
+      if (mine !== undefined) await release(mine, `deployment ${d.deploymentId} stopped`, signal);
+      finished.add(d.deploymentId);
+      return false;
+    }
+    const superseded =
+      mine !== undefined && (await registry.placementState(mine, { signal })) === "Superseded"
+        ? mine
+        : undefined;
+    if (mine !== undefined && superseded === undefined) {
+      if (d.liveReplicas > d.replicas) out.excess.push({ deployment: d, mine });
+      return false;
+    }
+    if (!wanted || terms === undefined) {
+      if (superseded !== undefined)
+        await release(superseded, `deployment ${d.deploymentId} rolled and is complete`, signal);
+      return false;
+    }
+    const result = score(device, terms);
+    if (!result.fits) {
+      if (superseded !== undefined)
+        await release(superseded, `the new version of deployment ${d.deploymentId} does not fit`, signal);
+      record({
+        deploymentId: d.deploymentId,
+        result: "skipped",
+        reason: `${result.reason}: ${result.detail}`,
+      });
+      return CAPACITY.has(result.reason);
+    }
+    out.candidates.push({
+      deployment: d,
+      superseded,
+      score: result.score,
+      delayMs: claimDelayMs(result.score, random(), deps.options),
+    });
+    return false;
+  };
+
+  const claim = async (c: Candidate, signal?: AbortSignal): Promise<ClaimOutcome> => {
+    const { deploymentId } = c.deployment;
+    try {
+      const { placementId, hash } = await registry.claim(deploymentId, { signal });
+      logger.info(
+        { deploymentId, placementId, delayMs: c.delayMs, score: c.score, tx: hash },
+        "claimed a replica",
+      );
+      return { deploymentId, result: "won", placementId, delayMs: c.delayMs, score: c.score };
+    } catch (error) {
+      if (!(error instanceof RegistryError && error.errorName && LOST_RACE.has(error.errorName))) throw error;
+      logger.debug({ deploymentId, reason: error.errorName }, "lost the claim race");
+      if (c.superseded !== undefined)
+        await release(c.superseded, `deployment ${deploymentId} is replaced elsewhere`, signal);
+      return { deploymentId, result: "lost", reason: error.errorName, delayMs: c.delayMs, score: c.score };
+    }
+  };
+
+  const touch = (deploymentIds: Iterable<number> | "all") => {
+    if (deploymentIds === "all") {
+      for (let id = 1; id <= known; id++) if (!finished.has(id)) pending.add(id);
+      return;
+    }
+    for (const id of deploymentIds) if (id <= known && !finished.has(id)) pending.add(id);
   };
 
   return {
+    touch,
+
     async pass({ signal } = {}) {
       const outcomes: ClaimOutcome[] = [];
       const record = (outcome: ClaimOutcome) => {
         outcomes.push(outcome);
         deps.onOutcome?.(outcome);
       };
-      let device = await registry.device({ signal });
-      if (device.status !== "Active") return outcomes;
+      const [device, count] = await Promise.all([
+        registry.device({ signal }),
+        registry.deploymentCount({ signal }),
+      ]);
+      if (now() >= resyncAt) {
+        resyncAt = now() + resyncMs;
+        touch("all");
+      }
+      for (; known < count; known++) pending.add(known + 1);
+      if (device.status !== "Active" || pending.size === 0) return outcomes;
 
-      const candidates: { deployment: DeploymentView; delayMs: number; score: number }[] = [];
-      const excess: { deployment: DeploymentView; mine: string }[] = [];
-      for (const deployment of await registry.deployments({ signal })) {
-        const { skip, superseded } = await wants(deployment, signal);
-        if (skip === "already placed here" && deployment.liveReplicas > deployment.replicas) {
-          const mine = await registry.activePlacementOf(deployment.deploymentId, { signal });
-          if (mine !== undefined) excess.push({ deployment, mine });
-        }
-        if (skip) {
-          await releaseSuperseded(superseded, signal);
-          continue;
-        }
-        const terms = await registry.replicaTerms(deployment.deploymentId, platform, { signal });
-        const result = score(device, terms);
-        if (!result.fits) {
-          record({
-            deploymentId: deployment.deploymentId,
-            result: "skipped",
-            reason: `${result.reason}: ${result.detail}`,
-          });
-          continue;
-        }
-        candidates.push({
-          deployment,
-          score: result.score,
-          delayMs: claimDelayMs(result.score, random(), deps.options),
-        });
+      const ids = [...pending].sort((a, b) => a - b);
+      pending.clear();
+      const out = {
+        candidates: [] as Candidate[],
+        excess: [] as { deployment: DeploymentView; mine: string }[],
+      };
+      try {
+        const views = await Promise.all(ids.map((id) => registry.deployment(id, { signal })));
+        for (const d of views)
+          if (await consider(d, device, out, record, signal)) pending.add(d.deploymentId);
+      } catch (error) {
+        for (const id of ids) pending.add(id);
+        throw error;
       }
 
-      // Best first; each delay counts from the start of the pass, as every device's does.
-      candidates.sort((a, b) => a.delayMs - b.delayMs);
-      const started = Date.now();
-      for (const { deployment, delayMs, score: s } of candidates) {
-        await sleep(Math.max(0, delayMs - (Date.now() - started)), signal);
-        // Someone may have filled it while we waited, and our own earlier claims used capacity.
-        const fresh = await registry.deployment(deployment.deploymentId, { signal });
-        const { skip, superseded } = await wants(fresh, signal);
-        if (skip) {
-          await releaseSuperseded(superseded, signal);
-          record({ deploymentId: deployment.deploymentId, result: "lost", reason: skip, delayMs, score: s });
-          continue;
+      // Best first; each delay counts from the start of the pass, as every device's does. The
+      // contract decides: a claim that can no longer succeed (filled, rolled, stopped, no room)
+      // fails its gas estimate, costs nothing, and is a quiet loss.
+      out.candidates.sort((a, b) => a.delayMs - b.delayMs);
+      const started = now();
+      try {
+        for (const candidate of out.candidates) {
+          await sleep(Math.max(0, candidate.delayMs - (now() - started)), signal);
+          const outcome = await claim(candidate, signal);
+          // Capacity may free up without an event of this deployment; the rest comes with one.
+          if (outcome.result === "lost" && outcome.reason.includes("CapacityExceeded"))
+            pending.add(outcome.deploymentId);
+          record(outcome);
         }
-        device = await registry.device({ signal });
-        const refit = score(
-          device,
-          await registry.replicaTerms(deployment.deploymentId, platform, { signal }),
-        );
-        if (!refit.fits) {
-          await releaseSuperseded(superseded, signal);
-          record({
-            deploymentId: deployment.deploymentId,
-            result: "skipped",
-            reason: `${refit.reason}: ${refit.detail}`,
-          });
-          continue;
-        }
-        try {
-          const { placementId, hash } = await registry.claim(deployment.deploymentId, { signal });
-          logger.info(
-            { deploymentId: deployment.deploymentId, placementId, delayMs, score: s, tx: hash },
-            "claimed a replica",
-          );
-          record({ deploymentId: deployment.deploymentId, result: "won", placementId, delayMs, score: s });
-        } catch (error) {
-          if (error instanceof RegistryError && error.errorName && LOST_RACE.has(error.errorName)) {
-            logger.debug(
-              { deploymentId: deployment.deploymentId, reason: error.errorName },
-              "lost the claim race",
-            );
-            await releaseSuperseded(superseded, signal);
-            record({
-              deploymentId: deployment.deploymentId,
-              result: "lost",
-              reason: error.errorName,
-              delayMs,
-              score: s,
-            });
-            continue;
-          }
-          throw error;
-        }
+        for (const { deployment, mine } of out.excess) await shed(deployment, mine, signal);
+      } catch (error) {
+        // Unfinished work (an RPC failed, or shutdown): look at these deployments again next pass.
+        for (const { deployment } of [...out.candidates, ...out.excess]) pending.add(deployment.deploymentId);
+        throw error;
       }
-      for (const { deployment, mine } of excess) await shed(deployment, mine, signal);
       return outcomes;
     },
   };

@@ -18,7 +18,10 @@
  */
 import type { Logger } from "pino";
 import { imageRefForCid, IMAGE_CID_REPOSITORY } from "./domain/container-spec";
-import { MAX_MANIFEST_BYTES, ManifestError, validateCanonicalManifest } from "./domain/manifest";
+// The modules, not the index: a device validates published JSON and never loads the YAML parser.
+import { validateCanonicalManifest } from "./domain/manifest/canonical";
+import { ManifestError } from "./domain/manifest/manifest-error";
+import { MAX_MANIFEST_BYTES } from "./domain/manifest/validate";
 import type { Platform, PublishedManifest } from "./domain/manifest";
 import { isRetryable, ShoalError } from "./errors";
 import type { ContentStore } from "./ports/content-store";

@@ -10,23 +10,24 @@
 import { readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import os from "node:os";
-import Docker from "dockerode";
 import { JsonRpcProvider, Network } from "ethers";
 import pino, { type Logger } from "pino";
 import { createCgroupMetricsSource } from "./adapters/cgroup-metrics";
 import { ensureDeviceCgroup } from "./adapters/device-cgroup";
 import { createEthersChainSource, contractsFromDeployment } from "./adapters/ethers-chain-source";
+import { createDockerClient } from "./adapters/docker-client";
 import { createDockerRuntime } from "./adapters/docker-runtime";
 import { createEthersRegistry } from "./adapters/ethers-registry";
 import { createKuboContentStore } from "./adapters/kubo";
 import { createMqttBus } from "./adapters/mqtt-bus";
 import { createBridge } from "./bridge";
-import { createClaimer } from "./claimer";
+import { createClaimer, deploymentsTouchedBy } from "./claimer";
 import { ConfigError, ENV, loadConfig, type WorkerConfig } from "./config";
 import { createDelivery } from "./delivery";
 import type { Platform } from "./domain/manifest";
 import { isRetryable, ShoalError } from "./errors";
 import { createWorkerMetrics, serveMetrics } from "./metrics";
+import type { ChainEvent } from "./ports/chain-source";
 import type { Band } from "./ports/registry";
 import { createReconciler } from "./reconciler";
 import { createResourceManager } from "./resource-manager";
@@ -167,7 +168,7 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
     "device",
   );
 
-  const runtime = createDockerRuntime({ docker: new Docker({ socketPath: config.dockerSocket }) });
+  const runtime = createDockerRuntime({ docker: createDockerClient(config.dockerSocket) });
   const contentStore = createKuboContentStore({ url: config.kuboUrl });
   const delivery = createDelivery({
     contentStore,
@@ -237,7 +238,7 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
           reconciler.markDirty("evicted");
         },
         bus,
-        params: { periodMs: config.resources.periodMs },
+        params: { periodMs: config.resources.periodMs, fastPeriodMs: config.resources.fastPeriodMs },
         logger,
         promMetrics: metrics,
       })
@@ -309,13 +310,24 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
       )
     : undefined;
 
-  // New chain logs (this worker's source) and bridged events (any worker's) mark the loops dirty.
-  const onChange = (reason: string) => {
+  // New chain logs (this worker's source) and bridged events (any worker's, often first) mark the
+  // loops dirty and tell the claimer which deployments to re-read. Both are hints: every decision
+  // is taken on a fresh read of the chain.
+  const onChange = (reason: string, events: readonly ChainEvent[] | "reorg") => {
+    claimer.touch(events === "reorg" ? "all" : deploymentsTouchedBy(events));
     reconciler.markDirty(reason);
     claims?.poke();
   };
   await bus
-    .subscribe("shoal/v1/chain/#", () => onChange("mqtt"))
+    .subscribe("shoal/v1/chain/#", ({ payload }) => {
+      let event: ChainEvent | undefined;
+      try {
+        event = JSON.parse(Buffer.from(payload).toString("utf8")) as ChainEvent;
+      } catch {
+        // not an event of ours; the chain source delivers it anyway
+      }
+      onChange("mqtt", event?.args ? [event] : []);
+    })
     .catch((error: unknown) =>
       logger.warn({ err: error }, "could not subscribe to chain events; relying on the chain source"),
     );
@@ -323,11 +335,12 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
     if (config.bridge.enabled) await bridge.open({ signal });
     await source.run(
       async (batch, options) => {
+        if (batch.type === "reorg") onChange("reorg", "reorg");
+        else if (batch.logs.length > 0) onChange("chain", batch.logs);
         if (config.bridge.enabled) await bridge.handle(batch, options);
         const status = source.status();
         if (status.head !== null)
           metrics.bridgeLagBlocks.set(Math.max(0, status.head - status.checkpoint.number));
-        if (batch.type !== "logs" || batch.logs.length > 0) onChange("chain");
       },
       { signal },
     );

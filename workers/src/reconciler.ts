@@ -87,8 +87,13 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     }
     if (fresh.length > 0) newestSeen = fresh[0].placementId;
     for (const p of fresh) if (LIVE_STATES.has(p.state)) tracked.set(p.placementId, p);
-    for (const [id, p] of tracked) {
-      const state = await registry.placementState(id, { blockTag, signal });
+    const states = await Promise.all(
+      [...tracked.keys()].map(
+        async (id) => [id, await registry.placementState(id, { blockTag, signal })] as const,
+      ),
+    );
+    for (const [id, state] of states) {
+      const p = tracked.get(id)!;
       if (LIVE_STATES.has(state)) tracked.set(id, { ...p, state });
       else tracked.delete(id);
     }
@@ -199,12 +204,14 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     const started = now();
     const end = deps.metrics?.reconcileDuration.startTimer();
     try {
-      // Read both sides first; any error here aborts the pass before anything is touched.
-      const head = await registry.blockNumber({ signal });
-      const blockTag = Math.max(0, head - deps.confirmations);
-      const placements = await readDesired(blockTag, signal);
-      const desired = await toDesired(placements, signal);
-      const actual = await runtime.list({ deviceId, signal });
+      // Read both sides first (at once); any error here aborts the pass before anything is touched.
+      const [desired, actual] = await Promise.all([
+        registry
+          .blockNumber({ signal })
+          .then((head) => readDesired(Math.max(0, head - deps.confirmations), signal))
+          .then((placements) => toDesired(placements, signal)),
+        runtime.list({ deviceId, signal }),
+      ]);
       const actions = plan({ desired, actual });
 
       const failed: PassResult["failed"] = [];

@@ -9,6 +9,7 @@ import mqtt from "mqtt";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { PLACEMENT_STATES, RELEASE_REASONS } from "../../../workers/src/domain/chain-enums";
 import { removeDeviceCgroup } from "../../../workers/src/adapters/device-cgroup";
 import { PlacementRegistry__factory, type PlacementRegistry } from "../../../typechain-types";
 import { runHardhat, type CliResult } from "../../shared/cli";
@@ -19,7 +20,7 @@ const urls = serviceUrls();
 const ROOT = path.resolve(__dirname, "../../..");
 const MNEMONIC = Mnemonic.fromPhrase("test test test test test test test test test test test junk");
 const OPERATOR = 7; // hardhat account index of this test's device owner and operator
-const STATES = ["None", "Claimed", "Running", "Released", "Failed", "Expired", "Superseded"];
+const STATES = PLACEMENT_STATES;
 
 function ok(result: CliResult): string {
   expect(result.status, `${result.stdout}\n${result.stderr}`).to.equal(0);
@@ -260,6 +261,28 @@ describe("worker: chain -> IPFS -> Docker -> chain, with the MQTT bridge", funct
     const after = await docker.getContainer(before.Id).inspect();
     expect(after.State.Running).to.equal(true);
     expect(after.State.StartedAt, "not restarted").to.equal(startedAt);
+  });
+
+  it("releases the placement of a stopped deployment and removes its container", async function () {
+    const placementId = await placementOf(3);
+    expect(await containersOf(placementId)).to.have.length(1);
+    ok(await cli("app:stop", "--deployment", "3"));
+    await waitFor("the placement released", async () => (await stateOf(placementId)) === "Released", 30_000);
+    await waitFor(
+      "the container removed",
+      async () => (await containersOf(placementId)).length === 0,
+      30_000,
+    );
+    const [released] = await placements.queryFilter(
+      placements.filters.PlacementReleased(BigInt(placementId)),
+      record.contracts.PlacementRegistry.blockNumber,
+    );
+    expect(RELEASE_REASONS[Number(released.args.reason)]).to.equal("DeploymentStopped");
+    expect(released.args.releasedBy).to.equal(
+      HDNodeWallet.fromMnemonic(MNEMONIC, `m/44'/60'/0'/0/${OPERATOR}`).address,
+    );
+    // The other deployments are untouched.
+    expect(await containersOf(await placementOf(1))).to.have.length(1);
   });
 
   it("stops gracefully on SIGTERM and announces itself offline", async function () {

@@ -185,11 +185,10 @@ export function createEthersRegistry({
         };
       }),
 
-    deployments: (options) =>
-      read("reading deployments", async () => {
-        const count = Number(await apps.deploymentCount(overrides(options)));
-        return Promise.all(Array.from({ length: count }, (_, i) => readDeployment(i + 1, options)));
-      }),
+    deploymentCount: (options) =>
+      read("reading the deployment count", async () =>
+        Number(await apps.deploymentCount(overrides(options))),
+      ),
 
     deployment: (deploymentId, options) =>
       read(`reading deployment ${deploymentId}`, () => readDeployment(deploymentId, options)),

@@ -1,6 +1,9 @@
 import { createHash } from "node:crypto";
 import { ShoalError } from "../errors";
-import { parseMemoryMiB, resourceBand, stableStringify } from "./manifest";
+// The modules, not the index, which also loads the YAML parser a device never needs.
+import { stableStringify } from "./manifest/canonical";
+import { parseMemoryMiB } from "./manifest/quantity";
+import { resourceBand } from "./manifest/resource-band";
 import type { PublishedManifest, ResourceBand, RestartPolicy } from "./manifest";
 
 /**

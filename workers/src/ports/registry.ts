@@ -86,8 +86,8 @@ export interface Registry {
   readonly deviceId: number;
   blockNumber(options?: { signal?: AbortSignal }): Promise<number>;
   device(options?: ReadOptions): Promise<DeviceView>;
-  /** Every deployment, active or not (ids 1..count). */
-  deployments(options?: ReadOptions): Promise<DeploymentView[]>;
+  /** How many deployments exist: their ids are 1..count, active or not. */
+  deploymentCount(options?: ReadOptions): Promise<number>;
   deployment(deploymentId: number, options?: ReadOptions): Promise<DeploymentView>;
   replicaTerms(deploymentId: number, platform: string, options?: ReadOptions): Promise<ReplicaTerms>;
   /** This device's live placement of a deployment, if any. */

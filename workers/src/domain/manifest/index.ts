@@ -2,7 +2,8 @@
  * The Shoal app manifest: shoal.yaml in, validated and normalized; canonical JSON out for IPFS; the
  * resource band for the chain. Pure: no I/O, no clock. Used by the Hardhat tasks and the workers.
  */
-export { parseManifest, MAX_MANIFEST_BYTES } from "./parse-manifest";
+export { parseManifest } from "./parse-manifest";
+export { MAX_MANIFEST_BYTES } from "./validate";
 export type { ParseManifestOptions } from "./parse-manifest";
 export {
   canonicalManifest,

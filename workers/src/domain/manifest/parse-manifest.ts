@@ -4,16 +4,13 @@ import { ManifestError, makeIssue } from "./manifest-error";
 import type { ManifestIssue } from "./manifest-error";
 import { normalizeSource } from "./normalize";
 import type { Manifest } from "./types";
-import { collectIssues, finishIssues, isRecord } from "./validate";
+import { collectIssues, finishIssues, isRecord, MAX_MANIFEST_BYTES } from "./validate";
 import type { PathSegment } from "./validate";
 
 export interface ParseManifestOptions {
   /** File name used as the prefix of every issue line; defaults to "shoal.yaml". */
   source?: string;
 }
-
-/** Larger than any sane manifest; keeps a pasted binary from reaching the parser. */
-export const MAX_MANIFEST_BYTES = 256 * 1024;
 
 /** YAML anchors/aliases could expand a small file into a huge object ("billion laughs"). */
 const MAX_ALIAS_COUNT = 50;

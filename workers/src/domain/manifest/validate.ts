@@ -23,6 +23,9 @@ export const PUBLISHED_MANIFEST_SCHEMA_ID = publishedManifestSchema.$id;
 
 /** Default size of a writable path given as a bare string. */
 export const DEFAULT_WRITABLE_PATH_SIZE_MIB = 16;
+
+/** Larger than any sane manifest; keeps a pasted binary from reaching the parser. */
+export const MAX_MANIFEST_BYTES = 256 * 1024;
 export const WRITABLE_PATH_SIZE_MIB_MIN = 1;
 export const WRITABLE_PATH_SIZE_MIB_MAX = 1024;
 export const MAX_REQUIRED_LABELS = 8;

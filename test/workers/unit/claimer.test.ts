@@ -1,0 +1,303 @@
+// The claimer's bookkeeping against an in-memory registry (pure logic; the real contracts are in
+// the worker and fleet tests): which deployments a pass reads, what it claims, releases and
+// re-reads, and how chain events steer it.
+import { expect } from "chai";
+import pino from "pino";
+import { RegistryError } from "../../../workers/src/adapters/ethers-registry";
+import { createClaimer, deploymentsTouchedBy, type ClaimOutcome } from "../../../workers/src/claimer";
+import type { ChainEvent } from "../../../workers/src/ports/chain-source";
+import type {
+  DeploymentView,
+  DeviceView,
+  PlacementState,
+  PlacementView,
+  Registry,
+} from "../../../workers/src/ports/registry";
+
+const DEVICE = 7;
+const BAND = { cpuMinMillicores: 100, cpuMaxMillicores: 500, memoryMinMiB: 64, memoryMaxMiB: 128 };
+
+/** Deployments and this device's placements, with a log of what the claimer read and sent. */
+class FakeRegistry implements Registry {
+  readonly deviceId = DEVICE;
+  readonly deployments = new Map<number, DeploymentView & { labels?: string[] }>();
+  /** This device's placement of each deployment, and its state. */
+  readonly mine = new Map<number, { id: string; state: PlacementState }>();
+  readonly reads: number[] = [];
+  readonly sent: string[] = [];
+  state: DeviceView = {
+    deviceId: DEVICE,
+    status: "Active",
+    platform: "linux/amd64",
+    labelKeys: [],
+    cpuCapacityMillicores: 1000,
+    memoryCapacityMiB: 1024,
+    cpuReservedMillicores: 0,
+    memoryReservedMiB: 0,
+    livePlacements: 0,
+    lastHeartbeat: 0,
+    heartbeatTtlS: 300,
+  };
+  /** The next claim of a deployment reverts with this custom error. */
+  readonly claimReverts = new Map<number, string>();
+  failReads = false;
+
+  add(replicas: number, extra: Partial<DeploymentView & { labels: string[] }> = {}): number {
+    const id = this.deployments.size + 1;
+    this.deployments.set(id, {
+      deploymentId: id,
+      appId: 1,
+      version: 1,
+      generation: 1,
+      replicas,
+      liveReplicas: 0,
+      active: true,
+      ...extra,
+    });
+    return id;
+  }
+
+  blockNumber = async () => 1;
+  device = async () => this.state;
+  deploymentCount = async () => this.deployments.size;
+  deployment = async (id: number) => {
+    if (this.failReads) throw new RegistryError("RPC down", { retryable: true });
+    this.reads.push(id);
+    return { ...this.deployments.get(id)! };
+  };
+  replicaTerms = async (id: number) => ({
+    deploymentId: id,
+    appId: 1,
+    version: 1,
+    generation: 1,
+    platformSupported: true,
+    band: BAND,
+    requiredLabelKeys: this.deployments.get(id)!.labels ?? [],
+  });
+  activePlacementOf = async (id: number) => {
+    const p = this.mine.get(id);
+    return p && ["Claimed", "Running", "Superseded"].includes(p.state) ? p.id : undefined;
+  };
+  placementState = async (placementId: string) =>
+    [...this.mine.values()].find((p) => p.id === placementId)?.state ?? "None";
+  placementsOfDevice = async (): Promise<PlacementView[]> => [];
+  placementsOfDeployment = async (id: number): Promise<PlacementView[]> => {
+    const d = this.deployments.get(id)!;
+    const p = this.mine.get(id);
+    // Ours is the newest live placement: the first one shed after a scale-down.
+    return Array.from({ length: d.liveReplicas }, (_, i) => ({
+      placementId: i === d.liveReplicas - 1 && p ? p.id : String((BigInt(id) << 32n) | BigInt(i + 1)),
+      deploymentId: id,
+      deviceId: i === d.liveReplicas - 1 && p ? DEVICE : 99,
+      appId: 1,
+      version: 1,
+      state: "Running" as const,
+    }));
+  };
+  version = async () => {
+    throw new Error("not used by the claimer");
+  };
+  heartbeat = async () => ({ hash: "0x", gasUsed: 0n, blockNumber: 1 });
+  claim = async (id: number) => {
+    this.sent.push(`claim ${id}`);
+    const revert = this.claimReverts.get(id);
+    if (revert)
+      throw new RegistryError(`claiming deployment ${id}: reverted with ${revert}()`, { errorName: revert });
+    const d = this.deployments.get(id)!;
+    d.liveReplicas++;
+    const placementId = String((BigInt(id) << 32n) | 100n);
+    this.mine.set(id, { id: placementId, state: "Claimed" });
+    return { hash: "0x", gasUsed: 0n, blockNumber: 1, placementId };
+  };
+  confirm = async () => ({ hash: "0x", gasUsed: 0n, blockNumber: 1 });
+  fail = async () => ({ hash: "0x", gasUsed: 0n, blockNumber: 1 });
+  release = async (placementId: string) => {
+    this.sent.push(`release ${placementId}`);
+    for (const [id, p] of this.mine)
+      if (p.id === placementId) {
+        p.state = "Released";
+        this.deployments.get(id)!.liveReplicas--;
+      }
+    return { hash: "0x", gasUsed: 0n, blockNumber: 1 };
+  };
+}
+
+function setup(options: { resyncMs?: number } = {}) {
+  const registry = new FakeRegistry();
+  let clock = 0;
+  const outcomes: ClaimOutcome[] = [];
+  const claimer = createClaimer({
+    registry,
+    platform: "linux/amd64",
+    logger: pino({ level: "silent" }),
+    options: { maxDelayMs: 100, jitterMs: 0 },
+    resyncMs: options.resyncMs,
+    now: () => clock,
+    sleep: async (ms) => void (clock += ms),
+    onOutcome: (o) => outcomes.push(o),
+  });
+  return {
+    registry,
+    claimer,
+    outcomes,
+    advance: (ms: number) => void (clock += ms),
+    /** One pass; the deployment ids it read. */
+    async pass(): Promise<number[]> {
+      registry.reads.length = 0;
+      await claimer.pass();
+      return [...registry.reads].sort((a, b) => a - b);
+    },
+  };
+}
+
+const event = (name: string, args: ChainEvent["args"]): ChainEvent => ({
+  id: `31337:0x${name}:0`,
+  chainId: 31337,
+  contract: name.startsWith("Device") ? "DeviceRegistry" : "PlacementRegistry",
+  address: "0x0000000000000000000000000000000000000001",
+  event: name,
+  args,
+  blockNumber: 1,
+  blockHash: "0x",
+  txHash: "0x",
+  logIndex: 0,
+  timestamp: 0,
+});
+
+describe("claimer: what a pass reads, claims and releases", function () {
+  it("reads every deployment once, then only new and touched ones", async function () {
+    const t = setup();
+    const full = t.registry.add(1, { liveReplicas: 1 });
+    const wanted = t.registry.add(1);
+    expect(await t.pass()).to.deep.equal([full, wanted]);
+    expect(t.registry.sent).to.deep.equal([`claim ${wanted}`]);
+
+    expect(await t.pass(), "nothing changed: nothing read").to.deep.equal([]);
+    const added = t.registry.add(2);
+    expect(await t.pass()).to.deep.equal([added]);
+    t.claimer.touch([full]);
+    expect(await t.pass()).to.deep.equal([full]);
+    t.claimer.touch("all");
+    expect(await t.pass()).to.deep.equal([full, wanted, added]);
+    expect(t.registry.sent).to.deep.equal([`claim ${wanted}`, `claim ${added}`]);
+  });
+
+  it("re-reads every deployment after resyncMs even without events", async function () {
+    const t = setup({ resyncMs: 60_000 });
+    const a = t.registry.add(1, { liveReplicas: 1 });
+    await t.pass();
+    t.advance(59_000);
+    expect(await t.pass()).to.deep.equal([]);
+    t.advance(1_000);
+    expect(await t.pass()).to.deep.equal([a]);
+  });
+
+  it("releases its placement of a stopped deployment once, and never reads it again", async function () {
+    const t = setup();
+    const id = t.registry.add(1);
+    await t.pass();
+    const placementId = t.registry.mine.get(id)!.id;
+    // stopDeployment bumps the generation: the placement is superseded and the deployment inactive.
+    t.registry.deployments.get(id)!.active = false;
+    t.registry.mine.get(id)!.state = "Superseded";
+    t.claimer.touch([id]);
+    expect(await t.pass()).to.deep.equal([id]);
+    expect(t.registry.sent).to.deep.equal([`claim ${id}`, `release ${placementId}`]);
+    t.claimer.touch("all");
+    t.claimer.touch([id]);
+    expect(await t.pass()).to.deep.equal([]);
+  });
+
+  it("releases a superseded placement when the rolled deployment is complete without it", async function () {
+    const t = setup();
+    const id = t.registry.add(1);
+    await t.pass();
+    const old = t.registry.mine.get(id)!;
+    old.state = "Superseded"; // rolled: another device already holds the new generation's replica
+    t.registry.deployments.get(id)!.generation = 2;
+    t.claimer.touch([id]);
+    await t.pass();
+    expect(t.registry.sent).to.deep.equal([`claim ${id}`, `release ${old.id}`]);
+  });
+
+  it("sheds its replica after a scale-down only when it is among the newest", async function () {
+    const t = setup();
+    const id = t.registry.add(3);
+    await t.pass();
+    const d = t.registry.deployments.get(id)!;
+    d.liveReplicas = 3;
+    d.replicas = 2;
+    t.claimer.touch([id]);
+    await t.pass();
+    expect(t.registry.sent).to.deep.equal([`claim ${id}`, `release ${t.registry.mine.get(id)!.id}`]);
+  });
+
+  it("treats a lost race as quiet, and re-reads only when capacity was the reason", async function () {
+    const t = setup();
+    const filled = t.registry.add(1);
+    const noRoom = t.registry.add(1);
+    t.registry.claimReverts.set(filled, "PlacementRegistryReplicasExhausted");
+    t.registry.claimReverts.set(noRoom, "PlacementRegistryCpuCapacityExceeded");
+    await t.pass();
+    expect(t.outcomes.map((o) => [o.deploymentId, o.result, "reason" in o ? o.reason : ""])).to.deep.equal([
+      [filled, "lost", "PlacementRegistryReplicasExhausted"],
+      [noRoom, "lost", "PlacementRegistryCpuCapacityExceeded"],
+    ]);
+    expect(await t.pass(), "the filled one waits for an event").to.deep.equal([noRoom]);
+  });
+
+  it("keeps re-reading a deployment it lacks capacity for, not one it lacks labels for", async function () {
+    const t = setup();
+    t.registry.add(1, { labels: ["0x72656769"] }); // a label this device does not have
+    const big = t.registry.add(1);
+    t.registry.state = { ...t.registry.state, cpuReservedMillicores: 950 };
+    await t.pass();
+    expect(t.outcomes.map((o) => (o.result === "skipped" ? o.reason.split(":")[0] : o.result))).to.deep.equal(
+      ["labels", "cpu"],
+    );
+    expect(await t.pass()).to.deep.equal([big]);
+    t.registry.state = { ...t.registry.state, cpuReservedMillicores: 0 };
+    await t.pass();
+    expect(t.registry.sent).to.deep.equal([`claim ${big}`]);
+    expect(await t.pass()).to.deep.equal([]);
+  });
+
+  it("reads the same deployments again after a pass that failed", async function () {
+    const t = setup();
+    const id = t.registry.add(1, { liveReplicas: 1 });
+    t.registry.failReads = true;
+    let failed = false;
+    await t.claimer.pass().catch(() => (failed = true));
+    expect(failed).to.equal(true);
+    t.registry.failReads = false;
+    expect(await t.pass()).to.deep.equal([id]);
+  });
+
+  it("does nothing while the device is not Active, and catches up when it is", async function () {
+    const t = setup();
+    const id = t.registry.add(1);
+    t.registry.state = { ...t.registry.state, status: "Exiting" };
+    expect(await t.pass()).to.deep.equal([]);
+    t.registry.state = { ...t.registry.state, status: "Active" };
+    expect(await t.pass()).to.deep.equal([id]);
+    expect(t.registry.sent).to.deep.equal([`claim ${id}`]);
+  });
+});
+
+describe("claimer: deployments touched by chain events", function () {
+  it("takes the deployment from deploymentId or from a placement id's upper bits", function () {
+    const placementOf5 = ((5n << 32n) | 3n).toString();
+    expect(
+      deploymentsTouchedBy([
+        event("DeploymentScaled", { deploymentId: 2, replicas: 3 }),
+        event("PlacementConfirmed", { placementId: placementOf5, deviceId: 1 }),
+        event("DeviceHeartbeat", { deviceId: 1 }),
+      ]),
+    ).to.deep.equal(new Set([2, 5]));
+  });
+
+  it("asks for every deployment after events that change who may claim", function () {
+    for (const name of ["DeviceSlashed", "DeviceExpired", "ParametersChanged", "DeviceExitRequested"])
+      expect(deploymentsTouchedBy([event(name, { deviceId: 1 })]), name).to.equal("all");
+  });
+});
