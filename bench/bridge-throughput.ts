@@ -17,7 +17,7 @@
  * Writes bench/results/bridge.md. Turns automine off while building the backlog (and back on
  * afterwards): do not run it while tests use the same node.
  */
-import { JsonRpcProvider, Mnemonic, HDNodeWallet } from "ethers";
+import { JsonRpcProvider } from "ethers";
 import { connectAsync } from "mqtt";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -37,7 +37,7 @@ import { createMqttBus } from "../workers/src/adapters/mqtt-bus";
 import { createBridge } from "../workers/src/bridge";
 import { chainEventMessage, createTopics } from "../workers/src/domain/topics";
 import type { ChainEvent, ChainSource, PollOutcome } from "../workers/src/ports/chain-source";
-import { runHardhat } from "../test/shared/cli";
+import { runHardhat, devWallet } from "../scripts/lib/local-chain";
 import { requireChain, requireMqtt, serviceUrls } from "../test/shared/services";
 
 const EVENTS = Number(process.env.SHOAL_BENCH_EVENTS ?? 10_000);
@@ -47,7 +47,6 @@ const TARGET_EVENTS_PER_S = 2_000;
 const urls = serviceUrls();
 const RUN = randomBytes(4).toString("hex");
 const ROOT = `shoal-bench/bridge-${RUN}/shoal/v1`;
-const MNEMONIC = Mnemonic.fromPhrase("test test test test test test test test test test test junk");
 const logger = pino({ level: process.env.SHOAL_BENCH_LOG ?? "warn" });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -125,7 +124,7 @@ async function main(): Promise<void> {
     const record = JSON.parse(await readFile(path.join(tmp, "localhost.json"), "utf8"));
     const chainId: number = record.chainId;
     const { contracts, startBlock } = contractsFromDeployment(record);
-    const owner = HDNodeWallet.fromMnemonic(MNEMONIC, `m/44'/60'/0'/0/4`).connect(provider);
+    const owner = devWallet(4).connect(provider);
     const token = ShoalToken__factory.connect(record.contracts.ShoalToken.address, owner);
     const devices = DeviceRegistry__factory.connect(contracts.DeviceRegistry!, owner);
     const stake = 100n * 10n ** 18n;

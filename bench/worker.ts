@@ -36,7 +36,7 @@
  * unpins its CIDs, and stops only the processes it started.
  */
 import Docker from "dockerode";
-import { HDNodeWallet, JsonRpcProvider, Mnemonic, WebSocketProvider, Wallet, type Log } from "ethers";
+import { JsonRpcProvider, WebSocketProvider, Wallet, type Log } from "ethers";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createReadStream, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm, rmdir, writeFile } from "node:fs/promises";
@@ -52,14 +52,13 @@ import {
 import { toCreateOptions } from "../workers/src/adapters/docker-runtime";
 import { containerSpec, effectiveUser, imageRefForCid, specHash } from "../workers/src/domain/container-spec";
 import { validateCanonicalManifest } from "../workers/src/domain/manifest";
-import { runHardhat } from "../test/shared/cli";
+import { runHardhat, devWallet } from "../scripts/lib/local-chain";
 import { freePort, PrivateBroker, waitFor } from "../test/shared/processes";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../test/shared/services";
 
 const ROOT = path.resolve(__dirname, "..");
 const WORKER_BIN = path.join(ROOT, "workers/bin/shoal-worker.js");
 const SOURCE_IMAGE = "shoal/demo-web:1.0.0";
-const MNEMONIC = Mnemonic.fromPhrase("test test test test test test test test test test test junk");
 // Hardhat accounts of this bench (tests use 0, 4, 6, 7): app owner, and device owner + operator.
 const OWNER = 8;
 const OPERATOR = 9;
@@ -318,7 +317,7 @@ async function main(): Promise<void> {
       contracts: Record<string, { address: string; blockNumber: number }>;
     };
     const address = (name: string) => record.contracts[name].address;
-    const key = (index: number) => HDNodeWallet.fromMnemonic(MNEMONIC, `m/44'/60'/0'/0/${index}`).privateKey;
+    const key = (index: number) => devWallet(index).privateKey;
     const owner = new Wallet(key(OWNER), provider);
     const operator = new Wallet(key(OPERATOR), provider);
     const apps = AppRegistry__factory.connect(address("AppRegistry"), owner);

@@ -3,11 +3,10 @@
  * ethers contracts for reads and for the keeper's expireDevice/finalizeExpired, and the well-known
  * local keys.
  */
-import { spawn } from "node:child_process";
 import { PLACEMENT_STATES, type PlacementState } from "../../workers/src/domain/chain-enums";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { HDNodeWallet, JsonRpcProvider, Mnemonic, NonceManager, type Signer } from "ethers";
+import { JsonRpcProvider, NonceManager, type Signer } from "ethers";
 import {
   AppRegistry__factory,
   DeviceRegistry__factory,
@@ -18,17 +17,10 @@ import {
   type PlacementRegistry,
   type ShoalToken,
 } from "../../typechain-types";
+import { devWallet, runHardhat } from "../lib/local-chain";
 import { FleetError } from "./processes";
 
 export const ROOT = path.resolve(__dirname, "../..");
-const HARDHAT = path.join(ROOT, "node_modules/.bin/hardhat");
-
-/** Hardhat's well-known development mnemonic: the local accounts and nothing else. */
-export const DEV_MNEMONIC = "test test test test test test test test test test test junk";
-
-export function devKey(index: number): string {
-  return HDNodeWallet.fromMnemonic(Mnemonic.fromPhrase(DEV_MNEMONIC), `m/44'/60'/0'/0/${index}`).privateKey;
-}
 
 export { PLACEMENT_STATES };
 export type PlacementStateName = PlacementState;
@@ -88,11 +80,7 @@ export function connectContracts(rpcUrl: string, record: DeploymentRecord): Cont
     as(account) {
       let signer = signers.get(account);
       if (signer === undefined) {
-        signer = new NonceManager(
-          HDNodeWallet.fromMnemonic(Mnemonic.fromPhrase(DEV_MNEMONIC), `m/44'/60'/0'/0/${account}`).connect(
-            provider,
-          ),
-        );
+        signer = new NonceManager(devWallet(account).connect(provider));
         signers.set(account, signer);
       }
       return {
@@ -117,32 +105,16 @@ export interface TaskEnv {
  * Runs `npx hardhat --network localhost <args>` and returns its stdout; a non-zero exit throws
  * with the task's own error line.
  */
-export function runTask(args: string[], env: TaskEnv): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(HARDHAT, ["--network", "localhost", ...args], {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        SHOAL_RPC_URL: env.rpcUrl,
-        SHOAL_KUBO_URL: env.kuboUrl,
-        SHOAL_DEPLOYMENTS_DIR: env.deploymentsDir,
-        // picocolors colours Hardhat's errors whenever CI is set; keep the reasons plain.
-        NO_COLOR: "1",
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk) => (stdout += chunk));
-    child.stderr.on("data", (chunk) => (stderr += chunk));
-    child.once("error", reject);
-    child.once("close", (status) => {
-      if (status === 0) return resolve(stdout);
-      const lines = `${stderr}\n${stdout}`.trim().split("\n").filter(Boolean);
-      const reason = lines.find((l) => /error|revert|not allowed|give |missing/i.test(l)) ?? lines.at(-1);
-      reject(new FleetError(`hardhat ${args[0]} failed (exit ${status}): ${reason ?? "no output"}`));
-    });
+export async function runTask(args: string[], env: TaskEnv): Promise<string> {
+  const { status, stdout, stderr } = await runHardhat(args, {
+    SHOAL_RPC_URL: env.rpcUrl,
+    SHOAL_KUBO_URL: env.kuboUrl,
+    SHOAL_DEPLOYMENTS_DIR: env.deploymentsDir,
   });
+  if (status === 0) return stdout;
+  const lines = `${stderr}\n${stdout}`.trim().split("\n").filter(Boolean);
+  const reason = lines.find((l) => /error|revert|not allowed|give |missing/i.test(l)) ?? lines.at(-1);
+  throw new FleetError(`hardhat ${args[0]} failed (exit ${status}): ${reason ?? "no output"}`);
 }
 
 export interface PlacementInfo {
@@ -154,21 +126,30 @@ export interface PlacementInfo {
   state: PlacementStateName;
 }
 
+function placementInfo(p: {
+  placementId: bigint;
+  deploymentId: bigint;
+  deviceId: bigint;
+  version: bigint;
+  deploymentGeneration: bigint;
+  state: bigint;
+}): PlacementInfo {
+  return {
+    placementId: p.placementId,
+    deploymentId: Number(p.deploymentId),
+    deviceId: Number(p.deviceId),
+    version: Number(p.version),
+    deploymentGeneration: Number(p.deploymentGeneration),
+    state: PLACEMENT_STATES[Number(p.state)],
+  };
+}
+
 /** Every placement of a deployment, oldest first, with its state as read now. */
 export async function placementsOfDeployment(c: Contracts, deploymentId: number): Promise<PlacementInfo[]> {
   const out: PlacementInfo[] = [];
   for (let offset = 0; ; offset += 50) {
     const page = await c.placements.placementsOfDeployment(deploymentId, offset, 50);
-    for (const p of page) {
-      out.push({
-        placementId: p.placementId,
-        deploymentId: Number(p.deploymentId),
-        deviceId: Number(p.deviceId),
-        version: Number(p.version),
-        deploymentGeneration: Number(p.deploymentGeneration),
-        state: PLACEMENT_STATES[Number(p.state)],
-      });
-    }
+    out.push(...page.map(placementInfo));
     if (page.length < 50) return out;
   }
 }
@@ -184,13 +165,5 @@ export async function placementsOfDevice(
   deviceId: number,
   limit = 100,
 ): Promise<PlacementInfo[]> {
-  const page = await c.placements.placementsOfDevice(deviceId, 0, limit);
-  return page.map((p) => ({
-    placementId: p.placementId,
-    deploymentId: Number(p.deploymentId),
-    deviceId: Number(p.deviceId),
-    version: Number(p.version),
-    deploymentGeneration: Number(p.deploymentGeneration),
-    state: PLACEMENT_STATES[Number(p.state)],
-  }));
+  return (await c.placements.placementsOfDevice(deviceId, 0, limit)).map(placementInfo);
 }

@@ -172,9 +172,9 @@ async function down(keepContainers: boolean): Promise<void> {
   await fleet.stop({ keepContainers });
 }
 
-/** The live view until the signal aborts: redrawn in place on a TTY, a status line otherwise. */
-async function view(fleet: Fleet, signal: AbortSignal, hint: string): Promise<void> {
-  const observer = await createObserver({
+/** An observer of this fleet's devices: MQTT, chain and Docker. */
+function observe(fleet: Fleet) {
+  return createObserver({
     mqttUrl: fleet.state.mqttUrl,
     chainId: fleet.state.chainId,
     deviceIds: fleet.state.devices.map((d) => d.deviceId),
@@ -184,6 +184,11 @@ async function view(fleet: Fleet, signal: AbortSignal, hint: string): Promise<vo
     dockerSocket: fleet.state.dockerSocket,
     rpcUrl: fleet.state.rpcUrl,
   });
+}
+
+/** The live view until the signal aborts: redrawn in place on a TTY, a status line otherwise. */
+async function view(fleet: Fleet, signal: AbortSignal, hint: string): Promise<void> {
+  const observer = await observe(fleet);
   const tty = process.stdout.isTTY === true;
   try {
     if (tty) process.stdout.write("\x1b[?25l\x1b[2J");
@@ -210,16 +215,7 @@ function sleepUnless(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 async function printStatus(fleet: Fleet): Promise<void> {
-  const observer = await createObserver({
-    mqttUrl: fleet.state.mqttUrl,
-    chainId: fleet.state.chainId,
-    deviceIds: fleet.state.devices.map((d) => d.deviceId),
-    deviceOfLabel: labelMatcher(fleet.state),
-    cgroupNames: (id) => deviceLabels(fleet.state, id),
-    sinceTimestamp: fleet.state.sinceTimestamp,
-    dockerSocket: fleet.state.dockerSocket,
-    rpcUrl: fleet.state.rpcUrl,
-  });
+  const observer = await observe(fleet);
   try {
     await sleep(2500); // retained state arrives, and a second Docker sample gives CPU usage
     await observer.sampleDocker();

@@ -11,7 +11,8 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import Docker from "dockerode";
-import { connectContracts, devKey, readDeploymentRecord, ROOT, runTask, type TaskEnv } from "./chain";
+import { devWallet } from "../lib/local-chain";
+import { connectContracts, readDeploymentRecord, ROOT, runTask, type TaskEnv } from "./chain";
 import { removeDeviceCgroup } from "../../workers/src/adapters/device-cgroup";
 import { FleetError, livePid, sleep, spawnDetached, stopRecorded, waitFor } from "./processes";
 
@@ -128,7 +129,7 @@ function workerEnv(state: FleetState, device: FleetDevice, logLevel: string): No
   return {
     ...process.env,
     SHOAL_RPC_URL: state.rpcUrl,
-    SHOAL_OPERATOR_KEY: devKey(device.account),
+    SHOAL_OPERATOR_KEY: devWallet(device.account).privateKey,
     SHOAL_DEVICE_ID: String(device.deviceId),
     SHOAL_DEPLOYMENTS_FILE: state.deploymentsFile,
     SHOAL_MQTT_URL: state.mqttUrl,

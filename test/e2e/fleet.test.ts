@@ -22,7 +22,8 @@ import {
   scenarioSpike,
   type ScenarioContext,
 } from "../../scripts/fleet/scenarios";
-import { runHardhat, type CliResult } from "../shared/cli";
+import type { TimelineRow } from "../../tasks/placement";
+import { runHardhat, type CliResult } from "../../scripts/lib/local-chain";
 import { freePort, PrivateBroker, waitFor } from "../shared/processes";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../shared/services";
 
@@ -30,15 +31,6 @@ const urls = serviceUrls();
 const ROOT = path.resolve(__dirname, "../..");
 const TTL_S = 20;
 const MiB = 1024 * 1024;
-
-interface HistoryRow {
-  event: string;
-  placementId: number;
-  deploymentId: number;
-  deviceId: number;
-  state: string;
-  reason: string;
-}
 
 interface Received {
   topic: string;
@@ -88,8 +80,8 @@ describe("e2e: a three-device fleet through scale, kill, spike and roll", functi
   const log: string[] = [];
   const env = () => ({ SHOAL_DEPLOYMENTS_DIR: dir, SHOAL_KUBO_URL: urls.kuboUrl });
 
-  const history = async (...args: string[]): Promise<HistoryRow[]> =>
-    JSON.parse(ok(await runHardhat(["placement:history", "--json", ...args], env()))) as HistoryRow[];
+  const history = async (...args: string[]): Promise<TimelineRow[]> =>
+    JSON.parse(ok(await runHardhat(["placement:history", "--json", ...args], env()))) as TimelineRow[];
   /** The latest retained state of each placement as the MQTT subscriber saw it. */
   const mqttPlacements = () => {
     const states = new Map<string, Record<string, unknown>>();
@@ -317,7 +309,7 @@ describe("e2e: a three-device fleet through scale, kill, spike and roll", functi
 
   it("the three views agree: placement:history, the MQTT retained states and Docker; no event lost", async function () {
     const rows = await history();
-    const finalState = new Map<string, HistoryRow>();
+    const finalState = new Map<string, TimelineRow>();
     for (const row of rows) finalState.set(String(row.placementId), row);
     const fromMqtt = mqttPlacements();
     const normal = (state: string) => (state === "Superseded" ? "Released" : state);

@@ -2,7 +2,7 @@
 // its service answers, so a stopped service fails with a message naming it.
 import { expect } from "chai";
 import Docker from "dockerode";
-import { ContractFactory, JsonRpcProvider, Wallet } from "ethers";
+import { ContractFactory, JsonRpcProvider } from "ethers";
 import { create as createKubo } from "kubo-rpc-client";
 import mqtt from "mqtt";
 import { randomBytes, randomUUID } from "node:crypto";
@@ -11,6 +11,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
+import { devWallet } from "../../scripts/lib/local-chain";
 import {
   requireChain,
   requireDocker,
@@ -20,8 +21,6 @@ import {
   ServiceUnavailableError,
 } from "../shared/services";
 
-// The first account of `hardhat node` (the well-known test mnemonic): local only.
-const HARDHAT_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 const urls = serviceUrls();
 
 describe("smoke: real local services", function () {
@@ -84,7 +83,7 @@ contract Counter {
       // transaction a stale nonce on an automining node.
       const provider = new JsonRpcProvider(urls.rpcUrl, undefined, { staticNetwork: true, cacheTimeout: -1 });
       try {
-        const wallet = new Wallet(HARDHAT_KEY_0, provider);
+        const wallet = devWallet(0).connect(provider);
         const counter = await new ContractFactory(abi, evm.bytecode.object, wallet).deploy();
         await counter.waitForDeployment();
         const receipt = await (await counter.getFunction("increment")()).wait();

@@ -2,7 +2,7 @@
 // Hardhat node and Kubo, checked through the chain's views, Kubo and Docker.
 import { expect } from "chai";
 import Docker from "dockerode";
-import { HDNodeWallet, JsonRpcProvider, Mnemonic, type Signer } from "ethers";
+import { JsonRpcProvider, type Signer } from "ethers";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -17,14 +17,12 @@ import {
   type ShoalToken,
 } from "../../typechain-types";
 import { canonicalManifestBytes, parseManifest } from "../../workers/src/domain/manifest";
-import { runHardhat, type CliResult } from "../shared/cli";
+import { runHardhat, type CliResult, devWallet } from "../../scripts/lib/local-chain";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../shared/services";
 
 const urls = serviceUrls();
 const ROOT = path.resolve(__dirname, "../..");
 const WEB_MANIFEST = path.join(ROOT, "apps/demo-web/shoal.yaml");
-// `hardhat node` accounts: the well-known test mnemonic, local only.
-const MNEMONIC = Mnemonic.fromPhrase("test test test test test test test test test test test junk");
 
 function expectOk(result: CliResult): CliResult {
   expect(result.status, `exit ${result.status}\n${result.stdout}\n${result.stderr}`).to.equal(0);
@@ -79,9 +77,7 @@ describe("tasks: publish, deploy, enroll and audit against a real chain and Kubo
     expectOk(await runHardhat(["run", "scripts/deploy.ts"], { SHOAL_DEPLOYMENTS_DIR: deploymentsDir }));
     const record = JSON.parse(await readFile(path.join(deploymentsDir, "localhost.json"), "utf8"));
     provider = new JsonRpcProvider(urls.rpcUrl, undefined, { staticNetwork: true, cacheTimeout: -1 });
-    wallets = Array.from({ length: 8 }, (_, i) =>
-      HDNodeWallet.fromMnemonic(MNEMONIC, `m/44'/60'/0'/0/${i}`).connect(provider),
-    );
+    wallets = Array.from({ length: 8 }, (_, i) => devWallet(i).connect(provider));
     const at = (name: string) => record.contracts[name].address as string;
     token = ShoalToken__factory.connect(at("ShoalToken"), wallets[0]);
     apps = AppRegistry__factory.connect(at("AppRegistry"), wallets[0]);

@@ -204,7 +204,8 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
       if (d.liveReplicas > d.replicas) out.excess.push({ deployment: d, mine });
       return false;
     }
-    if (!wanted || terms === undefined) {
+    if (terms === undefined) {
+      // Not wanted: nothing to claim; a superseded placement of ours is no longer needed.
       if (superseded !== undefined)
         await release(superseded, `deployment ${d.deploymentId} rolled and is complete`, signal);
       return false;

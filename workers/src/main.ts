@@ -155,7 +155,7 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
   });
   const registry = createEthersRegistry({
     provider,
-    deploymentsFile: config.deploymentsFile,
+    contracts: record.contracts,
     operatorKey: config.operatorKey,
     deviceId,
   });

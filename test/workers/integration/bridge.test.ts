@@ -2,7 +2,7 @@
 // MQTT subscriber (plain mqtt.js, not the Bus under test). Every run uses its own topic root and
 // client ids, so parallel runs and other workers on the same broker do not interfere.
 import { expect } from "chai";
-import { HDNodeWallet, JsonRpcProvider, Mnemonic, type Signer } from "ethers";
+import { JsonRpcProvider, type Signer } from "ethers";
 import { connectAsync, type MqttClient } from "mqtt";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
@@ -26,11 +26,10 @@ import { BusError, createMqttBus, type MqttBus } from "../../../workers/src/adap
 import { createTopics } from "../../../workers/src/domain/topics";
 import { isRetryable } from "../../../workers/src/errors";
 import type { ChainSource, PollOutcome } from "../../../workers/src/ports/chain-source";
-import { runHardhat } from "../../shared/cli";
+import { runHardhat, devWallet } from "../../../scripts/lib/local-chain";
 import { requireChain, requireMqtt, serviceUrls } from "../../shared/services";
 
 const urls = serviceUrls();
-const MNEMONIC = Mnemonic.fromPhrase("test test test test test test test test test test test junk");
 const logger = pino({ level: process.env.SHOAL_TEST_LOG ?? "silent" });
 const STAKE = 100n * 10n ** 18n;
 const BAND = { cpuMinMillicores: 50, cpuMaxMillicores: 500, memoryMinMiB: 16, memoryMaxMiB: 64 };
@@ -136,9 +135,7 @@ describe("bridge: chain events to MQTT against a real Hardhat node and Mosquitto
     const record = JSON.parse(await readFile(path.join(tmp, "localhost.json"), "utf8"));
     chainId = record.chainId;
     provider = new JsonRpcProvider(urls.rpcUrl, undefined, { staticNetwork: true, cacheTimeout: -1 });
-    const [admin, owner] = [0, 2].map((i) =>
-      HDNodeWallet.fromMnemonic(MNEMONIC, `m/44'/60'/0'/0/${i}`).connect(provider),
-    );
+    const [admin, owner] = [0, 2].map((i) => devWallet(i).connect(provider));
     device = owner;
     const at = (name: string) => record.contracts[name].address as string;
     const token = ShoalToken__factory.connect(at("ShoalToken"), admin);

@@ -1,7 +1,7 @@
 // The ethers chain source against the real Hardhat node: order and exactly-once delivery,
 // confirmations, checkpoint restarts and reorgs (made with evm_snapshot / evm_revert).
 import { expect } from "chai";
-import { HDNodeWallet, JsonRpcProvider, Mnemonic, type Signer } from "ethers";
+import { JsonRpcProvider, type Signer } from "ethers";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -37,12 +37,10 @@ import type {
   ChainSource,
   PollOutcome,
 } from "../../../workers/src/ports/chain-source";
-import { runHardhat } from "../../shared/cli";
+import { runHardhat, devWallet } from "../../../scripts/lib/local-chain";
 import { requireChain, serviceUrls } from "../../shared/services";
 
 const urls = serviceUrls();
-// `hardhat node` accounts: the well-known test mnemonic, local only.
-const MNEMONIC = Mnemonic.fromPhrase("test test test test test test test test test test test junk");
 const logger = pino({ level: process.env.SHOAL_TEST_LOG ?? "silent" });
 const STAKE = 100n * 10n ** 18n;
 const BAND = { cpuMinMillicores: 50, cpuMaxMillicores: 500, memoryMinMiB: 16, memoryMaxMiB: 64 };
@@ -111,9 +109,7 @@ describe("chain source (ethers) against a real Hardhat node", function () {
     expect(deployed.status, deployed.stderr).to.equal(0);
     const record = JSON.parse(await readFile(path.join(tmp, "localhost.json"), "utf8"));
     provider = new JsonRpcProvider(urls.rpcUrl, undefined, { staticNetwork: true, cacheTimeout: -1 });
-    [admin, device] = [0, 1].map((i) =>
-      HDNodeWallet.fromMnemonic(MNEMONIC, `m/44'/60'/0'/0/${i}`).connect(provider),
-    );
+    [admin, device] = [0, 1].map((i) => devWallet(i).connect(provider));
     const at = (name: string) => record.contracts[name].address as string;
     token = ShoalToken__factory.connect(at("ShoalToken"), admin);
     apps = AppRegistry__factory.connect(at("AppRegistry"), admin);

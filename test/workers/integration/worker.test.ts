@@ -4,7 +4,7 @@
 // and bridge every event to MQTT exactly once — across a kill -9 and a broker outage.
 import { expect } from "chai";
 import Docker from "dockerode";
-import { HDNodeWallet, JsonRpcProvider, Mnemonic } from "ethers";
+import { JsonRpcProvider } from "ethers";
 import mqtt from "mqtt";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -12,13 +12,12 @@ import path from "node:path";
 import { PLACEMENT_STATES, RELEASE_REASONS } from "../../../workers/src/domain/chain-enums";
 import { removeDeviceCgroup } from "../../../workers/src/adapters/device-cgroup";
 import { PlacementRegistry__factory, type PlacementRegistry } from "../../../typechain-types";
-import { runHardhat, type CliResult } from "../../shared/cli";
+import { runHardhat, type CliResult, devWallet } from "../../../scripts/lib/local-chain";
 import { freePort, PrivateBroker, waitFor, WorkerProcess } from "../../shared/processes";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../../shared/services";
 
 const urls = serviceUrls();
 const ROOT = path.resolve(__dirname, "../../..");
-const MNEMONIC = Mnemonic.fromPhrase("test test test test test test test test test test test junk");
 const OPERATOR = 7; // hardhat account index of this test's device owner and operator
 const STATES = PLACEMENT_STATES;
 
@@ -142,7 +141,7 @@ describe("worker: chain -> IPFS -> Docker -> chain, with the MQTT bridge", funct
       config,
       JSON.stringify({ claim: { maxDelayMs: 300, jitterMs: 50 }, reconcileIntervalMs: 1000 }),
     );
-    const key = HDNodeWallet.fromMnemonic(MNEMONIC, `m/44'/60'/0'/0/${OPERATOR}`).privateKey;
+    const key = devWallet(OPERATOR).privateKey;
     worker = new WorkerProcess(
       {
         SHOAL_RPC_URL: urls.rpcUrl,
@@ -278,9 +277,7 @@ describe("worker: chain -> IPFS -> Docker -> chain, with the MQTT bridge", funct
       record.contracts.PlacementRegistry.blockNumber,
     );
     expect(RELEASE_REASONS[Number(released.args.reason)]).to.equal("DeploymentStopped");
-    expect(released.args.releasedBy).to.equal(
-      HDNodeWallet.fromMnemonic(MNEMONIC, `m/44'/60'/0'/0/${OPERATOR}`).address,
-    );
+    expect(released.args.releasedBy).to.equal(devWallet(OPERATOR).address);
     // The other deployments are untouched.
     expect(await containersOf(await placementOf(1))).to.have.length(1);
   });

@@ -1,5 +1,4 @@
 /** The Registry port over ethers v6 and the typechain bindings of the three registries. */
-import { readFileSync } from "node:fs";
 import {
   NonceManager,
   Wallet,
@@ -70,8 +69,8 @@ export function translateChainError(action: string, error: unknown): RegistryErr
 
 export interface EthersRegistryOptions {
   provider: JsonRpcProvider;
-  /** deployments/<network>.json written by scripts/deploy.ts. */
-  deploymentsFile: string;
+  /** Addresses of the registries, from deployments/<network>.json (scripts/deploy.ts). */
+  contracts: Record<"AppRegistry" | "DeviceRegistry" | "PlacementRegistry", { address: string }>;
   operatorKey: string;
   deviceId: number;
 }
@@ -92,18 +91,15 @@ function band(b: {
 
 export function createEthersRegistry({
   provider,
-  deploymentsFile,
+  contracts,
   operatorKey,
   deviceId,
 }: EthersRegistryOptions): Registry {
-  const record = JSON.parse(readFileSync(deploymentsFile, "utf8")) as {
-    contracts: Record<string, { address: string }>;
-  };
   // One nonce sequence per worker: heartbeats, claims and confirms may overlap.
   const signer = new NonceManager(new Wallet(operatorKey, provider));
-  const apps = AppRegistry__factory.connect(record.contracts.AppRegistry.address, signer);
-  const devices = DeviceRegistry__factory.connect(record.contracts.DeviceRegistry.address, signer);
-  const placements = PlacementRegistry__factory.connect(record.contracts.PlacementRegistry.address, signer);
+  const apps = AppRegistry__factory.connect(contracts.AppRegistry.address, signer);
+  const devices = DeviceRegistry__factory.connect(contracts.DeviceRegistry.address, signer);
+  const placements = PlacementRegistry__factory.connect(contracts.PlacementRegistry.address, signer);
   const versions = new Map<
     string,
     { manifestCid: string; platforms: string[]; imageCids: string[]; band: Band }
