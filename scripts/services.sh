@@ -201,7 +201,13 @@ kubo_up() {
   if live_pid kubo >/dev/null; then return 0; fi
   local bin
   bin=$(kubo_bin) || {
-    kubo_build
+    # One build per machine: a second `up` (another checkout, a parallel test run) waits for the
+    # first one's binary instead of compiling the same tree again on the same cores.
+    mkdir -p "$SHOAL_CACHE"
+    exec 9>"$SHOAL_CACHE/kubo-build.lock"
+    flock 9
+    kubo_bin >/dev/null || kubo_build
+    exec 9>&-
     bin=$(kubo_bin)
   }
   export IPFS_PATH=$SHOAL_HOME/ipfs
