@@ -181,7 +181,8 @@ describe("chain source (ethers) against a real Hardhat node", function () {
       version: 1,
       band: BAND,
     });
-    expect(claimedEvent.args.placementId).to.be.a("string");
+    // Deployment 1, first placement: (1 << 32) | 1, a decimal string as the port promises.
+    expect(claimedEvent.args.placementId).to.equal(String((1n << 32n) | 1n));
     const block = (await provider.getBlock(claimedEvent.blockNumber))!;
     expect(claimedEvent).to.include({ blockHash: block.hash, timestamp: block.timestamp });
     const state = applyEvents(emptyDesiredState(), events).state;
