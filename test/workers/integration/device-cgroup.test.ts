@@ -23,6 +23,7 @@ import { createDockerRuntime } from "../../../workers/src/adapters/docker-runtim
 import { containerSpec } from "../../../workers/src/domain/container-spec";
 import { parseManifest, toPublishedManifest } from "../../../workers/src/domain/manifest";
 import type { PublishedManifest } from "../../../workers/src/domain/manifest";
+import { waitFor } from "../../shared/processes";
 import { requireDocker, serviceUrls } from "../../shared/services";
 
 /**
@@ -38,7 +39,6 @@ const RUN_ID = `device-cgroup-${process.pid}-${Date.now()}`;
 const FAKE_CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
 const ROOT = path.join(__dirname, "../../..");
 const MiB = 1024 * 1024;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function loadgenManifest(env: Record<string, string>): PublishedManifest {
   const manifest = parseManifest(readFileSync(path.join(ROOT, "apps/demo-loadgen/shoal.yaml"), "utf8"));
@@ -126,20 +126,39 @@ describe("device cgroup: the device's capacity, enforced by the kernel", functio
         metrics.readCgroup(cgroupParent),
         ...ids.map((id) => metrics.readContainer(id, { cgroupParent })),
       ]) as Promise<CgroupCounters[]>;
-    await sleep(1000);
-    const before = await read();
-    await sleep(3000);
-    const after = await read();
+    // No fixed sleeps and no lower bound on the rate: how much CPU a shared 2-core host gives the
+    // burners is not this test's business (bench/resource-manager.ts measures rates). The window
+    // ends when the device cgroup has throttled 20 times (the condition, waited for), and the
+    // upper bound is what the kernel guarantees over any window: the quota, plus at most one
+    // 100 ms CFS period of burst at each end, i.e. 10 % slack on a window of 20+ periods.
+    const before = await waitFor(
+      "both burners using CPU",
+      async () => {
+        const counters = await read();
+        return counters.every((c) => c.cpuUsageNs > 0) ? counters : undefined;
+      },
+      30_000,
+      100,
+    );
+    const after = await waitFor(
+      "20 throttled periods of the device cgroup",
+      async () => {
+        const counters = await read();
+        return counters[0].cpuThrottledPeriods - before[0].cpuThrottledPeriods >= 20 &&
+          counters[0].atMs - before[0].atMs >= 2_000
+          ? counters
+          : undefined;
+      },
+      60_000,
+      100,
+    );
     const rate = (i: number) =>
       ((after[i].cpuUsageNs - before[i].cpuUsageNs) / ((after[i].atMs - before[i].atMs) * 1e6)) * 1000;
-    // The upper bound is the point; the lower one only allows for a busy shared host.
-    expect(rate(0), "device").to.be.within(250, 550);
-    expect(rate(1) + rate(2), "both containers").to.be.within(250, 550);
-    expect(rate(1), "each gets a share").to.be.greaterThan(100);
-    expect(
-      after[0].cpuThrottledPeriods - before[0].cpuThrottledPeriods,
-      "the device cgroup throttles",
-    ).to.be.greaterThan(10);
+    expect(rate(0), "device").to.be.at.most(550);
+    expect(rate(1) + rate(2), "both containers").to.be.at.most(550);
+    for (const i of [1, 2]) {
+      expect(after[i].cpuUsageNs, `container ${i} gets a share`).to.be.greaterThan(before[i].cpuUsageNs);
+    }
     // The fast path's read: the CPU counters alone, the same ones, a moment later.
     const cpuOnly = await createCgroupMetricsSource({ cgroupParent }).sampleCpu!(ids);
     expect([...cpuOnly.keys()]).to.deep.equal(ids);
@@ -169,13 +188,16 @@ describe("device cgroup: the device's capacity, enforced by the kernel", functio
     );
     expect(spec.limits.memoryMiB).to.equal(256);
     const { container } = await runtime.ensureRunning(spec);
-    let exited;
-    for (let i = 0; i < 50 && exited === undefined; i++) {
-      await sleep(200);
-      const info = await runtime.inspect(container.id);
-      if (info?.state === "exited") exited = info;
-    }
-    expect(exited, "the container was killed").to.not.equal(undefined);
+    // It allocates 64 MiB a step: well within a minute it passes the device's 64 MiB.
+    const exited = await waitFor(
+      "the container to be killed",
+      async () => {
+        const info = await runtime.inspect(container.id);
+        return info?.state === "exited" ? info : undefined;
+      },
+      60_000,
+      200,
+    );
     // Killed by the device's limit: the container's own (256 MiB) was never reached.
     expect(exited!.oomKilled).to.equal(true);
     await runtime.remove(container.id);
