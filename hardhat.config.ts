@@ -59,6 +59,10 @@ const config: HardhatUserConfig = {
   mocha: {
     timeout: 120_000,
     reporter: require.resolve("./test/shared/summary-reporter.js"),
+    // A left-over `.only` would run a handful of tests and pass (issue 13); in CI a pending
+    // (skipped) test fails the run too. ESLint's mocha rules catch both before a run.
+    forbidOnly: true,
+    forbidPending: process.env.CI === "true",
   },
 };
 

@@ -32,6 +32,11 @@
  *    compiled worker's modules loaded but not started. The bench compiles the worker first
  *    (`npm run build:worker`), so the bin runs what the sources say.
  *
+ * Moved here from the tests (issue 13): test/workers/integration/delivery.test.ts used to hold
+ * delivering a 50 MiB image to under 30 MiB of RSS growth; it now asserts only that delivery does
+ * not buffer the tar whole (growth below the image's size) and prints the growth. The footprint
+ * above is where the worker's memory is measured; a delivery-only RSS figure is not recorded yet.
+ *
  * Writes bench/results/worker.md. Cleans up every container and image it made (by label and id),
  * unpins its CIDs, and stops only the processes it started.
  */

@@ -45,5 +45,12 @@ say "tests"
 shopt -s globstar nullglob
 files=("$@")
 ((${#files[@]})) || files=(test/**/*.test.ts)
-npx hardhat test --no-compile "${files[@]}"
+# Any failure exits 1: the reporter clamps Hardhat's status (the failure count, which would wrap
+# at 256), and a crash before the summary is a failure too.
+status=0
+npx hardhat test --no-compile "${files[@]}" || status=$?
+if ((status != 0)); then
+  say "tests failed (exit status $status); the summary line above counts them"
+  exit 1
+fi
 say "done"

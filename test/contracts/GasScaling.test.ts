@@ -1,5 +1,5 @@
 /**
- * O(1) in practice: claim, confirm, heartbeat and expire cost the same gas (within 5 %) in a world with
+ * O(1) in practice: claim, confirm, heartbeat and expire cost the same gas (within 12 gas) in a world with
  * 1 device and 1 placement and in one with 1,000 devices and 1,000 placements (all of one deployment, so
  * the deployment's own placement count grows too). The measured device does the same thing in both.
  */
@@ -67,17 +67,17 @@ describe("Gas scaling", function () {
   this.timeout(300_000);
 
   it("test_gas_sameWith1And1000DevicesAndPlacements", async function () {
-    // Instrumented bytecode has other gas costs, and building the 1,000-device world takes minutes there.
-    if ((hre as unknown as { __SOLIDITY_COVERAGE_RUNNING?: boolean }).__SOLIDITY_COVERAGE_RUNNING)
-      this.skip();
     const a = await measure(await loadFixture(small));
     const big = await loadFixture(large);
     expect((await big.placements.deploymentUsage(X)).liveReplicas).to.equal(1000);
     expect(await big.devices.deviceCount()).to.equal(1001);
     const b = await measure(big);
+    // The only difference allowed is calldata: the measured device's id is 1001 (two non-zero
+    // bytes) instead of 2 (one), and a non-zero calldata byte costs 16 gas instead of 4, so 12.
+    // Anything that grows with the number of devices or placements costs far more than that.
     for (const op of ["heartbeat", "claim", "confirm", "expire"] as const) {
-      const diff = Number(b[op] > a[op] ? b[op] - a[op] : a[op] - b[op]);
-      expect(diff / Number(a[op]), `${op}: ${a[op]} with 1, ${b[op]} with 1,000`).to.be.lte(0.05);
+      const diff = b[op] > a[op] ? b[op] - a[op] : a[op] - b[op];
+      expect(diff, `${op}: ${a[op]} with 1, ${b[op]} with 1,000`).to.be.lte(12n);
     }
     if (process.env.SHOAL_VERBOSE) console.log({ with1: a, with1000: b });
   });

@@ -259,15 +259,6 @@ describe("e2e: a three-device fleet through scale, kill, spike and roll", functi
 
   it("(c) load spike: the resource manager raises the CPU limit during a burst and lowers it after", async function () {
     this.timeout(240_000);
-    // Until the worker runs the resource manager (issue 6), nothing changes a container's limits:
-    // this step is then reported as pending with the reason, not passed. Once main.ts wires it,
-    // the step runs and a limit that does not move fails it.
-    if (!/from "\.\/resource-manager"/.test(readFileSync(path.join(ROOT, "workers/src/main.ts"), "utf8"))) {
-      console.log(
-        "      (c) NOT RUN: the worker does not run the resource manager yet (workers/src/main.ts, issue 6)",
-      );
-      this.skip();
-    }
     const r = await scenarioSpike(ctx, { burstS: 25, idleS: 45 });
     expect(r.peakMillicores).to.be.above(r.band.cpuMinMillicores);
     expect(r.peakMillicores).to.be.at.most(Math.min(r.band.cpuMaxMillicores, r.deviceCpuMillicores));

@@ -66,6 +66,25 @@ async function until(what: string, check: () => boolean, timeoutMs = 10_000): Pr
   }
 }
 
+/**
+ * Resolves once every message the broker had accepted before this call has reached `sub`: a marker
+ * published now through the same broker arrives after them, as Mosquitto forwards a subscription's
+ * messages in the order it accepted them. Used instead of "sleep, then count"; the marker is taken
+ * out of `sub.messages` again.
+ */
+async function settled(
+  sub: { client: MqttClient; messages: Array<{ payload: string }> },
+  topic: string,
+): Promise<void> {
+  const marker = `marker-${randomBytes(8).toString("hex")}`;
+  await sub.client.publishAsync(topic, marker, { qos: 1 });
+  await until("the marker", () => sub.messages.some((m) => m.payload === marker));
+  sub.messages.splice(
+    sub.messages.findIndex((m) => m.payload === marker),
+    1,
+  );
+}
+
 describe("bridge: chain events to MQTT against a real Hardhat node and Mosquitto", function () {
   this.timeout(180_000);
 
@@ -178,7 +197,7 @@ describe("bridge: chain events to MQTT against a real Hardhat node and Mosquitto
     for (const fn of cleanup.reverse()) await fn().catch(() => undefined);
     // Leave no retained messages of this run on the broker.
     const retained = await subscriber(`${ROOT}/#`, "cleanup");
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await settled(retained, `${ROOT}/marker/cleanup`);
     for (const m of retained.messages.filter((m) => m.retain && m.payload !== "")) {
       await retained.client.publishAsync(m.topic, "", { qos: 1, retain: true });
     }
@@ -193,7 +212,7 @@ describe("bridge: chain events to MQTT against a real Hardhat node and Mosquitto
     const events = await expected();
     await drain(worker("first"));
     await until(`${events.length} messages`, () => sub.messages.length >= events.length);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await settled(sub, `${ROOT}/chain/marker`); // and nothing more
 
     const payloads = sub.messages.map((m) => ({ topic: m.topic, body: JSON.parse(m.payload) }));
     expect(payloads.map((p) => p.body.id)).to.deep.equal(events.map((e) => e.id));
@@ -221,7 +240,7 @@ describe("bridge: chain events to MQTT against a real Hardhat node and Mosquitto
     const late = await subscriber(`${ROOT}/+/+/+`, "late");
     cleanup.push(() => late.client.endAsync());
     await until("retained states", () => late.messages.length >= 3);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await settled(late, `${ROOT}/marker/late/states`);
     const byTopic = new Map(late.messages.map((m) => [m.topic, m]));
 
     const placement = byTopic.get(t.placementState(placementId))!;
@@ -257,13 +276,13 @@ describe("bridge: chain events to MQTT against a real Hardhat node and Mosquitto
     const sub = await subscriber(`${ROOT}/chain/#`, "restart");
     cleanup.push(() => sub.client.endAsync());
     await drain(worker("second"));
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await settled(sub, `${ROOT}/chain/marker`);
     expect(sub.messages).to.deep.equal([]);
 
     await send(devices.connect(device).heartbeat(1));
     await drain(worker("third"));
     await until("the new heartbeat", () => sub.messages.length >= 1);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await settled(sub, `${ROOT}/chain/marker`);
     expect(sub.messages.map((m) => m.topic)).to.deep.equal([
       t.chainEvent(chainId, "DeviceRegistry", "DeviceHeartbeat"),
     ]);

@@ -2,6 +2,8 @@
 // confirmations, checkpoint restarts and reorgs (made with evm_snapshot / evm_revert).
 import { expect } from "chai";
 import { JsonRpcProvider, type Signer } from "ethers";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -38,6 +40,7 @@ import type {
   PollOutcome,
 } from "../../../workers/src/ports/chain-source";
 import { runHardhat, devWallet } from "../../../scripts/lib/local-chain";
+import { waitFor } from "../../shared/processes";
 import { requireChain, serviceUrls } from "../../shared/services";
 
 const urls = serviceUrls();
@@ -181,7 +184,8 @@ describe("chain source (ethers) against a real Hardhat node", function () {
       version: 1,
       band: BAND,
     });
-    expect(claimedEvent.args.placementId).to.be.a("string");
+    // Deployment 1, first placement: (1 << 32) | 1, a decimal string as the port promises.
+    expect(claimedEvent.args.placementId).to.equal(String((1n << 32n) | 1n));
     const block = (await provider.getBlock(claimedEvent.blockNumber))!;
     expect(claimedEvent).to.include({ blockHash: block.hash, timestamp: block.timestamp });
     const state = applyEvents(emptyDesiredState(), events).state;
@@ -258,6 +262,27 @@ describe("chain source (ethers) against a real Hardhat node", function () {
     setTimeout(() => controller.abort(), 300);
     await dead.run(async () => undefined, { signal: controller.signal });
     expect(dead.status().checkpoint.number).to.equal(base.startBlock - 1);
+
+    // "Keeps going", counted rather than slept on: a node that answers every request with HTTP
+    // 503 sees the source come back, again and again, until the signal aborts.
+    let requests = 0;
+    const server = createServer((_request, response) => {
+      requests++;
+      response.writeHead(503).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const failing = source({ rpcUrl: `http://127.0.0.1:${port}`, pollIntervalMs: 10, maxBackoffMs: 40 });
+      const retrying = new AbortController();
+      const running = failing.run(async () => undefined, { signal: retrying.signal });
+      await waitFor("three attempts", async () => requests >= 3, 30_000, 10);
+      retrying.abort();
+      await running;
+      expect(failing.status().checkpoint.number).to.equal(base.startBlock - 1);
+    } finally {
+      server.close();
+    }
   });
 
   it("detects a reorg, reports the common ancestor and re-derives what a fresh source derives", async function () {

@@ -326,9 +326,11 @@ describe("delivery (real Kubo and Docker)", function () {
     );
     expect(result.fetched).to.equal(true);
     expect((await runtime.inspectImage(result.imageRef))?.size).to.be.at.least(size);
-    // Buffering the tar whole would add at least its 50 MiB; streaming stays at a few chunks plus
-    // garbage the collector has not yet returned.
-    expect(growthMiB).to.be.below(30);
+    // Buffering the tar whole would add at least its 50 MiB, so that is the bound here: it fails a
+    // delivery that buffers, and leaves the collector's timing alone. What streaming really costs
+    // (a few chunks plus garbage not yet collected: under 30 MiB when measured) is a benchmark's
+    // number (see bench/worker.ts).
+    expect(growthMiB).to.be.below(size / MiB);
     expect(result.imageId).to.equal(bigImageId);
     await kubo.pin.rm(bigCid).catch(() => undefined);
   });

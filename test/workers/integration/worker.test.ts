@@ -182,8 +182,12 @@ describe("worker: chain -> IPFS -> Docker -> chain, with the MQTT bridge", funct
     const placementId = await placementOf(1);
     await waitFor("Running on chain", async () => (await stateOf(placementId)) === "Running");
 
-    const [summary] = await containersOf(placementId);
-    expect(summary, "one container for the placement").to.not.equal(undefined);
+    const containers = await containersOf(placementId);
+    expect(
+      containers.map((c) => c.Names[0]),
+      "exactly one container for the placement",
+    ).to.have.length(1);
+    const [summary] = containers;
     const info = await docker.getContainer(summary.Id).inspect();
     expect(info.State.Running).to.equal(true);
     expect(info.Config.Labels).to.include({

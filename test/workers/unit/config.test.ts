@@ -65,6 +65,24 @@ describe("worker config", function () {
     });
   }
 
+  it("never echoes a malformed key, in the message or anything it carries", function () {
+    // A key with one digit short: the secret is in it whole but for that digit.
+    const secret = "0x" + "5f".repeat(31) + "a";
+    let error: unknown;
+    try {
+      loadConfig({ env: { ...base, SHOAL_OPERATOR_KEY: secret } });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).to.be.instanceOf(ConfigError);
+    let everything = "";
+    for (let e: unknown = error; e instanceof Error; e = e.cause) {
+      everything += JSON.stringify(e, Object.getOwnPropertyNames(e)) + String(e.stack);
+    }
+    expect(everything).to.include("operatorKey");
+    expect(everything).to.not.include(secret.slice(2, 20));
+  });
+
   it("refuses unknown settings in the file, naming the known ones", function () {
     const dir = mkdtempSync(path.join(tmpdir(), "shoal-config-"));
     const file = path.join(dir, "worker.json");

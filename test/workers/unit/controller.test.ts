@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { createHash } from "node:crypto";
 import {
   DEFAULT_CONTROLLER_PARAMS,
   comparePriority,
@@ -460,12 +461,20 @@ describe("controller: usage and decision records", function () {
     expect(out.decisions.map((d) => d.seq)).to.deep.equal([41, 42]);
     expect(out.state.seq).to.equal(43);
     const [first] = out.decisions;
-    expect(decisionRecordJson(first)).to.equal(
+    const firstJson =
       '{"at":"2026-11-26T10:00:00.000Z","containerId":"c1","deviceId":"7","from":100,"metric":"cpu.throttledRatio",' +
-        '"placementId":"1","reason":"throttled","resource":"cpu","seq":41,"threshold":0.05,"to":1000,"v":1,"value":1}',
-    );
-    expect(decisionRecordHash(first)).to.match(/^0x[0-9a-f]{64}$/);
+      '"placementId":"1","reason":"throttled","resource":"cpu","seq":41,"threshold":0.05,"to":1000,"v":1,"value":1}';
+    expect(decisionRecordJson(first)).to.equal(firstJson);
+    // The hash and the digest recomputed here from their definition (sha256 of the canonical
+    // JSON; a chain from 32 zero bytes), not only their shape.
+    const sha256 = (data: string | Buffer) => createHash("sha256").update(data).digest();
+    expect(decisionRecordHash(first)).to.equal(`0x${sha256(firstJson).toString("hex")}`);
+    const secondJson = decisionRecordJson(out.decisions[1]);
+    expect(secondJson).to.include('"containerId":"c2"').and.include('"seq":42');
+    const h1 = sha256(Buffer.concat([Buffer.alloc(32), sha256(firstJson)]));
+    const h2 = sha256(Buffer.concat([h1, sha256(secondJson)]));
     const digest = decisionsDigest(out.decisions);
+    expect(digest).to.equal(`0x${h2.toString("hex")}`);
     expect(decisionsDigest([...out.decisions].reverse())).to.equal(digest);
     expect(decisionsDigest([out.decisions[0], { ...out.decisions[1], to: 500 }])).to.not.equal(digest);
     expect(decisionsDigest([])).to.equal(`0x${"0".repeat(64)}`);

@@ -67,6 +67,30 @@ export function translateChainError(action: string, error: unknown): RegistryErr
   );
 }
 
+/** The error of a call whose signal aborted; the signal's reason is its cause. */
+export function registryAbortError(action: string, signal: AbortSignal): RegistryError {
+  return new RegistryError(`${action} was aborted`, { cause: signal.reason });
+}
+
+/**
+ * Settles with `work()`, or rejects with an abort error as soon as `signal` aborts. ethers' calls
+ * take no signal, so the request itself runs on: a read's answer is dropped, and a transaction
+ * already handed to the node may still be mined (the reconciler's next pass reads the chain).
+ * An already aborted signal rejects before `work` starts, so nothing is sent.
+ */
+function abortable<T>(action: string, signal: AbortSignal | undefined, work: () => Promise<T>): Promise<T> {
+  if (!signal) return work();
+  if (signal.aborted) return Promise.reject(registryAbortError(action, signal));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(registryAbortError(action, signal));
+    signal.addEventListener("abort", onAbort, { once: true });
+    // Removed when the work settles: a long-lived signal must not collect one listener per call.
+    work()
+      .then(resolve, reject)
+      .finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
 export interface EthersRegistryOptions {
   provider: JsonRpcProvider;
   /** Addresses of the registries, from deployments/<network>.json (scripts/deploy.ts). */
@@ -105,28 +129,31 @@ export function createEthersRegistry({
     { manifestCid: string; platforms: string[]; imageCids: string[]; band: Band }
   >();
 
-  const read = async <T>(action: string, call: () => Promise<T>): Promise<T> => {
-    try {
-      return await call();
-    } catch (error) {
-      throw translateChainError(action, error);
-    }
-  };
+  const read = <T>(action: string, call: () => Promise<T>, signal?: AbortSignal): Promise<T> =>
+    abortable(action, signal, async () => {
+      try {
+        return await call();
+      } catch (error) {
+        throw translateChainError(action, error);
+      }
+    });
 
-  const send = async (
+  const send = (
     action: string,
     call: () => Promise<{ wait(): Promise<TransactionReceipt | null> }>,
-  ): Promise<TransactionReceipt> => {
-    try {
-      const receipt = await (await call()).wait();
-      if (!receipt) throw new Error("no receipt");
-      return receipt;
-    } catch (error) {
-      // A failed send may leave the local nonce ahead of the chain's; resync on the next send.
-      signer.reset();
-      throw translateChainError(action, error);
-    }
-  };
+    signal?: AbortSignal,
+  ): Promise<TransactionReceipt> =>
+    abortable(action, signal, async () => {
+      try {
+        const receipt = await (await call()).wait();
+        if (!receipt) throw new Error("no receipt");
+        return receipt;
+      } catch (error) {
+        // A failed send may leave the local nonce ahead of the chain's; resync on the next send.
+        signer.reset();
+        throw translateChainError(action, error);
+      }
+    });
   const txResult = (r: TransactionReceipt): TxResult => ({
     hash: r.hash,
     gasUsed: r.gasUsed,
@@ -157,111 +184,153 @@ export function createEthersRegistry({
   return {
     deviceId,
 
-    blockNumber: () => read("reading the block number", () => provider.getBlockNumber()),
+    blockNumber: (options) =>
+      read("reading the block number", () => provider.getBlockNumber(), options?.signal),
 
     device: (options) =>
-      read(`reading device ${deviceId}`, async () => {
-        const [d, usage, parameters] = await Promise.all([
-          devices.device(deviceId, overrides(options)),
-          placements.deviceUsage(deviceId, overrides(options)),
-          devices.parameters(overrides(options)),
-        ]);
-        return {
-          deviceId,
-          status: DEVICE_STATUSES[Number(d.status)],
-          platform: d.platform,
-          labelKeys: [...d.labels],
-          cpuCapacityMillicores: Number(d.cpuMillicores),
-          memoryCapacityMiB: Number(d.memoryMiB),
-          cpuReservedMillicores: Number(usage.cpuReservedMillicores),
-          memoryReservedMiB: Number(usage.memoryReservedMiB),
-          livePlacements: Number(usage.livePlacements),
-          lastHeartbeat: Number(d.lastHeartbeat),
-          heartbeatTtlS: Number(parameters.heartbeatTtl),
-        };
-      }),
+      read(
+        `reading device ${deviceId}`,
+        async () => {
+          const [d, usage, parameters] = await Promise.all([
+            devices.device(deviceId, overrides(options)),
+            placements.deviceUsage(deviceId, overrides(options)),
+            devices.parameters(overrides(options)),
+          ]);
+          return {
+            deviceId,
+            status: DEVICE_STATUSES[Number(d.status)],
+            platform: d.platform,
+            labelKeys: [...d.labels],
+            cpuCapacityMillicores: Number(d.cpuMillicores),
+            memoryCapacityMiB: Number(d.memoryMiB),
+            cpuReservedMillicores: Number(usage.cpuReservedMillicores),
+            memoryReservedMiB: Number(usage.memoryReservedMiB),
+            livePlacements: Number(usage.livePlacements),
+            lastHeartbeat: Number(d.lastHeartbeat),
+            heartbeatTtlS: Number(parameters.heartbeatTtl),
+          };
+        },
+        options?.signal,
+      ),
 
     deploymentCount: (options) =>
-      read("reading the deployment count", async () =>
-        Number(await apps.deploymentCount(overrides(options))),
+      read(
+        "reading the deployment count",
+        async () => Number(await apps.deploymentCount(overrides(options))),
+        options?.signal,
       ),
 
     deployment: (deploymentId, options) =>
-      read(`reading deployment ${deploymentId}`, () => readDeployment(deploymentId, options)),
+      read(
+        `reading deployment ${deploymentId}`,
+        () => readDeployment(deploymentId, options),
+        options?.signal,
+      ),
 
     replicaTerms: (deploymentId, platform, options) =>
-      read(`reading the terms of deployment ${deploymentId}`, async () => {
-        const t = await apps.claimTerms(deploymentId, platformKey(platform), overrides(options));
-        return {
-          deploymentId,
-          appId: Number(t.appId),
-          version: Number(t.version),
-          generation: Number(t.generation),
-          platformSupported: t.platformSupported,
-          band: band(t.band),
-          requiredLabelKeys: [...t.requiredLabels],
-        };
-      }),
+      read(
+        `reading the terms of deployment ${deploymentId}`,
+        async () => {
+          const t = await apps.claimTerms(deploymentId, platformKey(platform), overrides(options));
+          return {
+            deploymentId,
+            appId: Number(t.appId),
+            version: Number(t.version),
+            generation: Number(t.generation),
+            platformSupported: t.platformSupported,
+            band: band(t.band),
+            requiredLabelKeys: [...t.requiredLabels],
+          };
+        },
+        options?.signal,
+      ),
 
     activePlacementOf: (deploymentId, options) =>
-      read(`reading the placement of deployment ${deploymentId}`, async () => {
-        const id = await placements.activePlacementOf(deploymentId, deviceId, overrides(options));
-        return id === 0n ? undefined : id.toString();
-      }),
+      read(
+        `reading the placement of deployment ${deploymentId}`,
+        async () => {
+          const id = await placements.activePlacementOf(deploymentId, deviceId, overrides(options));
+          return id === 0n ? undefined : id.toString();
+        },
+        options?.signal,
+      ),
 
     placementsOfDevice: (offset, limit, options) =>
-      read(`reading placements of device ${deviceId}`, async () =>
-        (await placements.placementsOfDevice(deviceId, offset, limit, overrides(options))).map(placementView),
+      read(
+        `reading placements of device ${deviceId}`,
+        async () =>
+          (await placements.placementsOfDevice(deviceId, offset, limit, overrides(options))).map(
+            placementView,
+          ),
+        options?.signal,
       ),
 
     placementsOfDeployment: (deploymentId, options) =>
-      read(`reading placements of deployment ${deploymentId}`, async () => {
-        const all: PlacementView[] = [];
-        for (let offset = 0; ; offset += 100) {
-          const page = await placements.placementsOfDeployment(deploymentId, offset, 100, overrides(options));
-          all.push(...page.map(placementView));
-          if (page.length < 100) return all;
-        }
-      }),
+      read(
+        `reading placements of deployment ${deploymentId}`,
+        async () => {
+          const all: PlacementView[] = [];
+          for (let offset = 0; ; offset += 100) {
+            const page = await placements.placementsOfDeployment(
+              deploymentId,
+              offset,
+              100,
+              overrides(options),
+            );
+            all.push(...page.map(placementView));
+            if (page.length < 100) return all;
+          }
+        },
+        options?.signal,
+      ),
 
     placementState: (placementId, options) =>
       read(
         `reading placement ${placementId}`,
         async () =>
           PLACEMENT_STATES[Number(await placements.placementState(BigInt(placementId), overrides(options)))],
+        options?.signal,
       ),
 
     version: (appId, versionNumber, platform, options) =>
-      read(`reading version ${versionNumber} of app ${appId}`, async () => {
-        // Versions are immutable: read each once.
-        const key = `${appId}/${versionNumber}`;
-        let v = versions.get(key);
-        if (!v) {
-          const raw = await apps.version(appId, versionNumber, overrides(options));
-          v = {
-            manifestCid: raw.manifestCid,
-            platforms: [...raw.platforms],
-            imageCids: [...raw.imageCids],
-            band: band(raw.band),
+      read(
+        `reading version ${versionNumber} of app ${appId}`,
+        async () => {
+          // Versions are immutable: read each once.
+          const key = `${appId}/${versionNumber}`;
+          let v = versions.get(key);
+          if (!v) {
+            const raw = await apps.version(appId, versionNumber, overrides(options));
+            v = {
+              manifestCid: raw.manifestCid,
+              platforms: [...raw.platforms],
+              imageCids: [...raw.imageCids],
+              band: band(raw.band),
+            };
+            versions.set(key, v);
+          }
+          const index = v.platforms.indexOf(platform);
+          return {
+            appId,
+            version: versionNumber,
+            manifestCid: v.manifestCid,
+            imageCid: index < 0 ? undefined : v.imageCids[index],
+            band: v.band,
           };
-          versions.set(key, v);
-        }
-        const index = v.platforms.indexOf(platform);
-        return {
-          appId,
-          version: versionNumber,
-          manifestCid: v.manifestCid,
-          imageCid: index < 0 ? undefined : v.imageCids[index],
-          band: v.band,
-        };
-      }),
+        },
+        options?.signal,
+      ),
 
-    heartbeat: async () =>
-      txResult(await send(`heartbeat of device ${deviceId}`, () => devices.heartbeat(deviceId))),
+    heartbeat: async (options) =>
+      txResult(
+        await send(`heartbeat of device ${deviceId}`, () => devices.heartbeat(deviceId), options?.signal),
+      ),
 
-    claim: async (deploymentId) => {
-      const receipt = await send(`claiming deployment ${deploymentId}`, () =>
-        placements.claim(deploymentId, deviceId),
+    claim: async (deploymentId, options) => {
+      const receipt = await send(
+        `claiming deployment ${deploymentId}`,
+        () => placements.claim(deploymentId, deviceId),
+        options?.signal,
       );
       const claimed = receipt.logs
         .map((log) => placements.interface.parseLog(log))
@@ -269,21 +338,31 @@ export function createEthersRegistry({
       return { ...txResult(receipt), placementId: String(claimed!.args.placementId) };
     },
 
-    confirm: async (placementId) =>
+    confirm: async (placementId, options) =>
       txResult(
-        await send(`confirming placement ${placementId}`, () => placements.confirm(BigInt(placementId))),
-      ),
-
-    fail: async (placementId, code: FailureCode) =>
-      txResult(
-        await send(`reporting placement ${placementId} failed (${code})`, () =>
-          placements.fail(BigInt(placementId), FAILURE_CODES.indexOf(code)),
+        await send(
+          `confirming placement ${placementId}`,
+          () => placements.confirm(BigInt(placementId)),
+          options?.signal,
         ),
       ),
 
-    release: async (placementId) =>
+    fail: async (placementId, code: FailureCode, options) =>
       txResult(
-        await send(`releasing placement ${placementId}`, () => placements.release(BigInt(placementId))),
+        await send(
+          `reporting placement ${placementId} failed (${code})`,
+          () => placements.fail(BigInt(placementId), FAILURE_CODES.indexOf(code)),
+          options?.signal,
+        ),
+      ),
+
+    release: async (placementId, options) =>
+      txResult(
+        await send(
+          `releasing placement ${placementId}`,
+          () => placements.release(BigInt(placementId)),
+          options?.signal,
+        ),
       ),
   };
 }

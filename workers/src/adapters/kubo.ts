@@ -51,7 +51,9 @@ export function createKuboContentStore({ url }: KuboContentStoreOptions): Conten
             options.onProgress?.(bytes);
           },
         });
-        return { cid: result.cid.toString(), size: Math.max(size, result.size) };
+        // result.size is the DAG's cumulative size (content plus the root's links) for content of
+        // more than one chunk; the port promises the content's bytes, which progress counted.
+        return { cid: result.cid.toString(), size: size > 0 ? size : result.size };
       } catch (error) {
         throw translate("add content", url, error);
       }

@@ -151,6 +151,8 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
     ready(opts = {}) {
       if (state === "connected") return Promise.resolve();
       if (state === "closed") return Promise.reject(new BusError("the MQTT bus is closed"));
+      // An aborted signal never fires "abort" again: check it before waiting on it.
+      if (opts.signal?.aborted) return Promise.reject(abortError("waiting for the MQTT connection"));
       return new Promise((resolve, reject) => {
         const off = bus.on((event) => {
           if (event.type === "connected") done();
@@ -168,6 +170,7 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
     },
 
     publish(topic, payload, opts = {}) {
+      if (opts.signal?.aborted) return Promise.reject(abortError(`publishing ${topic}`));
       if (state !== "connected" || !client.connected) {
         const error = new BusError(`the MQTT broker at ${url} is not connected; ${topic} was not published`, {
           retryable: true,
