@@ -57,7 +57,8 @@ async function loadManifest(file: string): Promise<{ manifest: Manifest; dir: st
   if (!existsSync(file)) fail(`--manifest: ${file} does not exist`);
   let manifest: Manifest;
   try {
-    manifest = parseManifest(readFileSync(file, "utf8"), { source: path.relative(process.cwd(), file) });
+    // Bytes, not text: parseManifest refuses what is not UTF-8 instead of reading it lossily.
+    manifest = parseManifest(readFileSync(file), { source: path.relative(process.cwd(), file) });
   } catch (error) {
     if (error instanceof ManifestError) fail(error.message);
     throw error;
