@@ -13,7 +13,9 @@ import {
   parseManifest,
   parseMemoryMiB,
   publishedManifestSchema,
+  labelsProblem,
   resourceBand,
+  splitLabels,
   stableStringify,
   toPublishedManifest,
   validateCanonicalManifest,
@@ -934,6 +936,30 @@ describe("manifest", () => {
         /canonical manifest: \(manifest\) is 26\d{4} bytes as canonical JSON \(aliases expanded, defaults written out\); workers accept at most 262144 bytes/,
       );
     });
+  });
+
+  describe("labelsProblem (device:enroll and app:deploy --labels)", () => {
+    const cases: [string, string | undefined][] = [
+      ["region=eu-west,tier=edge", undefined],
+      ["", undefined],
+      [
+        "region",
+        "\"region\" is not a label; use key=value where the key is 1 to 31 lowercase letters, digits, '_', '.', '-' starting with a letter and the value is 1 to 32 letters, digits, '_', '.', '-' (like \"region=eu-west\")",
+      ],
+      [
+        "region=eu, region=us",
+        '"region=us" repeats the key "region" (also "region=eu"); give each key at most once',
+      ],
+      ["a=1,b=2,c=3,d=4,e=5,f=6,g=7,h=8,i=9", "9 labels are too many; give at most 8"],
+      [
+        "zone=a\u001b[2J",
+        "\"zone=a\\u001b[2J\" is not a label; use key=value where the key is 1 to 31 lowercase letters, digits, '_', '.', '-' starting with a letter and the value is 1 to 32 letters, digits, '_', '.', '-' (like \"region=eu-west\")",
+      ],
+    ];
+    for (const [input, problem] of cases) {
+      it(`${JSON.stringify(input)}: ${problem ?? "valid"}`, () =>
+        expect(labelsProblem(splitLabels(input))).to.equal(problem));
+    }
   });
 
   describe("quantities", () => {

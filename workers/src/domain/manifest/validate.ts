@@ -30,6 +30,8 @@ export const MAX_MANIFEST_BYTES = 256 * 1024;
 export const WRITABLE_PATH_SIZE_MIB_MIN = 1;
 export const WRITABLE_PATH_SIZE_MIB_MAX = 1024;
 export const MAX_REQUIRED_LABELS = 8;
+/** The platforms a manifest may list, so the only ones a device can usefully offer. */
+export const PLATFORMS: readonly string[] = manifestSchema.$defs.platform.enum;
 
 /** Paths where a tmpfs would hide or replace what the kernel and runtime provide. */
 const RESERVED_PATH_ROOTS = ["proc", "sys", "dev"];
