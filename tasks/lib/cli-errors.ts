@@ -16,7 +16,8 @@ import { ShoalError } from "../../workers/src/errors";
 /** The text a user reads for `error`: the sentence of an expected failure, else the error's message. */
 export function userMessage(error: unknown, taskName: string): string {
   if (HardhatPluginError.isHardhatPluginError(error)) return error.message;
-  if (error instanceof ShoalError) return error.message;
+  // The sentence and its listed issues (a manifest's), without the "Details:" of the cause.
+  if (error instanceof ShoalError) return [error.shortMessage, ...error.metaMessages].join("\n");
   const message = error instanceof Error ? error.message : String(error);
   return `${taskName} failed unexpectedly: ${message} (run it again with --show-stack-traces to see where)`;
 }
