@@ -9,6 +9,8 @@ import { readFileSync, writeFileSync } from "fs";
 import { join } from "path";
 import { format, resolveConfig } from "prettier";
 import {
+  MAX_MANIFEST_BYTES,
+  MEMORY_MIB_MIN,
   ManifestError,
   canonicalManifest,
   manifestSchema,
@@ -235,7 +237,7 @@ ${table(source)}
 | Resource | Accepted | Refused | Bounds | On chain |
 |---|---|---|---|---|
 | CPU | \`"250m"\` (millicores), \`"0.5"\`, \`0.5\`, \`2\` (cores, at most 3 decimals) | \`"250M"\`, \`"0.0005"\`, \`"1.5m"\`, \`"abc"\` | 1m to 64 cores | integer millicores |
-| Memory | \`"64Mi"\`, \`"1Gi"\`, \`"1.5Gi"\` (binary units, a whole number of MiB) | \`"512M"\`, \`"1G"\`, \`"64MiB"\`, \`67108864\`, \`"0.5Mi"\` | 4Mi to 64Gi (tmpfs sizes: 1Mi to 1Gi) | integer MiB |
+| Memory | \`"64Mi"\`, \`"1Gi"\`, \`"1.5Gi"\` (binary units, a whole number of MiB) | \`"512M"\`, \`"1G"\`, \`"64MiB"\`, \`67108864\`, \`"0.5Mi"\` | ${MEMORY_MIB_MIN}Mi (the smallest memory limit Docker accepts) to 64Gi (tmpfs sizes: 1Mi to 1Gi) | integer MiB |
 
 Decimal memory units are refused rather than converted: "512M" is 488.3Mi, and a 5% surprise in a
 memory limit shows up as an OOM kill. \`min\` must not exceed \`max\`. The published manifest writes
@@ -248,6 +250,40 @@ owner relies on. Shoal refuses them with the reason below (whatever their value)
 ignoring them.
 
 ${refusedTable()}
+
+## Manifests that could not run, or would not mean what they say
+
+Beyond the fields above, a manifest is refused, with the field, the value and what is allowed, when:
+
+- **It is too large.** Workers fetch at most ${MAX_MANIFEST_BYTES} bytes of published manifest. The
+  file is counted in bytes, and the published form again after aliases are expanded and defaults
+  written out, so a small file cannot grow past the limit.
+- **Its text is not UTF-8.** UTF-16 and UTF-32 (with or without a byte order mark), a UTF-8 byte
+  order mark and bytes that are not well-formed UTF-8 are refused with their line; the publish
+  task reads the file as bytes, so nothing is silently replaced.
+- **It holds control characters.** Raw C0 controls (other than tab and newline), DEL, C1 controls
+  and the bidi embeddings, overrides and isolates (U+202A to U+202E, U+2066 to U+2069) are refused
+  anywhere in the file, comments included, because they make a file display differently than it
+  parses. The same characters written as escapes (\`"\\e[2J"\`, \`"\\u202E"\`) are refused in
+  \`env\`, \`command\`, \`args\` and \`healthCheck.exec\`; tab and newline are allowed there.
+  \`description\` is one line: no tab or newline either.
+- **Its command is empty.** The first entry of \`command\` and \`healthCheck.exec\` is the program
+  to run; it cannot be empty or blank.
+- **A writable path covers a file Docker manages**: \`/etc/hosts\`, \`/etc/resolv.conf\`,
+  \`/etc/hostname\` or anything below them.
+- **An HTTP health check could leave its container.** \`healthCheck.httpGet.path\` is a path on the
+  container: absolute URLs (\`http://169.254.169.254/...\`), network-path references
+  (\`//169.254.169.254/...\`) and backslashes (which URL parsers read as \`/\`) are refused.
+- **It uses YAML that changes or drops data.** Manifests are read as YAML 1.2. Refused: a
+  \`%YAML 1.1\` directive (whose rules read \`yes\` as true, \`0777\` as octal, \`1:30\` as 90); tags
+  other than the core ones (\`!!str\`, \`!!int\`, \`!!float\`, \`!!bool\`, \`!!null\`, \`!!map\`,
+  \`!!seq\`), such as \`!!omap\` and \`!!set\` (read as empty mappings), \`!!binary\`,
+  \`!!timestamp\` and unknown tags (read as plain strings); aliases, lists or mappings as keys; a key
+  written twice, also when spelled differently (\`LEVEL\` and \`"LEVEL"\`, \`1\` and \`"1"\`); more
+  than one document (\`---\`); nesting deeper than 32 levels, more than 64 flow levels (\`[\`, \`{\`) or
+  more than 256 columns of indentation (the parser would run out of memory). Anchors, aliases and
+  merge keys (\`<<: *anchor\`) are fine; an issue in a merged key is reported on the line where the
+  key is written.
 
 ## Full example
 

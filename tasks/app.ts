@@ -9,14 +9,17 @@ import { task, types } from "hardhat/config";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
 import {
   canonicalManifestBytes,
+  labelsProblem,
   MAX_MANIFEST_BYTES,
   ManifestError,
   parseManifest,
   resourceBand,
+  splitLabels,
   validateCanonicalManifest,
   type Manifest,
   type Platform,
 } from "../workers/src/domain/manifest";
+import { isRetryable } from "../workers/src/errors";
 import type { ContentStore } from "../workers/src/ports/content-store";
 import { shoalContext, type ShoalContext } from "./lib/context";
 import { fail, formatBytes, orFail, progress, table } from "./lib/output";
@@ -57,7 +60,8 @@ async function loadManifest(file: string): Promise<{ manifest: Manifest; dir: st
   if (!existsSync(file)) fail(`--manifest: ${file} does not exist`);
   let manifest: Manifest;
   try {
-    manifest = parseManifest(readFileSync(file, "utf8"), { source: path.relative(process.cwd(), file) });
+    // Bytes, not text: parseManifest refuses what is not UTF-8 instead of reading it lossily.
+    manifest = parseManifest(readFileSync(file), { source: path.relative(process.cwd(), file) });
   } catch (error) {
     if (error instanceof ManifestError) fail(error.message);
     throw error;
@@ -113,7 +117,11 @@ async function addImages(
   return cids;
 }
 
-/** The semver of a published version, read from its manifest on IPFS. */
+/**
+ * The semver of a published version, read from its manifest on IPFS; undefined when the manifest
+ * cannot be read. Kubo being down is not that: it fails the task with its own sentence instead of
+ * reporting that no version matches.
+ */
 async function semverOf(store: ContentStore, manifestCid: string): Promise<string | undefined> {
   try {
     const bytes = await readAll(
@@ -121,7 +129,9 @@ async function semverOf(store: ContentStore, manifestCid: string): Promise<strin
     );
     const version = (JSON.parse(bytes.toString("utf8")) as { version?: unknown }).version;
     return typeof version === "string" ? version : undefined;
-  } catch {
+  } catch (error) {
+    if (isRetryable(error))
+      return orFail(`reading manifest ${manifestCid} from IPFS`, () => Promise.reject(error));
     return undefined;
   }
 }
@@ -192,15 +202,9 @@ async function resolveDeployment(
 
 function parseLabels(value: string | undefined): string[] | undefined {
   if (value === undefined) return undefined;
-  const labels = value
-    .split(",")
-    .map((label) => label.trim())
-    .filter(Boolean);
-  for (const label of labels) {
-    if (!/^[a-z0-9][a-z0-9._/-]{0,30}=[A-Za-z0-9._-]{1,31}$/.test(label)) {
-      fail(`--labels: "${label}" is not a label; use key=value pairs such as region=eu-west,tier=edge`);
-    }
-  }
+  const labels = splitLabels(value);
+  const problem = labelsProblem(labels);
+  if (problem) fail(`--labels: ${problem}`);
   return labels;
 }
 

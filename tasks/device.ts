@@ -1,11 +1,22 @@
 /** Device owner tasks: stake and enroll a device, heartbeat, exit, withdraw, list. */
 import { task, types } from "hardhat/config";
 import { formatUnits, parseUnits } from "ethers";
-import { tryParseCpuMillicores, tryParseMemoryMiB } from "../workers/src/domain/manifest";
+import {
+  labelsProblem,
+  MEMORY_MIB_MIN,
+  PLATFORMS,
+  splitLabels,
+  tryParseCpuMillicores,
+  tryParseMemoryMiB,
+} from "../workers/src/domain/manifest";
 import { shoalContext, type ShoalContext } from "./lib/context";
 import { fail, orFail, table } from "./lib/output";
 
 const STATUS = ["None", "Active", "Exiting", "Exited"];
+/** Capacities are uint32 on chain. */
+const MAX_UINT32 = 2 ** 32 - 1;
+/** DeviceRegistry.MAX_ENDPOINT_LENGTH. */
+const MAX_ENDPOINT_BYTES = 256;
 
 async function checkDevice(ctx: ShoalContext, deviceId: number): Promise<void> {
   const count = Number(await ctx.devices.deviceCount());
@@ -33,10 +44,15 @@ task("device:enroll", "Stakes tokens and enrolls a device (approve + enroll in o
   .addOptionalParam("operator", "Key the device's worker signs with (default: the signer)")
   .addOptionalParam("account", "Signer (the device owner): account index or address", "0")
   .setAction(async (args, hre) => {
+    // Every value is checked before the first transaction (approve), so bad input changes nothing.
     const cpu = tryParseCpuMillicores(args.cpu);
     if (!cpu.ok) fail(`--cpu "${args.cpu}" ${cpu.problem}; ${cpu.allowed}`);
+    if (cpu.value < 1 || cpu.value > MAX_UINT32)
+      fail(`--cpu "${args.cpu}" is out of range; give from 1m to ${MAX_UINT32}m`);
     const memory = tryParseMemoryMiB(args.memory);
     if (!memory.ok) fail(`--memory "${args.memory}" ${memory.problem}; ${memory.allowed}`);
+    if (memory.value < MEMORY_MIB_MIN || memory.value > MAX_UINT32)
+      fail(`--memory "${args.memory}" is out of range; give from ${MEMORY_MIB_MIN}Mi to ${MAX_UINT32}Mi`);
     let stake: bigint;
     try {
       stake = parseUnits(args.stake, 18);
@@ -44,14 +60,23 @@ task("device:enroll", "Stakes tokens and enrolls a device (approve + enroll in o
       fail(`--stake "${args.stake}": give an amount of tokens such as 150 or 150.5`);
     }
     if (stake <= 0n) fail(`--stake "${args.stake}": give a positive amount of tokens`);
-    const labels = (args.labels as string)
-      .split(",")
-      .map((l) => l.trim())
-      .filter(Boolean);
+    if (!PLATFORMS.includes(args.platform))
+      fail(
+        `--platform "${args.platform}" is not a platform a manifest can name; use one of ${PLATFORMS.join(", ")}`,
+      );
+    const labels = splitLabels(args.labels as string);
+    const labelProblem = labelsProblem(labels);
+    if (labelProblem) fail(`--labels: ${labelProblem}`);
+    const endpointBytes = Buffer.byteLength(args.endpoint as string);
+    if (!/^\/\S+$/.test(args.endpoint) || endpointBytes > MAX_ENDPOINT_BYTES)
+      fail(
+        `--endpoint "${args.endpoint}" is not a multiaddr; give the device's IPFS address like /ip4/192.0.2.10/tcp/4001/p2p/12D3KooW... (at most ${MAX_ENDPOINT_BYTES} bytes)`,
+      );
 
     const ctx = await shoalContext(hre, args.account);
     const operator = args.operator ?? ctx.signerAddress;
-    if (!hre.ethers.isAddress(operator)) fail(`--operator "${operator}": not an address`);
+    if (!hre.ethers.isAddress(operator) || BigInt(operator) === 0n)
+      fail(`--operator "${operator}": give the address of the key the worker signs with`);
     const { minStake } = await ctx.devices.parameters();
     if (stake < minStake)
       fail(`--stake ${args.stake}: the minimum stake is ${formatUnits(minStake, 18)} tokens`);

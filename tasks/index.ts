@@ -3,3 +3,6 @@
 import "./app";
 import "./device";
 import "./placement";
+import { reportTaskErrorsPlainly } from "./lib/cli-errors";
+
+reportTaskErrorsPlainly(["app:", "device:", "placement:"]);

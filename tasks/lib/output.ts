@@ -1,9 +1,13 @@
 /** Terminal output of the tasks: clear errors, tables, and a progress line for long uploads. */
 import { HardhatPluginError } from "hardhat/plugins";
+import { ShoalError } from "../../workers/src/errors";
 
 const PLUGIN = "shoal";
 
-/** Stops the task with one clear sentence and a non-zero exit, without a stack trace. */
+/**
+ * Stops the task with one clear sentence and a non-zero exit, without a stack trace (printed by
+ * reportTaskErrorsPlainly in cli-errors.ts).
+ */
 export function fail(message: string, cause?: Error): never {
   throw new HardhatPluginError(PLUGIN, message, cause);
 }
@@ -14,7 +18,14 @@ export async function orFail<T>(what: string, action: () => Promise<T>): Promise
     return await action();
   } catch (error) {
     if (HardhatPluginError.isHardhatPluginError(error)) throw error;
-    const reason = revertReason(error) ?? (error instanceof Error ? error.message : String(error));
+    // A Shoal error's short message is its sentence; its full message adds "Details:" lines.
+    const reason =
+      revertReason(error) ??
+      (error instanceof ShoalError
+        ? error.shortMessage
+        : error instanceof Error
+          ? error.message
+          : String(error));
     fail(`${what}: ${reason}`, error instanceof Error ? error : undefined);
   }
 }

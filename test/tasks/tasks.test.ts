@@ -29,15 +29,16 @@ function expectOk(result: CliResult): CliResult {
   return result;
 }
 
-/** The error a user sees, without the stack trace that Hardhat appends when it detects CI. */
+/**
+ * The error a user sees: exit status 1 and stderr holding "Error: " and the message, nothing else;
+ * no stack trace, even though Hardhat believes it runs in CI on a Linux machine without a display.
+ */
 function errorLine(result: CliResult): string {
-  expect(result.status, `expected failure\n${result.stdout}`).to.not.equal(0);
-  const prefix = "Error in plugin shoal: ";
-  const start = result.stderr.indexOf(prefix);
-  expect(start, result.stderr).to.be.at.least(0);
-  const rest = result.stderr.slice(start + prefix.length);
-  const end = rest.search(/\n\n|\nHardhatPluginError: /);
-  return (end < 0 ? rest : rest.slice(0, end)).trim();
+  expect(result.status, `expected exit 1\n${result.stdout}\n${result.stderr}`).to.equal(1);
+  expect(result.stderr, "stderr").to.match(/^Error: /);
+  expect(result.stderr, "a stack trace").to.not.match(/^\s+at /m);
+  expect(result.stderr, "Hardhat's own error line").to.not.include("Error in plugin");
+  return result.stderr.slice("Error: ".length).trim();
 }
 
 async function kuboCat(cid: string): Promise<Buffer> {
@@ -211,6 +212,25 @@ resources:
           expect(errorLine(await cli("app:publish", "--manifest", file))).to.match(says);
         });
       }
+
+      it("prints the list of issues once, without a stack (issue 11)", async function () {
+        const file = path.join(dir, "two-issues.yaml");
+        await writeFile(file, base.replace("name: bad-app", "name: Bad_App") + "privileged: true\n");
+        const result = await cli("app:publish", "--manifest", file);
+        const lines = errorLine(result).split("\n");
+        expect(lines).to.have.length(3);
+        expect(lines[0]).to.match(/two-issues\.yaml is not a valid Shoal manifest \(2 issues\):$/);
+        expect(lines[1]).to.match(/two-issues\.yaml:2: name: "Bad_App" is not a valid app name/);
+        expect(lines[2]).to.match(/two-issues\.yaml:10: privileged: true is refused/);
+      });
+
+      it("refuses a manifest saved as UTF-16, naming the encoding", async function () {
+        const file = path.join(dir, "utf16.yaml");
+        await writeFile(file, Buffer.from(`\ufeff${base}`, "utf16le"));
+        expect(errorLine(await cli("app:publish", "--manifest", file))).to.match(
+          /utf16\.yaml:1: is UTF-16 \(little-endian\) text; save the file as UTF-8 without a byte order mark$/,
+        );
+      });
     });
   });
 
@@ -256,11 +276,39 @@ resources:
         "--app-version 7: app 1 has versions 1..2",
       );
       expect(errorLine(await cli("app:deploy", "--app", "demo-web", "--labels", "region"))).to.match(
-        /^--labels: "region" is not a label; use key=value pairs/,
+        /^--labels: "region" is not a label; use key=value where the key is/,
       );
       expect(errorLine(await cli("app:scale", "--deployment", "9", "--replicas", "1"))).to.equal(
         "--deployment 9: deployments are 1..1",
       );
+    });
+
+    it("says in one sentence, without a stack, that Kubo is down (issue 11)", async function () {
+      const down = "http://127.0.0.1:9"; // discard port: nothing listens on loopback
+      const manifestCid = (await apps.version(1, 1)).manifestCid;
+      const deployments = await apps.deploymentCount();
+      expect(
+        errorLine(await cli("app:deploy", "--app", "demo-web", "--app-version", "1", "--kubo", down)),
+      ).to.equal(
+        `reading manifest ${manifestCid} from IPFS: Kubo at ${down} is not reachable (read ${manifestCid})`,
+      );
+      // A semver is resolved through Kubo too: "no version matches" would be the wrong sentence.
+      expect(
+        errorLine(
+          await cli(
+            "app:deploy",
+            "--app",
+            "demo-web",
+            "--app-version",
+            "1.0.0",
+            "--replicas",
+            "1",
+            "--kubo",
+            down,
+          ),
+        ),
+      ).to.match(new RegExp(`^reading manifest \\w+ from IPFS: Kubo at ${down} is not reachable`));
+      expect(await apps.deploymentCount()).to.equal(deployments);
     });
   });
 
@@ -330,6 +378,48 @@ resources:
       expect(errorLine(await cli("device:heartbeat", "--device", "99"))).to.match(
         /^--device 99: devices are 1\.\.\d+$/,
       );
+    });
+
+    it("checks labels and values before it approves the stake, so bad input changes nothing on chain", async function () {
+      const owner = await wallets[7].getAddress();
+      const registry = await devices.getAddress();
+      const before = async () => ({
+        allowance: await token.allowance(owner, registry),
+        balance: await token.balanceOf(owner),
+        devices: await devices.deviceCount(),
+        nonce: await provider.getTransactionCount(owner),
+      });
+      const start = await before();
+      const enroll = (...extra: string[]) =>
+        cli("device:enroll", "--account", "7", "--stake", "150", "--cpu", "1", "--memory", "1Gi", ...extra);
+      const cases: [string[], string | RegExp][] = [
+        [
+          ["--labels", "region=eu,gpu", "--endpoint", "/ip4/127.0.0.1/tcp/4001"],
+          /^--labels: "gpu" is not a label; use key=value where the key is 1 to 31 lowercase letters/,
+        ],
+        [
+          ["--labels", "region=eu,region=us", "--endpoint", "/ip4/127.0.0.1/tcp/4001"],
+          '--labels: "region=us" repeats the key "region" (also "region=eu"); give each key at most once',
+        ],
+        [
+          ["--labels", "a=1,b=2,c=3,d=4,e=5,f=6,g=7,h=8,i=9", "--endpoint", "/ip4/127.0.0.1/tcp/4001"],
+          "--labels: 9 labels are too many; give at most 8",
+        ],
+        [
+          ["--endpoint", `/dns4/${"x".repeat(300)}`],
+          /^--endpoint "\/dns4\/x+" is not a multiaddr; give the device's IPFS address like \/ip4\/192\.0\.2\.10\/tcp\/4001/,
+        ],
+        [
+          ["--platform", "linux/amd65", "--endpoint", "/ip4/127.0.0.1/tcp/4001"],
+          /^--platform "linux\/amd65" is not a platform a manifest can name; use one of linux\/amd64, /,
+        ],
+      ];
+      for (const [args, says] of cases) {
+        const message = errorLine(await enroll(...args));
+        if (typeof says === "string") expect(message).to.equal(says);
+        else expect(message).to.match(says);
+      }
+      expect(await before()).to.deep.equal(start);
     });
   });
 

@@ -2,6 +2,7 @@ import { expect } from "chai";
 import { readFileSync } from "fs";
 import { join } from "path";
 import {
+  MAX_MANIFEST_BYTES,
   ManifestError,
   canonicalManifest,
   canonicalManifestBytes,
@@ -12,7 +13,9 @@ import {
   parseManifest,
   parseMemoryMiB,
   publishedManifestSchema,
+  labelsProblem,
   resourceBand,
+  splitLabels,
   stableStringify,
   toPublishedManifest,
   validateCanonicalManifest,
@@ -57,7 +60,7 @@ function yaml(replace: Record<number, string | undefined> = {}, ...append: strin
   return [...lines, ...append].join("\n") + "\n";
 }
 
-function issuesOf(text: string, source = "shoal.yaml"): ManifestError {
+function issuesOf(text: string | Uint8Array, source = "shoal.yaml"): ManifestError {
   try {
     parseManifest(text, { source });
   } catch (error) {
@@ -160,13 +163,13 @@ describe("manifest", () => {
         check: (m) => expect(m.resources.cpu).to.deep.equal({ min: "1000m", max: "1000m" }),
       },
       {
-        name: "the bounds themselves: 1m..64 cores, 4Mi..64Gi",
-        text: yaml({ 8: "    min: 1m", 9: '    max: "64"', 11: "    min: 4Mi", 12: "    max: 64Gi" }),
+        name: "the bounds themselves: 1m..64 cores, 6Mi (Docker's smallest memory limit)..64Gi",
+        text: yaml({ 8: "    min: 1m", 9: '    max: "64"', 11: "    min: 6Mi", 12: "    max: 64Gi" }),
         check: (m) =>
           expect(resourceBand(m)).to.deep.equal({
             cpuMillicoresMin: 1,
             cpuMillicoresMax: 64000,
-            memoryMiBMin: 4,
+            memoryMiBMin: 6,
             memoryMiBMax: 65536,
           }),
       },
@@ -286,10 +289,10 @@ describe("manifest", () => {
           'shoal.yaml:12: resources.memory.max: 64 is a bare number; add a binary unit, like "64Mi" or "1Gi" (a bare number would mean bytes to Docker)',
       },
       {
-        name: "memory below 4Mi",
-        text: yaml({ 11: "    min: 2Mi" }),
+        name: "memory below the 6Mi Docker accepts as a limit",
+        text: yaml({ 11: "    min: 5Mi" }),
         message:
-          'shoal.yaml:11: resources.memory.min: "2Mi" is below the minimum; use a memory quantity from 4Mi to 64Gi',
+          'shoal.yaml:11: resources.memory.min: "5Mi" is below 6Mi, the smallest memory limit Docker accepts; use a memory quantity from 6Mi to 64Gi',
       },
       {
         name: "a missing CPU max",
@@ -470,9 +473,9 @@ describe("manifest", () => {
           "shoal.yaml:9: YAML syntax error: Flow sequence in block collection must be sufficiently indented and end with a ]; fix the YAML syntax",
       },
       {
-        name: "a duplicate key",
+        name: "a duplicate key, named with the line of its first spelling",
         text: yaml({}, "name: other"),
-        message: "shoal.yaml:13: YAML syntax error: Map keys must be unique; fix the YAML syntax",
+        message: "shoal.yaml:13: name is written twice (also on line 1); write each key once",
       },
       {
         name: "an empty file",
@@ -571,8 +574,392 @@ describe("manifest", () => {
         "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]",
       ].join("\n");
       const error = issuesOf(bomb);
-      expect(error.issues[0]!.kind).to.equal("syntax");
+      expect(messageLines(error)).to.deep.equal([
+        "shoal.yaml: (manifest) expands its aliases into too much data (more than 50 nodes); write the values out, or use fewer aliases",
+      ]);
     });
+  });
+
+  describe("parseManifest: manifests that cannot run or would lose data (issue 11)", () => {
+    const PROBE_PORT = "ports: [{ containerPort: 8080 }]";
+    const probe = (path: string) => [PROBE_PORT, `healthCheck: { httpGet: { port: 8080, path: ${path} } }`];
+    const ALLOWED_TEXT =
+      "use printable text: tab and newline are the only control characters allowed, and bidi overrides are refused";
+    const ALLOWED_LINE =
+      "use printable text on one line: control characters, tabs, newlines and bidi overrides are refused";
+    const PROBE_ALLOWED = 'a probe only targets its own container: give the path alone, like "/healthz"';
+    const UTF8 = "save the file as UTF-8 without a byte order mark";
+    const TAG_ALLOWED =
+      "remove the tag: a manifest holds plain mappings, lists, strings, numbers and booleans";
+    const lit = (value: string) => JSON.stringify(value);
+
+    const classes: Record<string, { name: string; input: string | Uint8Array; message: string }[]> = {
+      "control characters in free text": [
+        {
+          name: "an escape sequence in an env value",
+          input: yaml({}, `env: { GREETING: ${lit("hi\u001b[2J")} }`),
+          message: `shoal.yaml:13: env.GREETING: "hi\\u001b[2J" contains the control character U+001B (ESC) at index 2; ${ALLOWED_TEXT}`,
+        },
+        {
+          name: "NUL in an argument",
+          input: yaml({}, 'args: ["--name", "a\\0b"]'),
+          message: `shoal.yaml:13: args[1]: "a\\u0000b" contains the control character U+0000 (NUL) at index 1; ${ALLOWED_TEXT}`,
+        },
+        {
+          name: "a carriage return in the command",
+          input: yaml({}, 'command: ["/bin/app\\rrm -rf"]'),
+          message: `shoal.yaml:13: command[0]: "/bin/app\\rrm -rf" contains the control character U+000D (CR) at index 8; ${ALLOWED_TEXT}`,
+        },
+        {
+          name: "a one-byte CSI (C1 control) in a health check command",
+          input: yaml({}, "healthCheck:", '  exec: ["check", "\\x9b31m"]'),
+          message: `shoal.yaml:14: healthCheck.exec[1]: "\\u009b31m" contains the control character U+009B (CSI) at index 0; ${ALLOWED_TEXT}`,
+        },
+        {
+          name: "a right-to-left override in an env value, escaped in the message",
+          input: yaml({}, 'env: { FILE: "invoice\\u202Efdp.exe" }'),
+          message: `shoal.yaml:13: env.FILE: "invoice\\u202efdp.exe" contains the control character U+202E (RIGHT-TO-LEFT OVERRIDE) at index 7; ${ALLOWED_TEXT}`,
+        },
+        {
+          name: "a bidi isolate in the description",
+          input: yaml({}, 'description: "ok\\u2066 hidden\\u2069"'),
+          message: `shoal.yaml:13: description: "ok\\u2066 hidden\\u2069" contains the control character U+2066 (LEFT-TO-RIGHT ISOLATE) at index 2; ${ALLOWED_LINE}`,
+        },
+        {
+          name: "a newline in the one-line description",
+          input: yaml({}, "description: |", "  two", "  lines"),
+          message: `shoal.yaml:13: description: "two\\nlines\\n" contains the control character U+000A (LF) at index 3; ${ALLOWED_LINE}`,
+        },
+        {
+          name: "a raw escape character anywhere in the file, even a comment",
+          input: yaml({}, "# \u001b[8m hidden"),
+          message:
+            "shoal.yaml:13: has the control character U+001B (ESC) at column 3; remove it: a manifest is printable text (tabs and newlines aside), and control characters can make a file display differently than it reads",
+        },
+        {
+          name: "a raw bidi override in a comment (Trojan Source)",
+          input: yaml({}, "replicas: 1 # \u202e } ⁦if admin⁩ ⁦ begin admins only"),
+          message:
+            "shoal.yaml:13: has the control character U+202E (RIGHT-TO-LEFT OVERRIDE) at column 15; remove it: a manifest is printable text (tabs and newlines aside), and control characters can make a file display differently than it reads",
+        },
+      ],
+      "commands that cannot start": [
+        {
+          name: "an empty command",
+          input: yaml({}, 'command: [""]'),
+          message:
+            'shoal.yaml:13: command[0]: "" is empty; the first entry is the program to run, like "/bin/httpd"',
+        },
+        {
+          name: "a blank command",
+          input: yaml({}, 'command: ["   ", "-f"]'),
+          message:
+            'shoal.yaml:13: command[0]: "   " is blank; the first entry is the program to run, like "/bin/httpd"',
+        },
+        {
+          name: "an empty health check command",
+          input: yaml({}, "healthCheck:", '  exec: [""]'),
+          message:
+            'shoal.yaml:14: healthCheck.exec[0]: "" is empty; the first entry is the program to run, like "/bin/httpd"',
+        },
+        {
+          name: "no command at all",
+          input: yaml({}, "command: []"),
+          message:
+            'shoal.yaml:13: command: [] has 0 entries, fewer than 1; use a list of 1 to 64 strings, like ["/bin/httpd", "-f"]',
+        },
+      ],
+      "writable paths over files Docker manages": [
+        ...["/etc/hosts", "/etc/resolv.conf", "/etc/hostname/"].map((path) => ({
+          name: path,
+          input: yaml({}, `writablePaths: [${path}]`),
+          message: `shoal.yaml:13: writablePaths[0]: ${lit(path)} is a file Docker manages: it writes /etc/hosts, /etc/resolv.conf and /etc/hostname into every container; use a directory the app owns, like "/tmp" or "/var/cache/app"`,
+        })),
+        {
+          name: "a path below one of them",
+          input: yaml({}, "writablePaths:", "  - { path: //etc/resolv.conf/x, size: 1Mi }"),
+          message:
+            'shoal.yaml:14: writablePaths[0].path: "//etc/resolv.conf/x" is a file Docker manages: it writes /etc/hosts, /etc/resolv.conf and /etc/hostname into every container; use a directory the app owns, like "/tmp" or "/var/cache/app"',
+        },
+      ],
+      "YAML that changes or drops data": [
+        {
+          name: "!!omap (read as an empty mapping)",
+          input: yaml({}, "env: !!omap [A: x]"),
+          message: `shoal.yaml:13: env has the YAML tag !!omap, which would change or drop its data; ${TAG_ALLOWED}`,
+        },
+        {
+          name: "!!set",
+          input: yaml({}, "requiredLabels: !!set { region=eu }"),
+          message: `shoal.yaml:13: requiredLabels has the YAML tag !!set, which would change or drop its data; ${TAG_ALLOWED}`,
+        },
+        {
+          name: "!!binary",
+          input: yaml({}, "description: !!binary aGVsbG8="),
+          message: `shoal.yaml:13: description has the YAML tag !!binary, which would change or drop its data; ${TAG_ALLOWED}`,
+        },
+        {
+          name: "!!timestamp",
+          input: yaml({}, "env:", "  RELEASED: !!timestamp 2001-12-14"),
+          message: `shoal.yaml:14: env.RELEASED has the YAML tag !!timestamp, which would change or drop its data; ${TAG_ALLOWED}`,
+        },
+        {
+          name: "an unknown tag (read as a string without a word)",
+          input: yaml({}, "args: [!secret db-password]"),
+          message: `shoal.yaml:13: args[0] has the YAML tag !secret, which would change or drop its data; ${TAG_ALLOWED}`,
+        },
+        {
+          name: "a %YAML 1.1 directive",
+          input: `%YAML 1.1\n---\n${yaml()}`,
+          message:
+            "shoal.yaml:1: (manifest) declares %YAML 1.1, whose rules read yes/no as booleans, 0777 as octal and 1:30 as 90; remove the directive: manifests are read as YAML 1.2",
+        },
+        {
+          name: "an alias as a key",
+          input: yaml({}, "description: &k LOG_LEVEL", "env:", "  *k : debug"),
+          message: "shoal.yaml:15: env has an alias (*k) as a key; write the key out: keys are plain names",
+        },
+        {
+          name: "a list as a key",
+          input: yaml({}, "env:", "  ? [A, B]", "  : x"),
+          message: "shoal.yaml:14: env has a list as a key; keys are plain names",
+        },
+        {
+          name: "a key written twice, spelled differently",
+          input: yaml({}, "env:", "  LEVEL: a", '  "LEVEL": b'),
+          message:
+            'shoal.yaml:15: env.LEVEL is written twice: "LEVEL" here and LEVEL on line 14 both read as the key "LEVEL"; write each key once',
+        },
+        {
+          name: "a number and a string that are one key in JSON",
+          input: yaml({}, "ports:", "  - containerPort: 80", '    "containerPort": 81'),
+          message:
+            'shoal.yaml:15: ports[0].containerPort is written twice: "containerPort" here and containerPort on line 14 both read as the key "containerPort"; write each key once',
+        },
+        {
+          name: "a second document",
+          input: `${yaml()}---\nreplicas: 3\n`,
+          message:
+            "shoal.yaml:13: holds more than one YAML document (another one starts on line 13); a manifest is one document: remove the '---' line and what follows it, or split the file",
+        },
+      ],
+      "nesting deeper than a manifest needs": [
+        {
+          name: "40 levels of lists",
+          input: yaml({}, `args: ${"[".repeat(40)}${"]".repeat(40)}`),
+          message: `shoal.yaml:13: args${"[0]".repeat(31)} nests more than 32 levels deep; a manifest needs 4 levels of nesting`,
+        },
+        {
+          name: "20,000 flow levels (a crash of the parser, not a stack overflow message)",
+          input: yaml({}, `args: ${"[".repeat(20_000)}${"]".repeat(20_000)}`),
+          message:
+            'shoal.yaml:13: (manifest) nests more than 64 flow collections ("[" or "{"); a manifest needs 4 levels of nesting; at most 64 flow levels and 256 columns of indentation are read',
+        },
+        {
+          name: "300 levels of indentation",
+          input: yaml({}, "env:", ...Array.from({ length: 300 }, (_, i) => `${" ".repeat(i + 2)}a:`)),
+          message:
+            "shoal.yaml:269: (manifest) is indented by more than 256 columns; a manifest needs 4 levels of nesting; at most 64 flow levels and 256 columns of indentation are read",
+        },
+      ],
+      "encodings other than UTF-8": [
+        {
+          name: "UTF-16 with a byte order mark",
+          input: Buffer.from(`\ufeff${yaml()}`, "utf16le"),
+          message: `shoal.yaml:1: is UTF-16 (little-endian) text; ${UTF8}`,
+        },
+        {
+          name: "UTF-16 without a byte order mark",
+          input: Buffer.from(yaml(), "utf16le").swap16(),
+          message: `shoal.yaml:1: is UTF-16 (big-endian) text; ${UTF8}`,
+        },
+        {
+          name: "a UTF-8 byte order mark",
+          input: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(yaml())]),
+          message: `shoal.yaml:1: starts with a UTF-8 byte order mark; ${UTF8}`,
+        },
+        {
+          name: "Latin-1 bytes (invalid UTF-8), with their line",
+          input: Buffer.concat([
+            Buffer.from(yaml()),
+            Buffer.from("description: caf"),
+            Buffer.from([0xe9, 0x0a]),
+          ]),
+          message: `shoal.yaml:13: has a byte that is not UTF-8 (0xe9 at byte 184); ${UTF8}`,
+        },
+        {
+          name: "an overlong encoding of '/'",
+          input: Buffer.concat([
+            Buffer.from(yaml()),
+            Buffer.from("description: a"),
+            Buffer.from([0xc0, 0xaf, 0x0a]),
+          ]),
+          message: `shoal.yaml:13: has a byte that is not UTF-8 (0xc0 at byte 182); ${UTF8}`,
+        },
+        {
+          name: "a byte order mark in text already decoded",
+          input: `\ufeff${yaml()}`,
+          message: `shoal.yaml:1: starts with a byte order mark; ${UTF8}`,
+        },
+      ],
+      "health checks that would leave the container (issue 15)": [
+        {
+          name: "a network-path reference to the metadata service",
+          input: yaml({}, ...probe("//169.254.169.254/latest/meta-data/")),
+          message: `shoal.yaml:14: healthCheck.httpGet.path: "//169.254.169.254/latest/meta-data/" is a network-path reference (//host/...) to 169.254.169.254, a link-local address where cloud metadata services answer; ${PROBE_ALLOWED}`,
+        },
+        {
+          name: "an absolute URL to the metadata service",
+          input: yaml({}, ...probe('"http://169.254.169.254/latest/meta-data/"')),
+          message: `shoal.yaml:14: healthCheck.httpGet.path: "http://169.254.169.254/latest/meta-data/" is an absolute http URL to 169.254.169.254, a link-local address where cloud metadata services answer; ${PROBE_ALLOWED}`,
+        },
+        {
+          name: "an absolute URL to another host",
+          input: yaml({}, ...probe('"https://example.com/healthz"')),
+          message: `shoal.yaml:14: healthCheck.httpGet.path: "https://example.com/healthz" is an absolute https URL to another host (example.com); ${PROBE_ALLOWED}`,
+        },
+        {
+          name: "an absolute URL to the device itself",
+          input: yaml({}, ...probe('"http://127.0.0.1:5001/api/v0/shutdown"')),
+          message: `shoal.yaml:14: healthCheck.httpGet.path: "http://127.0.0.1:5001/api/v0/shutdown" is an absolute http URL to 127.0.0.1, the device itself; ${PROBE_ALLOWED}`,
+        },
+        {
+          name: "a network-path reference to an IPv6 link-local address",
+          input: yaml({}, ...probe('"//[fe80::1]:8080/"')),
+          message: `shoal.yaml:14: healthCheck.httpGet.path: "//[fe80::1]:8080/" is a network-path reference (//host/...) to [fe80::1], a link-local address; ${PROBE_ALLOWED}`,
+        },
+        {
+          name: "a backslash that URL parsers read as a second slash",
+          input: yaml({}, ...probe("'/\\evil.example/'")),
+          message: `shoal.yaml:14: healthCheck.httpGet.path: "/\\\\evil.example/" is a network-path reference (//host/...) to another host (evil.example); ${PROBE_ALLOWED}`,
+        },
+        {
+          name: "a backslash later in the path",
+          input: yaml({}, ...probe("'/health\\check'")),
+          message: `shoal.yaml:14: healthCheck.httpGet.path: "/health\\\\check" contains a backslash, which URL parsers read as '/', so the path could name another host; ${PROBE_ALLOWED}, using '/' only`,
+        },
+      ],
+    };
+    for (const [kind, cases] of Object.entries(classes)) {
+      describe(kind, () => {
+        for (const c of cases) {
+          it(`refuses ${c.name}`, () => {
+            const error = issuesOf(c.input);
+            expect(messageLines(error)).to.deep.equal([c.message]);
+          });
+        }
+      });
+    }
+
+    it("accepts the allowed forms next to each refused one", () => {
+      const manifest = parseManifest(
+        yaml(
+          {},
+          'description: "Grüße, 東京 and emoji 🚀 are fine"',
+          'command: ["/bin/sh", "-c"]',
+          'args: ["echo one\\n\\techo two"]',
+          'env: { PEM: "-----BEGIN-----\\nAAAA\\n-----END-----\\n", VERSION: !!str 1.0 }',
+          "writablePaths: [/etc/app, /var/run]",
+          PROBE_PORT,
+          "healthCheck: { httpGet: { port: 8080, path: /a//b?c=%2F%2Fhost } }",
+        ),
+      );
+      expect(manifest.env.VERSION).to.equal("1.0");
+      expect(manifest.healthCheck?.httpGet?.path).to.equal("/a//b?c=%2F%2Fhost");
+      expect(parseManifest(`%YAML 1.2\n---\n${yaml()}`).name).to.equal("demo-web");
+    });
+
+    it("reads UTF-8 bytes like the same text", () => {
+      const text = yaml({}, 'description: "café"');
+      expect(parseManifest(Buffer.from(text))).to.deep.equal(parseManifest(text));
+    });
+
+    it("reports a key brought in by a merge on the line where it is written", () => {
+      const text = [
+        "env: &extra", // 1
+        "  SWAP: 1Gi", // 2: merged into resources.cpu below, where it is not a known key
+        ...BASE.slice(0, 6), // 3..8
+        "  cpu:", // 9
+        "    <<: *extra", // 10
+        "    min: 50m", // 11
+        "    max: 500m", // 12
+        ...BASE.slice(9), // 13..15
+      ].join("\n");
+      expect(messageLines(issuesOf(text))).to.deep.equal([
+        "shoal.yaml:2: resources.cpu.SWAP is not a known key; allowed keys here: min, max",
+      ]);
+    });
+
+    it("reports a bad value brought in by a merge where it is written", () => {
+      const error = issuesOf(
+        yaml(
+          { 7: "  cpu: &cpu", 8: "    min: 50m", 9: "    max: abc", 10: "  memory:", 11: "    <<: *cpu" },
+          "    min: 16Mi",
+          "    max: 64Mi",
+        ).replace("    max: 64Mi\n    min: 16Mi\n", ""),
+      );
+      expect(messageLines(error)).to.include(
+        'shoal.yaml:9: resources.cpu.max: "abc" is not a CPU quantity; use millicores like "250m" or cores like "0.5"',
+      );
+    });
+
+    it("refuses a file larger than workers accept, counting bytes, not characters", () => {
+      // 90,000 three-byte characters: 270,000 bytes but 90,000 UTF-16 code units.
+      const text = yaml({}, `description: "${"東".repeat(90_000)}"`);
+      expect(messageLines(issuesOf(text))).to.deep.equal([
+        `shoal.yaml: (manifest) is ${Buffer.byteLength(text)} bytes; a manifest has at most 262144 bytes, the most a worker fetches`,
+      ]);
+    });
+
+    it("refuses a manifest that only grows past the limit once its aliases are expanded", () => {
+      const values = Array.from(
+        { length: 40 },
+        (_, i) => `  V${i}: ${i === 0 ? "&v " : ""}"${"x".repeat(4000)}"`,
+      );
+      const text = yaml({}, "env:", ...values, `args: [${Array(30).fill("*v").join(", ")}]`);
+      expect(Buffer.byteLength(text)).to.be.below(MAX_MANIFEST_BYTES);
+      const [line] = messageLines(issuesOf(text));
+      expect(line).to.match(
+        /^shoal\.yaml: \(manifest\) would publish as about 28\d{4} bytes of canonical JSON \(aliases expanded, defaults written out\); workers accept at most 262144 bytes: shorten env, command, args or the description$/,
+      );
+    });
+
+    it("refuses to canonicalize a manifest whose published bytes exceed what workers accept", () => {
+      // Just under the parse-time estimate with short CIDs, over it with the longest CID allowed.
+      const manifest = parseManifest(yaml());
+      const huge = {
+        ...manifest,
+        env: Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`V${i}`, "x".repeat(4096)])),
+      };
+      expect(() => canonicalManifest(huge, { "linux/amd64": CID_A })).to.throw(
+        ManifestError,
+        /canonical manifest: \(manifest\) is 26\d{4} bytes as canonical JSON \(aliases expanded, defaults written out\); workers accept at most 262144 bytes/,
+      );
+    });
+  });
+
+  describe("labelsProblem (device:enroll and app:deploy --labels)", () => {
+    const cases: [string, string | undefined][] = [
+      ["region=eu-west,tier=edge", undefined],
+      ["", undefined],
+      [
+        "region",
+        "\"region\" is not a label; use key=value where the key is 1 to 31 lowercase letters, digits, '_', '.', '-' starting with a letter and the value is 1 to 32 letters, digits, '_', '.', '-' (like \"region=eu-west\")",
+      ],
+      [
+        "region=eu, region=us",
+        '"region=us" repeats the key "region" (also "region=eu"); give each key at most once',
+      ],
+      ["a=1,b=2,c=3,d=4,e=5,f=6,g=7,h=8,i=9", "9 labels are too many; give at most 8"],
+      [
+        "zone=a\u001b[2J",
+        "\"zone=a\\u001b[2J\" is not a label; use key=value where the key is 1 to 31 lowercase letters, digits, '_', '.', '-' starting with a letter and the value is 1 to 32 letters, digits, '_', '.', '-' (like \"region=eu-west\")",
+      ],
+    ];
+    for (const [input, problem] of cases) {
+      it(`${JSON.stringify(input)}: ${problem ?? "valid"}`, () =>
+        expect(labelsProblem(splitLabels(input))).to.equal(problem));
+    }
   });
 
   describe("quantities", () => {
@@ -886,6 +1273,38 @@ describe("manifest", () => {
         }),
         message:
           'published manifest: resources.cpu.min: "900m" is more than resources.cpu.max ("500m"); min must be at most max',
+      },
+      {
+        name: "an escape sequence in an env value (a worker logs what it refuses)",
+        input: () => ({ ...good(), env: { A: "\u001b]0;pwned\u0007" } }),
+        message:
+          'published manifest: env.A: "\\u001b]0;pwned\\u0007" contains the control character U+001B (ESC) at index 0',
+      },
+      {
+        name: "a probe aimed at the metadata service",
+        input: () => ({
+          ...good(),
+          ports: [{ containerPort: 80, protocol: "tcp" }],
+          healthCheck: {
+            httpGet: { port: 80, path: "//169.254.169.254/" },
+            intervalSeconds: 10,
+            timeoutSeconds: 3,
+            retries: 3,
+            startPeriodSeconds: 0,
+          },
+        }),
+        message:
+          'published manifest: healthCheck.httpGet.path: "//169.254.169.254/" is a network-path reference (//host/...) to 169.254.169.254',
+      },
+      {
+        name: "more bytes than workers fetch",
+        input: () => new Uint8Array(MAX_MANIFEST_BYTES + 1),
+        message: "published manifest: (manifest) is 262145 bytes; workers accept at most 262144 bytes",
+      },
+      {
+        name: "nesting that would overflow the validator's stack",
+        input: () => `${"[".repeat(100_000)}${"]".repeat(100_000)}`,
+        message: "published manifest: (manifest) nests more than 32 levels deep",
       },
     ];
     for (const c of cases) {

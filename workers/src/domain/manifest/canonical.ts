@@ -2,7 +2,14 @@ import { ManifestError, makeIssue } from "./manifest-error";
 import type { ManifestIssue } from "./manifest-error";
 import { normalizePublished } from "./normalize";
 import type { Manifest, Platform, PublishedManifest } from "./types";
-import { collectIssues, displayPath, finishIssues, isRecord } from "./validate";
+import {
+  collectIssues,
+  displayPath,
+  finishIssues,
+  isRecord,
+  MAX_MANIFEST_BYTES,
+  MAX_NESTING_DEPTH,
+} from "./validate";
 
 /**
  * The published form of a manifest: what goes to IPFS and whose CID goes on chain. The same
@@ -81,8 +88,25 @@ export function toPublishedManifest(
     requiredLabels: [...body.requiredLabels].sort(),
     writablePaths: [...body.writablePaths].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)),
   };
-  // Round trip through the published schema: catches bad CIDs and proves workers will accept it.
-  return validateCanonicalManifest(JSON.parse(stableStringify(published)), { source: "canonical manifest" });
+  // Round trip through the published schema and the workers' size limit: catches bad CIDs and
+  // proves workers will accept it.
+  const json = stableStringify(published);
+  const bytes = new TextEncoder().encode(json).byteLength;
+  if (bytes > MAX_MANIFEST_BYTES) {
+    throw new ManifestError(
+      [
+        makeIssue({
+          kind: "size",
+          path: "",
+          value: undefined,
+          problem: `is ${bytes} bytes as canonical JSON (aliases expanded, defaults written out)`,
+          allowed: `workers accept at most ${MAX_MANIFEST_BYTES} bytes: shorten env, command, args or the description`,
+        }),
+      ],
+      { source: "canonical manifest" },
+    );
+  }
+  return validateCanonicalManifest(JSON.parse(json), { source: "canonical manifest" });
 }
 
 /** The canonical JSON text of the published manifest. */
@@ -109,6 +133,21 @@ export function validateCanonicalManifest(
   const source = options.source ?? "published manifest";
   let text: string | undefined;
   let data: unknown = json;
+  const size = json instanceof Uint8Array ? json.byteLength : typeof json === "string" ? json.length : 0;
+  if (size > MAX_MANIFEST_BYTES) {
+    throw new ManifestError(
+      [
+        makeIssue({
+          kind: "size",
+          path: "",
+          value: undefined,
+          problem: `is ${size} ${json instanceof Uint8Array ? "bytes" : "characters"}`,
+          allowed: `workers accept at most ${MAX_MANIFEST_BYTES} bytes`,
+        }),
+      ],
+      { source },
+    );
+  }
   if (json instanceof Uint8Array || typeof json === "string") {
     try {
       text = typeof json === "string" ? json : new TextDecoder("utf-8", { fatal: true }).decode(json);
@@ -127,6 +166,21 @@ export function validateCanonicalManifest(
         { source, cause },
       );
     }
+  }
+  // The schema validator recurses once per level; refuse a deep document before it gets there.
+  if (depthOf(data) > MAX_NESTING_DEPTH) {
+    throw new ManifestError(
+      [
+        makeIssue({
+          kind: "yaml",
+          path: "",
+          value: undefined,
+          problem: `nests more than ${MAX_NESTING_DEPTH} levels deep`,
+          allowed: "a published manifest has 4 levels of nesting",
+        }),
+      ],
+      { source },
+    );
   }
   const raw = collectIssues(data, "published");
   if (raw.length > 0) throw new ManifestError(finishIssues(raw).map(makeIssue), { source });
@@ -150,4 +204,18 @@ export function validateCanonicalManifest(
     }
   }
   return normalizePublished(data);
+}
+
+/** Nesting depth of JSON data, measured without recursion (the data may be hostile). */
+function depthOf(data: unknown): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[data, 1]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!;
+    if (typeof node !== "object" || node === null) continue;
+    deepest = Math.max(deepest, depth);
+    if (deepest > MAX_NESTING_DEPTH) return deepest;
+    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+  }
+  return deepest;
 }

@@ -14,6 +14,7 @@ export {
 } from "./canonical";
 export type { ValidateCanonicalManifestOptions } from "./canonical";
 export { resourceBand } from "./resource-band";
+export { labelsProblem, splitLabels } from "./labels";
 export {
   CPU_MILLICORES_MAX,
   CPU_MILLICORES_MIN,
@@ -30,6 +31,7 @@ export type { QuantityResult } from "./quantity";
 export { ManifestError, formatIssueLine } from "./manifest-error";
 export type { ManifestErrorOptions, ManifestIssue, ManifestIssueKind } from "./manifest-error";
 export { MANIFEST_SCHEMA_ID, PUBLISHED_MANIFEST_SCHEMA_ID, MAX_REQUIRED_LABELS } from "./validate";
+export { PLATFORMS } from "./validate";
 export { default as manifestSchema } from "./manifest.schema.json";
 export { default as publishedManifestSchema } from "./published-manifest.schema.json";
 export type * from "./types";

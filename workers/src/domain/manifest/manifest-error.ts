@@ -6,9 +6,13 @@ import { ShoalError } from "../../errors";
  * - `missing`: a required field is absent (`path is missing; ...`)
  * - `unknown-key`: a key the schema does not know (`path is not a known key; ...`)
  * - `refused`: a key Shoal refuses because it weakens device isolation
- * - `syntax`: the text is not YAML/JSON at all
+ * - `syntax`: the text is not YAML/JSON at all, or not UTF-8
+ * - `yaml`: YAML that parses but would change or drop data (tags, 1.1 rules, duplicate or
+ *   non-string keys, nesting too deep), reported at the node that uses it
+ * - `size`: the manifest is larger than workers accept
  */
-export type ManifestIssueKind = "invalid" | "missing" | "unknown-key" | "refused" | "syntax";
+export type ManifestIssueKind =
+  "invalid" | "missing" | "unknown-key" | "refused" | "syntax" | "yaml" | "size";
 
 /** One problem of a manifest. */
 export interface ManifestIssue {
@@ -56,6 +60,17 @@ export class ManifestError extends ShoalError {
 // Long enough for a CID or an image reference, short enough to keep an issue on one line.
 const MAX_VALUE_CHARS = 120;
 
+// JSON.stringify escapes C0 controls only; these would still reach a terminal as they are.
+const UNSAFE_IN_TERMINAL = /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/g;
+
+/** JSON text with every character that could move the cursor or reorder text written as \uXXXX. */
+export function safeJson(value: unknown): string | undefined {
+  return JSON.stringify(value)?.replace(
+    UNSAFE_IN_TERMINAL,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
 /** Renders a value the way a user would write it, shortened to one readable line. */
 export function describeValue(value: unknown): string {
   let text: string;
@@ -63,7 +78,7 @@ export function describeValue(value: unknown): string {
   else if (typeof value === "number" && !Number.isFinite(value)) text = String(value);
   else {
     try {
-      text = JSON.stringify(value) ?? String(value);
+      text = safeJson(value) ?? String(value);
     } catch {
       text = String(value);
     }
@@ -79,6 +94,8 @@ export function formatIssueMessage(issue: Omit<ManifestIssue, "message" | "line"
       return `${issue.problem}; ${issue.allowed}`;
     case "missing":
     case "unknown-key":
+    case "yaml":
+    case "size":
       return `${path} ${issue.problem}; ${issue.allowed}`;
     default:
       return `${path}: ${describeValue(issue.value)} ${issue.problem}; ${issue.allowed}`;

@@ -12,7 +12,8 @@ import { ManifestError, makeIssue } from "./manifest-error";
 
 export const CPU_MILLICORES_MIN = 1;
 export const CPU_MILLICORES_MAX = 64_000;
-export const MEMORY_MIB_MIN = 4;
+/** Docker refuses a memory limit below 6 MiB ("Minimum memory limit allowed is 6MB"). */
+export const MEMORY_MIB_MIN = 6;
 export const MEMORY_MIB_MAX = 64 * 1024;
 
 export const CPU_ALLOWED = 'use millicores like "250m" or cores like "0.5"';

@@ -2,6 +2,7 @@ import Ajv2020 from "ajv/dist/2020";
 import type { ErrorObject, ValidateFunction } from "ajv";
 import manifestSchema from "./manifest.schema.json";
 import publishedManifestSchema from "./published-manifest.schema.json";
+import { safeJson } from "./manifest-error";
 import type { ManifestIssue, ManifestIssueKind } from "./manifest-error";
 import {
   CPU_MILLICORES_MAX,
@@ -29,9 +30,67 @@ export const MAX_MANIFEST_BYTES = 256 * 1024;
 export const WRITABLE_PATH_SIZE_MIB_MIN = 1;
 export const WRITABLE_PATH_SIZE_MIB_MAX = 1024;
 export const MAX_REQUIRED_LABELS = 8;
+/** The platforms a manifest may list, so the only ones a device can usefully offer. */
+export const PLATFORMS: readonly string[] = manifestSchema.$defs.platform.enum;
 
 /** Paths where a tmpfs would hide or replace what the kernel and runtime provide. */
 const RESERVED_PATH_ROOTS = ["proc", "sys", "dev"];
+
+/** Files Docker bind-mounts into every container; a tmpfs over one fails to start or hides it. */
+const DOCKER_MANAGED_FILES = ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"];
+
+/** Deepest nesting a manifest may have; its schema needs 4 levels, YAML parsers recurse per level. */
+export const MAX_NESTING_DEPTH = 32;
+
+/**
+ * Characters refused in every free-text field: C0 controls other than tab and newline (NUL cuts a
+ * string short in C, ESC starts terminal escapes, CR overwrites a printed line), DEL, C1 controls
+ * (0x9B is a one-byte CSI) and the bidi embeddings, overrides and isolates (U+202A-U+202E,
+ * U+2066-U+2069) that make text display in another order than it runs ("Trojan Source").
+ */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL_CHARACTER = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+/** The same plus tab and newline, for one-line fields such as the description. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL_CHARACTER_ONE_LINE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+
+const CHARACTER_NAMES: Record<number, string> = {
+  0x00: "NUL",
+  0x07: "BEL",
+  0x08: "BS",
+  0x09: "TAB",
+  0x0a: "LF",
+  0x0d: "CR",
+  0x1b: "ESC",
+  0x7f: "DEL",
+  0x9b: "CSI",
+  0x202a: "LEFT-TO-RIGHT EMBEDDING",
+  0x202b: "RIGHT-TO-LEFT EMBEDDING",
+  0x202c: "POP DIRECTIONAL FORMATTING",
+  0x202d: "LEFT-TO-RIGHT OVERRIDE",
+  0x202e: "RIGHT-TO-LEFT OVERRIDE",
+  0x2066: "LEFT-TO-RIGHT ISOLATE",
+  0x2067: "RIGHT-TO-LEFT ISOLATE",
+  0x2068: "FIRST STRONG ISOLATE",
+  0x2069: "POP DIRECTIONAL ISOLATE",
+  0xfeff: "BYTE ORDER MARK",
+};
+
+/** "U+001B (ESC)": a character named so that the message itself never contains it. */
+export function describeCharacter(code: number): string {
+  const hex = `U+${code.toString(16).toUpperCase().padStart(4, "0")}`;
+  const name = CHARACTER_NAMES[code];
+  return name ? `${hex} (${name})` : hex;
+}
+
+/** The first refused control character of `text` and its index, or undefined. */
+export function findControlCharacter(
+  text: string,
+  oneLine = false,
+): { code: number; index: number } | undefined {
+  const match = (oneLine ? CONTROL_CHARACTER_ONE_LINE : CONTROL_CHARACTER).exec(text);
+  return match ? { code: match[0].codePointAt(0)!, index: match.index } : undefined;
+}
 
 export type PathSegment = string | number;
 
@@ -57,7 +116,7 @@ function getValidators(): { source: ValidateFunction; published: ValidateFunctio
   // allErrors: report every issue in one go. verbose: errors carry their schema, which holds the
   // human texts (x-problem, x-allowed, x-refused) that make the messages specific.
   const ajv = new Ajv2020({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true });
-  ajv.addVocabulary(["x-allowed", "x-problem", "x-refused", "x-quantity"]);
+  ajv.addVocabulary(["x-allowed", "x-problem", "x-refused", "x-quantity", "x-probe-path"]);
   ajv.addSchema(manifestSchema);
   ajv.addSchema(publishedManifestSchema);
   const source = ajv.getSchema(MANIFEST_SCHEMA_ID);
@@ -190,6 +249,11 @@ function fromAjvError(error: ErrorObject, root: unknown): RawIssue | undefined {
         allowed: parsed.allowed,
       };
     }
+  }
+
+  if (schema["x-probe-path"] === true && error.keyword === "pattern" && typeof error.data === "string") {
+    const probe = probePathProblem(error.data);
+    if (probe) return { kind: "invalid", segments: base, atKey: false, value: error.data, ...probe };
   }
 
   const allowed = xAllowed !== undefined ? asInstruction(xAllowed) : genericAllowed(error);
@@ -344,6 +408,7 @@ function semanticIssues(data: unknown, flavor: ManifestFlavor): RawIssue[] {
 
   checkBand(data, "cpu", push);
   checkBand(data, "memory", push);
+  checkText(data, push);
 
   const ports = Array.isArray(data.ports) ? data.ports : [];
   const seenPorts = new Map<string, number>();
@@ -399,6 +464,7 @@ function semanticIssues(data: unknown, flavor: ManifestFlavor): RawIssue[] {
       : ["writablePaths", index];
     if (typeof path === "string" && path.startsWith("/")) {
       const parts = path.split("/").filter((part) => part !== "");
+      const normalized = `/${parts.join("/")}`;
       if (parts.some((part) => part === "." || part === "..")) {
         push(
           pathSegments,
@@ -413,6 +479,15 @@ function semanticIssues(data: unknown, flavor: ManifestFlavor): RawIssue[] {
           "is the root filesystem",
           'the root filesystem is always read-only; list the directories the app writes to, like "/tmp"',
         );
+      } else if (
+        DOCKER_MANAGED_FILES.some((file) => normalized === file || normalized.startsWith(`${file}/`))
+      ) {
+        push(
+          pathSegments,
+          path,
+          "is a file Docker manages: it writes /etc/hosts, /etc/resolv.conf and /etc/hostname into every container",
+          'use a directory the app owns, like "/tmp" or "/var/cache/app"',
+        );
       } else if (RESERVED_PATH_ROOTS.includes(parts[0]!)) {
         push(
           pathSegments,
@@ -421,7 +496,6 @@ function semanticIssues(data: unknown, flavor: ManifestFlavor): RawIssue[] {
           'use an application directory like "/tmp" or "/var/cache/app"',
         );
       } else {
-        const normalized = `/${parts.join("/")}`;
         const first = seenPaths.get(normalized);
         if (first !== undefined)
           push(
@@ -506,7 +580,15 @@ function checkBand(
   const [lowest, highest] =
     resource === "cpu" ? [CPU_MILLICORES_MIN, CPU_MILLICORES_MAX] : [MEMORY_MIB_MIN, MEMORY_MIB_MAX];
   const range =
-    resource === "cpu" ? "use a CPU quantity from 1m to 64 cores" : "use a memory quantity from 4Mi to 64Gi";
+    resource === "cpu"
+      ? "use a CPU quantity from 1m to 64 cores"
+      : `use a memory quantity from ${MEMORY_MIB_MIN}Mi to 64Gi`;
+  // Docker refuses to start a container whose memory limit is below its minimum, and the resource
+  // manager may lower the limit to `min`: a band below it could never run.
+  const below =
+    resource === "cpu"
+      ? "is below the minimum"
+      : `is below ${MEMORY_MIB_MIN}Mi, the smallest memory limit Docker accepts`;
   const parsed: { min?: number; max?: number } = {};
   for (const end of ["min", "max"] as const) {
     const value = band[end];
@@ -516,7 +598,7 @@ function checkBand(
       push(["resources", resource, end], value, result.problem, result.allowed);
       continue;
     }
-    if (result.value < lowest) push(["resources", resource, end], value, "is below the minimum", range);
+    if (result.value < lowest) push(["resources", resource, end], value, below, range);
     else if (result.value > highest) push(["resources", resource, end], value, "is above the maximum", range);
     else parsed[end] = result.value;
   }
@@ -528,6 +610,95 @@ function checkBand(
       "min must be at most max",
     );
   }
+}
+
+/** Free-text fields: no control characters, and a command whose program is not empty. */
+function checkText(
+  data: Record<string, unknown>,
+  push: (segments: PathSegment[], value: unknown, problem: string, allowed: string) => void,
+): void {
+  const text = (segments: PathSegment[], value: unknown, oneLine = false) => {
+    if (typeof value !== "string") return;
+    const found = findControlCharacter(value, oneLine);
+    if (!found) return;
+    push(
+      segments,
+      value,
+      `contains the control character ${describeCharacter(found.code)} at index ${found.index}`,
+      oneLine
+        ? "use printable text on one line: control characters, tabs, newlines and bidi overrides are refused"
+        : "use printable text: tab and newline are the only control characters allowed, and bidi overrides are refused",
+    );
+  };
+  const list = (key: PathSegment[], value: unknown, program: boolean) => {
+    if (!Array.isArray(value)) return;
+    value.forEach((item, index) => text([...key, index], item));
+    const first: unknown = value[0];
+    if (program && typeof first === "string" && first.trim() === "") {
+      push(
+        [...key, 0],
+        first,
+        first === "" ? "is empty" : "is blank",
+        'the first entry is the program to run, like "/bin/httpd"',
+      );
+    }
+  };
+  text(["description"], data.description, true);
+  list(["command"], data.command, true);
+  list(["args"], data.args, false);
+  if (isRecord(data.env)) for (const [name, value] of Object.entries(data.env)) text(["env", name], value);
+  if (isRecord(data.healthCheck)) list(["healthCheck", "exec"], data.healthCheck.exec, true);
+  if (isRecord(data.images)) {
+    for (const [platform, source] of Object.entries(data.images)) {
+      if (isRecord(source)) text(["images", platform, "tar"], source.tar, true);
+    }
+  }
+}
+
+/**
+ * Why an HTTP probe path would leave the container, or undefined. The worker probes
+ * http://<container>:<port><path>, so anything a URL parser reads as a host (a scheme, "//host",
+ * "/\\host", which WHATWG URLs read as "//host") would send the probe, and the worker's network
+ * position, to another host: a neighbour, the device itself, or a cloud metadata service.
+ */
+export function probePathProblem(path: string): { problem: string; allowed: string } | undefined {
+  const allowed = 'a probe only targets its own container: give the path alone, like "/healthz"';
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):[/\\]{2}/.exec(path);
+  const networkPath = /^[/\\]{2}/.test(path);
+  if (scheme || networkPath) {
+    const host = hostOf(scheme ? path : `http:${path.replace(/\\/g, "/")}`);
+    const what = scheme
+      ? `an absolute ${scheme[1]!.toLowerCase()} URL`
+      : "a network-path reference (//host/...)";
+    return { problem: `is ${what}${host ? ` to ${describeHost(host)}` : ""}`, allowed };
+  }
+  if (path.includes("\\")) {
+    return {
+      problem: "contains a backslash, which URL parsers read as '/', so the path could name another host",
+      allowed: `${allowed}, using '/' only`,
+    };
+  }
+  return undefined;
+}
+
+function hostOf(url: string): string | undefined {
+  try {
+    const host = new URL(url).hostname;
+    return host === "" ? undefined : host;
+  } catch {
+    return undefined;
+  }
+}
+
+function describeHost(host: string): string {
+  const bare = host.replace(/^\[|\]$/g, "").toLowerCase();
+  if (/^169\.254\./.test(bare) || bare === "fd00:ec2::254")
+    return `${host}, a link-local address where cloud metadata services answer`;
+  if (/^fe[89ab][0-9a-f]?:/.test(bare)) return `${host}, a link-local address`;
+  if (bare === "metadata.google.internal" || bare === "metadata") return `${host}, a cloud metadata service`;
+  if (bare === "localhost" || /^127\./.test(bare) || bare === "::1" || bare === "0.0.0.0")
+    return `${host}, the device itself`;
+  return `another host (${host})`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -557,7 +728,7 @@ export function displayPath(segments: readonly PathSegment[]): string {
   for (const segment of segments) {
     if (typeof segment === "number") out += `[${segment}]`;
     else if (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(segment)) out += out === "" ? segment : `.${segment}`;
-    else out += `[${JSON.stringify(segment)}]`;
+    else out += `[${safeJson(segment)}]`;
   }
   return out;
 }
