@@ -1,8 +1,10 @@
 /** The Registry port over ethers v6 and the typechain bindings of the three registries. */
 import {
+  Contract,
   NonceManager,
   Wallet,
   id as keccakText,
+  type ContractTransactionResponse,
   type JsonRpcProvider,
   type TransactionReceipt,
 } from "ethers";
@@ -19,6 +21,7 @@ import {
   type Band,
   type DeploymentView,
   type FailureCode,
+  type KeeperRegistry,
   type PlacementView,
   type Registry,
   type TxResult,
@@ -94,12 +97,27 @@ export function createEthersRegistry({
   contracts,
   operatorKey,
   deviceId,
-}: EthersRegistryOptions): Registry {
-  // One nonce sequence per worker: heartbeats, claims and confirms may overlap.
-  const signer = new NonceManager(new Wallet(operatorKey, provider));
+}: EthersRegistryOptions): Registry & KeeperRegistry {
+  // One nonce sequence per worker: heartbeats, claims, confirms and keeper calls may overlap.
+  const wallet = new Wallet(operatorKey, provider);
+  const signer = new NonceManager(wallet);
   const apps = AppRegistry__factory.connect(contracts.AppRegistry.address, signer);
   const devices = DeviceRegistry__factory.connect(contracts.DeviceRegistry.address, signer);
   const placements = PlacementRegistry__factory.connect(contracts.PlacementRegistry.address, signer);
+  // The claim deadline's finalizer and view, by ABI fragment: a registry deployed without them
+  // answers claimDeadline() with an empty revert, which turns the duty off.
+  const deadlines = new Contract(
+    contracts.PlacementRegistry.address,
+    [
+      ...PlacementRegistry__factory.abi.filter(
+        (f) =>
+          !("name" in f) ||
+          !["finalizeOverdueClaim", "claimDeadline", "PlacementRegistryClaimNotOverdue"].includes(f.name),
+      ),
+      ...CLAIM_DEADLINE_ABI,
+    ],
+    signer,
+  );
   const versions = new Map<
     string,
     { manifestCid: string; platforms: string[]; imageCids: string[]; band: Band }
@@ -285,8 +303,54 @@ export function createEthersRegistry({
       txResult(
         await send(`releasing placement ${placementId}`, () => placements.release(BigInt(placementId))),
       ),
+
+    address: wallet.address,
+
+    expireDevice: async (id) => {
+      const action = `expiring device ${id}`;
+      await read(action, () => placements.expireDevice.staticCall(id));
+      return txResult(await send(action, () => placements.expireDevice(id)));
+    },
+
+    finalizeExpired: async (placementId) => {
+      const action = `finalizing expired placement ${placementId}`;
+      await read(action, () => placements.finalizeExpired.staticCall(BigInt(placementId)));
+      return txResult(await send(action, () => placements.finalizeExpired(BigInt(placementId))));
+    },
+
+    finalizeOverdueClaim: async (placementId) => {
+      const action = `finalizing overdue claim ${placementId}`;
+      const call = deadlines.getFunction("finalizeOverdueClaim");
+      await read(action, () => call.staticCall(BigInt(placementId)));
+      return txResult(
+        await send(action, () => call.send(BigInt(placementId)) as Promise<ContractTransactionResponse>),
+      );
+    },
+
+    claimDeadlineS: (options) =>
+      read("reading the claim deadline", async () => {
+        try {
+          return Number(await deadlines.getFunction("claimDeadline").staticCall(overrides(options)));
+        } catch (error) {
+          // No such function on this deployment: an empty revert.
+          const e = error as { code?: string; data?: string | null };
+          if (e.code === "CALL_EXCEPTION" && (e.data === "0x" || e.data == null)) return undefined;
+          throw error;
+        }
+      }),
+
+    heartbeatTtlS: (options) =>
+      read("reading the heartbeat TTL", async () =>
+        Number((await devices.parameters(overrides(options))).heartbeatTtl),
+      ),
   };
 }
+
+const CLAIM_DEADLINE_ABI = [
+  "function finalizeOverdueClaim(uint64 placementId)",
+  "function claimDeadline() view returns (uint40)",
+  "error PlacementRegistryClaimNotOverdue(uint64 placementId, uint40 deadline)",
+];
 
 function placementView(p: {
   placementId: bigint;
