@@ -24,6 +24,8 @@ import {IPlacementRegistry} from "./interfaces/IPlacementRegistry.sol";
 contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, ReentrancyGuardTransient {
     /// @notice May pause and resume claims.
     bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
+    /// @notice The longest claim deadline, in seconds (30 days).
+    uint40 public constant MAX_CLAIM_DEADLINE = 30 days;
 
     /// @dev The recorded phase. Claimed is 0 so that a claim writes one slot and a confirm the second.
     enum Phase {
@@ -63,15 +65,18 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
     mapping(uint32 deploymentId => DeploymentUsage usage) private _deploymentUsage;
     mapping(uint32 deploymentId => mapping(uint32 deviceId => uint64 placementId)) private _active;
     mapping(uint32 deviceId => mapping(uint32 generation => Expiry expiry)) private _expiries;
+    uint40 private _claimDeadline;
 
     /// @param apps The AppRegistry.
     /// @param devices The DeviceRegistry; grant this contract its PLACEMENT_ROLE.
     /// @param admin Holds DEFAULT_ADMIN_ROLE and PAUSER_ROLE.
-    constructor(IAppRegistry apps, IDeviceRegistry devices, address admin) {
+    /// @param claimDeadline_ Seconds a claim may stay unconfirmed (see {claimDeadline}).
+    constructor(IAppRegistry apps, IDeviceRegistry devices, address admin, uint40 claimDeadline_) {
         _apps = apps;
         _devices = devices;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(PAUSER_ROLE, admin);
+        _setClaimDeadline(claimDeadline_);
     }
 
     // ---------------------------------------------------------------- transitions
@@ -111,7 +116,8 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
 
     /// @inheritdoc IPlacementRegistry
     function fail(uint64 placementId, FailureCode code) external {
-        if (code == FailureCode.None) revert PlacementRegistryInvalidFailureCode(code);
+        if (code == FailureCode.None || code == FailureCode.ClaimDeadlineMissed)
+            revert PlacementRegistryInvalidFailureCode(code);
         (PlacementRecord storage p, uint32 deviceId) = _livePlacement(placementId);
         _checkDeviceCaller(deviceId);
         uint32 deploymentId = _deploymentOf(placementId);
@@ -180,6 +186,38 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         if (p.deviceGeneration == _deviceUsage[deviceId].generation)
             revert PlacementRegistryNotExpired(placementId);
         _finalizeExpired(placementId, p, _deploymentOf(placementId), deviceId);
+    }
+
+    /// @inheritdoc IPlacementRegistry
+    function finalizeOverdueClaim(uint64 placementId) external {
+        (PlacementRecord storage p, uint32 deviceId) = _livePlacement(placementId);
+        if (p.phase != Phase.Claimed)
+            revert PlacementRegistryInvalidTransition(placementId, _recorded(p.phase));
+        uint40 deadline = p.claimedAt + _claimDeadline;
+        if (block.timestamp < deadline) revert PlacementRegistryClaimNotOverdue(placementId, deadline);
+        uint32 deploymentId = _deploymentOf(placementId);
+        _endLive(
+            placementId,
+            p,
+            deploymentId,
+            deviceId,
+            Phase.Failed,
+            uint8(FailureCode.ClaimDeadlineMissed)
+        );
+        emit PlacementFailed(
+            placementId,
+            deploymentId,
+            deviceId,
+            FailureCode.ClaimDeadlineMissed,
+            PlacementState.Claimed
+        );
+
+        _devices.recordOutcome(deviceId, IDeviceRegistry.Outcome.Failed);
+    }
+
+    /// @inheritdoc IPlacementRegistry
+    function setClaimDeadline(uint40 newClaimDeadline) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _setClaimDeadline(newClaimDeadline);
     }
 
     /// @inheritdoc IDeploymentObserver
@@ -290,6 +328,11 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
     /// @inheritdoc IPlacementRegistry
     function activePlacementOf(uint32 deploymentId, uint32 deviceId) external view returns (uint64) {
         return _active[deploymentId][deviceId];
+    }
+
+    /// @inheritdoc IPlacementRegistry
+    function claimDeadline() external view returns (uint40) {
+        return _claimDeadline;
     }
 
     /// @inheritdoc IPlacementRegistry
@@ -435,6 +478,13 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
     }
 
     // ---------------------------------------------------------------- shared internals
+
+    function _setClaimDeadline(uint40 newClaimDeadline) private {
+        if (newClaimDeadline == 0 || newClaimDeadline > MAX_CLAIM_DEADLINE)
+            revert PlacementRegistryInvalidClaimDeadline(newClaimDeadline);
+        _claimDeadline = newClaimDeadline;
+        emit ClaimDeadlineChanged(newClaimDeadline);
+    }
 
     /// @dev Ends a placement of the device's current generation: frees its reservation on the device and,
     /// if it is of the deployment's counted generation, its replica.

@@ -6,7 +6,7 @@
  *
  * Parameters default to {@link DEFAULT_PARAMETERS}; the environment overrides them (see
  * {@link parametersFromEnv}): SHOAL_MIN_STAKE (tokens), SHOAL_HEARTBEAT_TTL and SHOAL_UNBONDING_DELAY
- * (seconds), SHOAL_LIVENESS_SLASH_BPS and SHOAL_BOUNTY_BPS (basis points).
+ * (seconds), SHOAL_LIVENESS_SLASH_BPS and SHOAL_BOUNTY_BPS (basis points), SHOAL_CLAIM_DEADLINE (seconds).
  *
  * grants the PlacementRegistry its PLACEMENT_ROLE on the DeviceRegistry, mints local tokens to the first
  * ten signers and writes deployments/<network>.json. Tests and other scripts import {@link deployShoal}.
@@ -30,6 +30,8 @@ export interface ShoalParameters {
   livenessSlashBps: number;
   /** Caller's share of a liveness slash, in basis points. */
   bountyBps: number;
+  /** PlacementRegistry: seconds a claim may stay unconfirmed before anyone may fail it (1 s to 30 days). */
+  claimDeadline: number;
 }
 
 export interface DeployShoalOptions {
@@ -58,13 +60,17 @@ export interface ShoalDeployment {
 
 const ONE_TOKEN = 10n ** 18n;
 
-/** Local defaults: 100 SHOAL minimum, 5 min TTL, 1 h unbonding, 10 % liveness slash, 20 % of it as bounty. */
+/**
+ * Local defaults: 100 SHOAL minimum, 5 min TTL, 1 h unbonding, 10 % liveness slash, 20 % of it as bounty,
+ * 10 min to confirm a claim.
+ */
 export const DEFAULT_PARAMETERS: ShoalParameters = {
   minStake: 100n * ONE_TOKEN,
   heartbeatTtl: 300,
   unbondingDelay: 3600,
   livenessSlashBps: 1000,
   bountyBps: 2000,
+  claimDeadline: 600,
 };
 
 /** Deploys and wires the four contracts with `admin` (first signer by default). */
@@ -90,13 +96,14 @@ export async function deployShoal(
     await token.contract.getAddress(),
     adminAddress,
     treasury,
-    parameters,
+    deviceParameters(parameters),
   ]);
   const apps = await deploy("AppRegistry", []);
   const placements = await deploy("PlacementRegistry", [
     await apps.contract.getAddress(),
     await devices.contract.getAddress(),
     adminAddress,
+    parameters.claimDeadline,
   ]);
 
   const deviceRegistry = devices.contract as unknown as DeviceRegistry;
@@ -128,6 +135,17 @@ export async function deployShoal(
   };
 }
 
+/** The DeviceRegistry's `Parameters` struct out of {@link ShoalParameters}. */
+function deviceParameters(p: ShoalParameters) {
+  return {
+    minStake: p.minStake,
+    heartbeatTtl: p.heartbeatTtl,
+    unbondingDelay: p.unbondingDelay,
+    livenessSlashBps: p.livenessSlashBps,
+    bountyBps: p.bountyBps,
+  };
+}
+
 /** Environment variable of each parameter that the deploy script reads. */
 export const PARAMETER_ENV = {
   SHOAL_MIN_STAKE: "minStake",
@@ -135,6 +153,7 @@ export const PARAMETER_ENV = {
   SHOAL_UNBONDING_DELAY: "unbondingDelay",
   SHOAL_LIVENESS_SLASH_BPS: "livenessSlashBps",
   SHOAL_BOUNTY_BPS: "bountyBps",
+  SHOAL_CLAIM_DEADLINE: "claimDeadline",
 } as const satisfies Record<string, keyof ShoalParameters>;
 
 /**
@@ -161,6 +180,8 @@ export function parametersFromEnv(env: NodeJS.ProcessEnv = process.env): Partial
       out.minStake = amount;
     } else if (field === "livenessSlashBps" || field === "bountyBps") {
       out[field] = whole(name, value, 0, 10_000);
+    } else if (field === "claimDeadline") {
+      out[field] = whole(name, value, 1, 30 * 24 * 3600);
     } else {
       out[field] = whole(name, value, 1, 2 ** 32 - 1);
     }
@@ -214,6 +235,7 @@ async function main(): Promise<void> {
       unbondingDelay: d.parameters.unbondingDelay,
       livenessSlashBps: d.parameters.livenessSlashBps,
       bountyBps: d.parameters.bountyBps,
+      claimDeadline: d.parameters.claimDeadline,
       treasury: d.treasury,
       mintedPerAccount: (10_000n * ONE_TOKEN).toString(),
       mintedTo: mintTo,

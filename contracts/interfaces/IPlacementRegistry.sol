@@ -35,7 +35,8 @@ interface IPlacementRegistry is IDeploymentObserver {
         OOMKilled,
         Evicted,
         HealthCheckFailed,
-        Other
+        Other,
+        ClaimDeadlineMissed
     }
 
     /// @notice Why a placement was released.
@@ -164,8 +165,18 @@ interface IPlacementRegistry is IDeploymentObserver {
     /// @param account The caller.
     error PlacementRegistryNotAppRegistry(address account);
 
-    /// @notice A failure needs a code other than None.
+    /// @notice A failure needs a code other than None, and a worker cannot report ClaimDeadlineMissed
+    /// (only {finalizeOverdueClaim} records it).
     error PlacementRegistryInvalidFailureCode(FailureCode code);
+
+    /// @notice The claim is not overdue yet: it may be finalized from `deadline` on.
+    /// @param placementId The placement.
+    /// @param deadline When the claim becomes overdue (unix seconds): its claim time plus {claimDeadline}.
+    error PlacementRegistryClaimNotOverdue(uint64 placementId, uint40 deadline);
+
+    /// @notice A claim deadline must be from 1 s to 30 days.
+    /// @param claimDeadline The value given (seconds).
+    error PlacementRegistryInvalidClaimDeadline(uint40 claimDeadline);
 
     // ---------------------------------------------------------------- events
 
@@ -249,6 +260,10 @@ interface IPlacementRegistry is IDeploymentObserver {
         uint32 placements
     );
 
+    /// @notice The claim deadline changed.
+    /// @param claimDeadline Seconds a claim may stay unconfirmed before anyone may finalize it as Failed.
+    event ClaimDeadlineChanged(uint40 claimDeadline);
+
     // ---------------------------------------------------------------- functions
 
     /// @notice Claims one replica of a deployment for a device. Device owner or operator; pausable.
@@ -277,6 +292,17 @@ interface IPlacementRegistry is IDeploymentObserver {
 
     /// @notice Records an expired placement as Expired and frees its replica. Anyone.
     function finalizeExpired(uint64 placementId) external;
+
+    /// @notice Fails a claim its device did not confirm Running within {claimDeadline} (Claimed -> Failed,
+    /// code ClaimDeadlineMissed); frees its reservation and its replica and counts a failure against the
+    /// device. Anyone: every worker is a keeper of its peers' claims.
+    /// @dev Reverts PlacementRegistryClaimNotOverdue before `claimedAt + claimDeadline()`, and
+    /// PlacementRegistryInvalidTransition when the placement is not Claimed.
+    function finalizeOverdueClaim(uint64 placementId) external;
+
+    /// @notice Sets the claim deadline (seconds, 1 s to 30 days). DEFAULT_ADMIN_ROLE (the timelock).
+    /// @dev Applies to every open claim at once: lowering it can make claims overdue, so it is timelocked.
+    function setClaimDeadline(uint40 newClaimDeadline) external;
 
     /// @notice Pauses claims. PAUSER_ROLE.
     function pause() external;
@@ -315,6 +341,9 @@ interface IPlacementRegistry is IDeploymentObserver {
 
     /// @notice The placement of a deployment a device holds and has not closed, or 0.
     function activePlacementOf(uint32 deploymentId, uint32 deviceId) external view returns (uint64);
+
+    /// @notice Seconds a claim may stay unconfirmed before anyone may finalize it as Failed.
+    function claimDeadline() external view returns (uint40);
 
     /// @notice The AppRegistry read by claims.
     function appRegistry() external view returns (IAppRegistry);

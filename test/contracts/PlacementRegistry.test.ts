@@ -7,6 +7,7 @@ import {
   ARM64,
   BAND,
   BAND_V2,
+  CLAIM_DEADLINE,
   ENDPOINT,
   MIN_STAKE,
   ONE,
@@ -27,6 +28,9 @@ const Failure = {
   StartFailed: 3,
   OOMKilled: 4,
   Evicted: 5,
+  HealthCheckFailed: 6,
+  Other: 7,
+  ClaimDeadlineMissed: 8,
 };
 const Reason = { None: 0, ByDevice: 1, ByAppOwner: 2, ScaleDown: 3, Superseded: 4, DeploymentStopped: 5 };
 const DeviceStatus = { Active: 1, Exiting: 2 };
@@ -504,6 +508,87 @@ describe("PlacementRegistry", () => {
       await expect(tx).not.to.emit(f.devices, "DeviceSlashed");
       await f.placements.finalizeExpired(f.placementId);
       expect((await f.placements.deploymentUsage(1)).liveReplicas).to.equal(0);
+    });
+  });
+
+  describe("claim deadline", () => {
+    it("test_finalizeOverdueClaim_failsTheClaimAndFreesItsReplica", async () => {
+      const f = await loadFixture(claimedFixture);
+      const claimedAt = (await f.placements.placement(f.placementId)).claimedAt;
+      await time.increaseTo(claimedAt + BigInt(CLAIM_DEADLINE));
+      await expect(f.placements.connect(f.other).finalizeOverdueClaim(f.placementId))
+        .to.emit(f.placements, "PlacementFailed")
+        .withArgs(f.placementId, 1, 1, Failure.ClaimDeadlineMissed, State.Claimed);
+      expect(await f.placements.placementState(f.placementId)).to.equal(State.Failed);
+      expect((await f.placements.placement(f.placementId)).code).to.equal(Failure.ClaimDeadlineMissed);
+      const u = await f.placements.deviceUsage(1);
+      expect([u.cpuReservedMillicores, u.memoryReservedMiB, u.livePlacements]).to.deep.equal([0n, 0n, 0n]);
+      expect((await f.placements.deploymentUsage(1)).liveReplicas).to.equal(0);
+      expect(await f.placements.activePlacementOf(1, 1)).to.equal(0);
+      expect((await f.devices.reputation(1)).failed).to.equal(1);
+      // The replica is free again: the same device (or another) may claim it.
+      await f.devices.connect(f.operator).heartbeat(1);
+      await expect(f.placements.connect(f.operator).claim(1, 1)).to.emit(f.placements, "PlacementClaimed");
+    });
+
+    it("test_finalizeOverdueClaim_failsIfNotOverdue", async () => {
+      const f = await loadFixture(claimedFixture);
+      const claimedAt = (await f.placements.placement(f.placementId)).claimedAt;
+      const deadline = claimedAt + BigInt(CLAIM_DEADLINE);
+      // A heartbeating device is not enough to keep a claim past the deadline, but before it nothing moves.
+      await time.setNextBlockTimestamp(deadline - 1n);
+      await expect(f.placements.connect(f.other).finalizeOverdueClaim(f.placementId))
+        .to.be.revertedWithCustomError(f.placements, "PlacementRegistryClaimNotOverdue")
+        .withArgs(f.placementId, deadline);
+    });
+
+    it("test_finalizeOverdueClaim_failsIfRunningOrEnded", async () => {
+      const f = await loadFixture(runningFixture);
+      await time.increase(CLAIM_DEADLINE + 1);
+      await expect(f.placements.connect(f.other).finalizeOverdueClaim(f.placementId))
+        .to.be.revertedWithCustomError(f.placements, "PlacementRegistryInvalidTransition")
+        .withArgs(f.placementId, State.Running);
+      await f.placements.connect(f.operator).release(f.placementId);
+      await expect(f.placements.connect(f.other).finalizeOverdueClaim(f.placementId))
+        .to.be.revertedWithCustomError(f.placements, "PlacementRegistryInvalidTransition")
+        .withArgs(f.placementId, State.Released);
+      await expect(f.placements.finalizeOverdueClaim(placementIdOf(1, 9)))
+        .to.be.revertedWithCustomError(f.placements, "PlacementRegistryUnknownPlacement")
+        .withArgs(placementIdOf(1, 9));
+    });
+
+    it("test_finalizeOverdueClaim_failsIfDeviceExpired", async () => {
+      const f = await loadFixture(claimedFixture);
+      await time.increase(Math.max(TTL, CLAIM_DEADLINE) + 1);
+      await f.placements.connect(f.other).expireDevice(1);
+      await expect(f.placements.connect(f.other).finalizeOverdueClaim(f.placementId))
+        .to.be.revertedWithCustomError(f.placements, "PlacementRegistryPlacementExpired")
+        .withArgs(f.placementId);
+    });
+
+    it("test_fail_workerCannotReportClaimDeadlineMissed", async () => {
+      const f = await loadFixture(claimedFixture);
+      await expect(f.placements.connect(f.operator).fail(f.placementId, Failure.ClaimDeadlineMissed))
+        .to.be.revertedWithCustomError(f.placements, "PlacementRegistryInvalidFailureCode")
+        .withArgs(Failure.ClaimDeadlineMissed);
+    });
+
+    it("test_setClaimDeadline_adminOnlyAndBounded", async () => {
+      const f = await loadFixture(deploymentFixture);
+      expect(await f.placements.claimDeadline()).to.equal(CLAIM_DEADLINE);
+      const role = await f.placements.DEFAULT_ADMIN_ROLE();
+      await expect(f.placements.connect(f.other).setClaimDeadline(60))
+        .to.be.revertedWithCustomError(f.placements, "AccessControlUnauthorizedAccount")
+        .withArgs(f.other.address, role);
+      for (const bad of [0, 30 * 24 * 3600 + 1]) {
+        await expect(f.placements.connect(f.admin).setClaimDeadline(bad))
+          .to.be.revertedWithCustomError(f.placements, "PlacementRegistryInvalidClaimDeadline")
+          .withArgs(bad);
+      }
+      await expect(f.placements.connect(f.admin).setClaimDeadline(60))
+        .to.emit(f.placements, "ClaimDeadlineChanged")
+        .withArgs(60);
+      expect(await f.placements.claimDeadline()).to.equal(60);
     });
   });
 

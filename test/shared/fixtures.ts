@@ -11,6 +11,7 @@ export const TTL = DEFAULT_PARAMETERS.heartbeatTtl;
 export const UNBONDING = DEFAULT_PARAMETERS.unbondingDelay;
 export const SLASH_BPS = BigInt(DEFAULT_PARAMETERS.livenessSlashBps);
 export const BOUNTY_BPS = BigInt(DEFAULT_PARAMETERS.bountyBps);
+export const CLAIM_DEADLINE = DEFAULT_PARAMETERS.claimDeadline;
 
 export const AMD64 = "linux/amd64";
 export const ARM64 = "linux/arm64";
