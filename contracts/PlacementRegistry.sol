@@ -108,10 +108,17 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         _checkDeviceCaller(deviceId);
         if (p.phase != Phase.Claimed)
             revert PlacementRegistryInvalidTransition(placementId, _recorded(p.phase));
+        uint32 deploymentId = _deploymentOf(placementId);
+        // The AppRegistry reports every roll and stop, so this generation is the deployment's own.
+        DeploymentUsage storage du = _deploymentUsage[deploymentId];
+        uint32 generation = du.generation;
+        if (p.deploymentGeneration != generation)
+            revert PlacementRegistryPlacementSuperseded(placementId, p.deploymentGeneration, generation);
         p.phase = Phase.Running;
         p.runningAt = uint40(block.timestamp);
         p.runningBlock = uint40(block.number);
-        emit PlacementConfirmed(placementId, _deploymentOf(placementId), deviceId);
+        du.runningReplicas += 1;
+        emit PlacementConfirmed(placementId, deploymentId, deviceId);
     }
 
     /// @inheritdoc IPlacementRegistry
@@ -135,9 +142,15 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         IAppRegistry.DeploymentSummary memory s = _apps.deploymentSummary(deploymentId);
         ReleaseReason reason;
         if (p.deploymentGeneration != s.generation) {
-            // Superseded placements may be released by anyone: the worker replaces them anyway, and freeing
-            // the device's reservation early only helps the device.
-            reason = s.active ? ReleaseReason.Superseded : ReleaseReason.DeploymentStopped;
+            if (s.active) {
+                reason = ReleaseReason.Superseded;
+                // Make-before-break: a stranger may stop an old replica only once the new generation runs
+                // in full (or the device is dead anyway), never mid-roll.
+                if (msg.sender != s.owner && !_devices.isAuthorized(deviceId, msg.sender))
+                    _checkRollDone(placementId, deploymentId, deviceId, s);
+            } else {
+                reason = ReleaseReason.DeploymentStopped;
+            }
         } else {
             bool byDevice = _devices.isAuthorized(deviceId, msg.sender);
             if (!byDevice && msg.sender != s.owner)
@@ -173,7 +186,9 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         vu.livePlacements = 0;
         emit DeviceExpired(deviceId, msg.sender, generation, live);
 
-        (slashed, bounty) = _devices.slashLiveness(deviceId, msg.sender, live);
+        // No bounty for expiring one's own device: the slash would otherwise partly flow back to it.
+        address recipient = msg.sender == c.owner || msg.sender == c.operator ? address(0) : msg.sender;
+        (slashed, bounty) = _devices.slashLiveness(deviceId, recipient, live);
     }
 
     /// @inheritdoc IPlacementRegistry
@@ -226,6 +241,17 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
     function onDeploymentCreated(uint32 deploymentId) external {
         if (msg.sender != address(_apps)) revert PlacementRegistryNotAppRegistry(msg.sender);
         _deploymentUsage[deploymentId].generation = 1;
+    }
+
+    /// @inheritdoc IDeploymentObserver
+    /// @dev The live and running counts restart for the new generation; placements of older generations
+    /// read as Superseded and no longer count.
+    function onDeploymentGenerationChanged(uint32 deploymentId, uint32 generation) external {
+        if (msg.sender != address(_apps)) revert PlacementRegistryNotAppRegistry(msg.sender);
+        DeploymentUsage storage du = _deploymentUsage[deploymentId];
+        du.generation = generation;
+        du.liveReplicas = 0;
+        du.runningReplicas = 0;
     }
 
     /// @inheritdoc IPlacementRegistry
@@ -322,6 +348,7 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         if (u.generation != generation) {
             u.generation = generation;
             u.liveReplicas = 0;
+            u.runningReplicas = 0;
         }
     }
 
@@ -365,6 +392,7 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
     ) private view returns (IAppRegistry.ClaimTerms memory t) {
         t = _apps.claimTerms(deploymentId, platformKey);
         if (!t.active) revert PlacementRegistryDeploymentNotActive(deploymentId);
+        if (t.deprecated) revert PlacementRegistryVersionDeprecated(deploymentId, t.appId, t.version);
         if (!t.platformSupported) {
             revert PlacementRegistryPlatformUnsupported(deploymentId, deviceId, platformKey);
         }
@@ -383,6 +411,7 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
     ) private returns (uint64 placementId, uint32 deviceGeneration, bool replacedRunning) {
         (placementId, replacedRunning) = _takeReplica(deploymentId, deviceId, t);
         DeviceUsage storage vu = _deviceUsage[deviceId];
+        _checkCollateral(deviceId, vu.livePlacements, c);
         _checkFits(deviceId, vu, c, t.band);
         deviceGeneration = vu.generation;
         // Field by field: a whole-struct assignment would also write the second slot (zeros), in vain.
@@ -413,6 +442,7 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         if (du.generation != t.generation) {
             du.generation = t.generation;
             du.liveReplicas = 0;
+            du.runningReplicas = 0;
         }
         uint64 existing = _active[deploymentId][deviceId];
         if (existing != 0)
@@ -423,6 +453,16 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         du.placementCount = n;
         du.liveReplicas = live + 1;
         placementId = (uint64(deploymentId) << 32) | n;
+    }
+
+    function _checkCollateral(
+        uint32 deviceId,
+        uint32 livePlacements,
+        IDeviceRegistry.ClaimContext memory c
+    ) private pure {
+        uint256 required =
+            uint256(c.minStake) + uint256(c.collateralPerPlacement) * (uint256(livePlacements) + 1);
+        if (c.stake < required) revert PlacementRegistryInsufficientCollateral(deviceId, c.stake, required);
     }
 
     function _checkFits(
@@ -497,12 +537,13 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         uint8 code
     ) private {
         IAppRegistry.ResourceBand memory band = _apps.bandAt(deploymentId, p.deploymentGeneration);
+        bool wasRunning = p.phase == Phase.Running;
         _recordEnd(p, phase, code, uint40(block.timestamp), uint40(block.number));
         DeviceUsage storage vu = _deviceUsage[deviceId];
         vu.cpuReservedMillicores -= band.cpuMinMillicores;
         vu.memoryReservedMiB -= band.memoryMinMiB;
         vu.livePlacements -= 1;
-        _freeReplica(placementId, p, deploymentId, deviceId);
+        _freeReplica(placementId, p, deploymentId, deviceId, wasRunning);
     }
 
     function _finalizeExpired(
@@ -516,7 +557,7 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         Expiry memory e = _expiries[deviceId][generation];
         // The transition happened when the device was expired; this call only records it.
         _recordEnd(p, Phase.Expired, 0, e.at, e.blockNumber);
-        _freeReplica(placementId, p, deploymentId, deviceId);
+        _freeReplica(placementId, p, deploymentId, deviceId, previous == PlacementState.Running);
         emit PlacementExpired(placementId, deploymentId, deviceId, generation, e.at, e.blockNumber, previous);
     }
 
@@ -537,11 +578,29 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         uint64 placementId,
         PlacementRecord storage p,
         uint32 deploymentId,
-        uint32 deviceId
+        uint32 deviceId,
+        bool wasRunning
     ) private {
         DeploymentUsage storage du = _deploymentUsage[deploymentId];
-        if (p.deploymentGeneration == du.generation) du.liveReplicas -= 1;
+        if (p.deploymentGeneration == du.generation) {
+            du.liveReplicas -= 1;
+            if (wasRunning) du.runningReplicas -= 1;
+        }
         if (_active[deploymentId][deviceId] == placementId) delete _active[deploymentId][deviceId];
+    }
+
+    /// @dev A stranger's release of a superseded placement of an active deployment: allowed once the new
+    /// generation runs as many replicas as asked for, or once the placement's device is stale.
+    function _checkRollDone(
+        uint64 placementId,
+        uint32 deploymentId,
+        uint32 deviceId,
+        IAppRegistry.DeploymentSummary memory s
+    ) private view {
+        DeploymentUsage storage du = _deploymentUsage[deploymentId];
+        uint32 running = du.generation == s.generation ? du.runningReplicas : 0;
+        if (running < s.replicas && !_devices.isStale(deviceId))
+            revert PlacementRegistryRollInProgress(placementId, running, s.replicas);
     }
 
     /// @dev A placement that exists, has not ended and whose device has not been expired since.

@@ -5,7 +5,7 @@
  *   SHOAL_HEARTBEAT_TTL=30 npx hardhat run scripts/deploy.ts --network localhost   # a short TTL for demos
  *
  * Parameters default to {@link DEFAULT_PARAMETERS}; the environment overrides them (see
- * {@link parametersFromEnv}): SHOAL_MIN_STAKE (tokens), SHOAL_HEARTBEAT_TTL and SHOAL_UNBONDING_DELAY
+ * {@link parametersFromEnv}): SHOAL_MIN_STAKE and SHOAL_COLLATERAL_PER_PLACEMENT (tokens), SHOAL_HEARTBEAT_TTL and SHOAL_UNBONDING_DELAY
  * (seconds), SHOAL_LIVENESS_SLASH_BPS and SHOAL_BOUNTY_BPS (basis points), SHOAL_CLAIM_DEADLINE (seconds).
  *
  * grants the PlacementRegistry its PLACEMENT_ROLE on the DeviceRegistry, mints local tokens to the first
@@ -22,9 +22,11 @@ import type { AppRegistry, DeviceRegistry, PlacementRegistry, ShoalToken } from 
 export interface ShoalParameters {
   /** Least stake to enroll and to claim, in token base units. */
   minStake: bigint;
+  /** Stake each live placement locks on top of minStake, and a liveness slash takes per placement held. */
+  collateralPerPlacement: bigint;
   /** Seconds after its last heartbeat at which a device is stale. */
   heartbeatTtl: number;
-  /** Seconds between an exit request and the withdrawal (>= heartbeatTtl). */
+  /** Seconds between an exit request and the withdrawal (> heartbeatTtl). */
   unbondingDelay: number;
   /** Fraction of the stake a liveness fault costs, in basis points. */
   livenessSlashBps: number;
@@ -61,11 +63,12 @@ export interface ShoalDeployment {
 const ONE_TOKEN = 10n ** 18n;
 
 /**
- * Local defaults: 100 SHOAL minimum, 5 min TTL, 1 h unbonding, 10 % liveness slash, 20 % of it as bounty,
+ * Local defaults: 100 SHOAL minimum plus 10 SHOAL per live placement, 5 min TTL, 1 h unbonding, 10 % liveness slash, 20 % of it as bounty,
  * 10 min to confirm a claim.
  */
 export const DEFAULT_PARAMETERS: ShoalParameters = {
   minStake: 100n * ONE_TOKEN,
+  collateralPerPlacement: 10n * ONE_TOKEN,
   heartbeatTtl: 300,
   unbondingDelay: 3600,
   livenessSlashBps: 1000,
@@ -114,6 +117,8 @@ export async function deployShoal(
   const placementAddress = await placementRegistry.getAddress();
   await (await deviceRegistry.grantRole(await deviceRegistry.PLACEMENT_ROLE(), placementAddress)).wait();
   await (await appRegistry.setObserver(placementAddress)).wait();
+  // Its live placements block a device's exit.
+  await (await deviceRegistry.setPlacementRegistry(placementAddress)).wait();
   const mintAmount = options.mintAmount ?? 10_000n * ONE_TOKEN;
   for (const account of options.mintTo ?? []) {
     await (await shoalToken.mint(account, mintAmount)).wait();
@@ -139,6 +144,7 @@ export async function deployShoal(
 function deviceParameters(p: ShoalParameters) {
   return {
     minStake: p.minStake,
+    collateralPerPlacement: p.collateralPerPlacement,
     heartbeatTtl: p.heartbeatTtl,
     unbondingDelay: p.unbondingDelay,
     livenessSlashBps: p.livenessSlashBps,
@@ -149,6 +155,7 @@ function deviceParameters(p: ShoalParameters) {
 /** Environment variable of each parameter that the deploy script reads. */
 export const PARAMETER_ENV = {
   SHOAL_MIN_STAKE: "minStake",
+  SHOAL_COLLATERAL_PER_PLACEMENT: "collateralPerPlacement",
   SHOAL_HEARTBEAT_TTL: "heartbeatTtl",
   SHOAL_UNBONDING_DELAY: "unbondingDelay",
   SHOAL_LIVENESS_SLASH_BPS: "livenessSlashBps",
@@ -171,13 +178,15 @@ export function parametersFromEnv(env: NodeJS.ProcessEnv = process.env): Partial
   for (const [name, field] of Object.entries(PARAMETER_ENV)) {
     const value = env[name];
     if (value === undefined || value.trim() === "") continue;
-    if (field === "minStake") {
-      if (!/^\d+(\.\d{1,18})?$/.test(value.trim()))
-        throw new Error(`${name}: "${value}" is not allowed; give an amount of tokens such as 100 or 0.5`);
+    if (field === "minStake" || field === "collateralPerPlacement") {
+      if (!/^\d+(\.\d{1,18})?$/.test(value.trim()) || value.trim().split(".")[0].length > 6)
+        throw new Error(
+          `${name}: "${value}" is not allowed; give an amount of tokens below 1,000,000 such as 100 or 0.5`,
+        );
       const amount = parseTokens(value.trim());
-      if (amount <= 0n)
+      if (amount <= 0n && field === "minStake")
         throw new Error(`${name}: "${value}" is not allowed; give a positive amount of tokens`);
-      out.minStake = amount;
+      out[field] = amount;
     } else if (field === "livenessSlashBps" || field === "bountyBps") {
       out[field] = whole(name, value, 0, 10_000);
     } else if (field === "claimDeadline") {
@@ -188,9 +197,9 @@ export function parametersFromEnv(env: NodeJS.ProcessEnv = process.env): Partial
   }
   const ttl = out.heartbeatTtl ?? DEFAULT_PARAMETERS.heartbeatTtl;
   const unbonding = out.unbondingDelay ?? DEFAULT_PARAMETERS.unbondingDelay;
-  if (unbonding < ttl)
+  if (unbonding <= ttl)
     throw new Error(
-      `SHOAL_UNBONDING_DELAY: ${unbonding} s is less than the heartbeat TTL (${ttl} s); the contract needs unbonding >= TTL`,
+      `SHOAL_UNBONDING_DELAY: ${unbonding} s is not more than the heartbeat TTL (${ttl} s); the contract needs unbonding > TTL`,
     );
   return out;
 }
@@ -231,6 +240,7 @@ async function main(): Promise<void> {
     contracts,
     parameters: {
       minStake: d.parameters.minStake.toString(),
+      collateralPerPlacement: d.parameters.collateralPerPlacement.toString(),
       heartbeatTtl: d.parameters.heartbeatTtl,
       unbondingDelay: d.parameters.unbondingDelay,
       livenessSlashBps: d.parameters.livenessSlashBps,
@@ -250,7 +260,8 @@ async function main(): Promise<void> {
     console.log(`  ${name.padEnd(18)} ${c.address}  (block ${c.blockNumber})`);
   }
   console.log(
-    `  minStake ${hre.ethers.formatEther(d.parameters.minStake)} SHOAL, heartbeat TTL ${d.parameters.heartbeatTtl} s, ` +
+    `  minStake ${hre.ethers.formatEther(d.parameters.minStake)} SHOAL + ` +
+      `${hre.ethers.formatEther(d.parameters.collateralPerPlacement)} per placement, heartbeat TTL ${d.parameters.heartbeatTtl} s, ` +
       `unbonding ${d.parameters.unbondingDelay} s, liveness slash ${d.parameters.livenessSlashBps} bps, ` +
       `bounty ${d.parameters.bountyBps} bps`,
   );

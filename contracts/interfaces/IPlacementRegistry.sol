@@ -96,11 +96,13 @@ interface IPlacementRegistry is IDeploymentObserver {
 
     /// @notice A deployment's placement counters.
     /// @dev `liveReplicas` counts placements of the current deployment generation that have not ended,
-    /// including those of expired devices not yet finalized; `placementCount` counts every claim ever.
+    /// including those of expired devices not yet finalized; `placementCount` counts every claim ever;
+    /// `runningReplicas` counts the live ones of the current generation confirmed Running.
     struct DeploymentUsage {
         uint32 generation;
         uint32 liveReplicas;
         uint32 placementCount;
+        uint32 runningReplicas;
     }
 
     // ---------------------------------------------------------------- errors
@@ -115,6 +117,31 @@ interface IPlacementRegistry is IDeploymentObserver {
 
     /// @notice The device's stake is below the minimum.
     error PlacementRegistryDeviceUnderstaked(uint32 deviceId, uint256 stake);
+
+    /// @notice The device's stake does not cover the minimum plus the collateral of one more placement.
+    /// @param stake Its stake.
+    /// @param required minStake + collateralPerPlacement * (its live placements + 1).
+    error PlacementRegistryInsufficientCollateral(uint32 deviceId, uint256 stake, uint256 required);
+
+    /// @notice The placement's deployment rolled or stopped since the claim: it can no longer be confirmed.
+    /// @param placementId The placement.
+    /// @param claimedGeneration The deployment generation it was claimed in.
+    /// @param generation The deployment's generation now.
+    error PlacementRegistryPlacementSuperseded(
+        uint64 placementId,
+        uint32 claimedGeneration,
+        uint32 generation
+    );
+
+    /// @notice Make-before-break: while a deployment rolls, only the device or the app owner may release a
+    /// superseded placement, until the new generation runs all its replicas or the device is stale.
+    /// @param placementId The placement.
+    /// @param runningReplicas Replicas of the new generation confirmed Running.
+    /// @param replicas Replicas the deployment asks for.
+    error PlacementRegistryRollInProgress(uint64 placementId, uint32 runningReplicas, uint32 replicas);
+
+    /// @notice The version of the deployment is deprecated: no new replica of it may be claimed.
+    error PlacementRegistryVersionDeprecated(uint32 deploymentId, uint32 appId, uint32 version);
 
     /// @notice The device's last heartbeat is older than the TTL.
     error PlacementRegistryDeviceStale(uint32 deviceId, uint40 lastHeartbeat);
@@ -273,19 +300,24 @@ interface IPlacementRegistry is IDeploymentObserver {
     /// @return placementId The new placement.
     function claim(uint32 deploymentId, uint32 deviceId) external returns (uint64 placementId);
 
-    /// @notice Confirms the replica runs (Claimed -> Running). Device owner or operator.
+    /// @notice Confirms the replica runs (Claimed -> Running). Device owner or operator; reverts
+    /// PlacementRegistryPlacementSuperseded once the deployment has rolled or stopped since the claim.
     function confirm(uint64 placementId) external;
 
     /// @notice Reports a failure (Claimed|Running -> Failed). Device owner or operator.
     function fail(uint64 placementId, FailureCode code) external;
 
     /// @notice Releases a placement (Claimed|Running -> Released).
-    /// @dev The device may release its placements, the app owner any placement of its deployments, and
-    /// anyone a superseded one. The reason is derived (see {ReleaseReason}).
+    /// @dev The device may release its placements and the app owner any placement of its deployments.
+    /// Anyone may release a placement of a stopped deployment, and a superseded one of an active deployment
+    /// once the new generation has as many Running replicas as asked for or the device is stale
+    /// (make-before-break; PlacementRegistryRollInProgress otherwise). The reason is derived.
     function release(uint64 placementId) external;
 
     /// @notice Expires every live placement of a stale device at once, slashes it and pays the caller a
     /// bounty. Anyone. O(1): the device generation moves on; placements are finalized one by one later.
+    /// @dev The device's own owner or operator may expire it too, but gets no bounty: all of the slash
+    /// goes to the treasury.
     /// @return slashed The stake taken from the device.
     /// @return bounty The caller's share of it.
     function expireDevice(uint32 deviceId) external returns (uint256 slashed, uint256 bounty);

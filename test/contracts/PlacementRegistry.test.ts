@@ -8,11 +8,14 @@ import {
   BAND,
   BAND_V2,
   CLAIM_DEADLINE,
+  COLLATERAL,
+  DEVICE_STAKE,
   ENDPOINT,
   MIN_STAKE,
   ONE,
   TTL,
   claimedFixture,
+  deployFixture,
   deploymentFixture,
   labelKey,
   placementIdOf,
@@ -60,7 +63,7 @@ async function enroll(
       opts.memory ?? 8192,
       opts.labels ?? ["region=eu-west"],
       ENDPOINT,
-      MIN_STAKE,
+      DEVICE_STAKE,
     );
   return Number(await f.devices.deviceCount());
 }
@@ -125,7 +128,7 @@ describe("PlacementRegistry", () => {
 
     it("test_claim_failsIfDeviceUnderstaked", async () => {
       const f = await loadFixture(deploymentFixture);
-      await f.devices.connect(f.slasher).slash(1, ONE, EVIDENCE);
+      await f.devices.connect(f.slasher).slash(1, DEVICE_STAKE - MIN_STAKE + ONE, EVIDENCE);
       await expect(f.placements.connect(f.operator).claim(1, 1))
         .to.be.revertedWithCustomError(f.placements, "PlacementRegistryDeviceUnderstaked")
         .withArgs(1, MIN_STAKE - ONE);
@@ -328,15 +331,52 @@ describe("PlacementRegistry", () => {
         .withArgs(f.placementId, 1, 1, Reason.ByDevice, f.operator.address, State.Claimed);
     });
 
-    it("test_release_supersededByAnyone", async () => {
+    it("test_release_supersededByAnyoneOnceTheNewGenerationRuns", async () => {
       const f = await loadFixture(runningFixture);
+      await f.apps.connect(f.appOwner).scaleDeployment(1, 1);
       await f.apps.connect(f.appOwner).rollDeployment(1, 2);
       expect(await f.placements.placementState(f.placementId)).to.equal(State.Superseded);
       expect((await f.placements.deploymentUsage(1)).liveReplicas).to.equal(0);
+      // Mid-roll a stranger cannot stop the old replica: nothing of the new generation runs yet.
+      await expect(f.placements.connect(f.other).release(f.placementId))
+        .to.be.revertedWithCustomError(f.placements, "PlacementRegistryRollInProgress")
+        .withArgs(f.placementId, 0, 1);
+      const next = await enroll(f, f.deviceOwner2, f.operator2);
+      await f.placements.connect(f.operator2).claim(1, next);
+      const fresh = placementIdOf(1, 2);
+      await expect(f.placements.connect(f.other).release(f.placementId))
+        .to.be.revertedWithCustomError(f.placements, "PlacementRegistryRollInProgress")
+        .withArgs(f.placementId, 0, 1);
+      await f.placements.connect(f.operator2).confirm(fresh);
+      expect((await f.placements.deploymentUsage(1)).runningReplicas).to.equal(1);
       await expect(f.placements.connect(f.other).release(f.placementId))
         .to.emit(f.placements, "PlacementReleased")
         .withArgs(f.placementId, 1, 1, Reason.Superseded, f.other.address, State.Running);
       expect((await f.placements.deviceUsage(1)).cpuReservedMillicores).to.equal(0);
+      // The old generation's end does not touch the new generation's counts.
+      const u = await f.placements.deploymentUsage(1);
+      expect([u.liveReplicas, u.runningReplicas]).to.deep.equal([1n, 1n]);
+    });
+
+    it("test_release_supersededByDeviceOrAppOwnerMidRoll", async () => {
+      const f = await loadFixture(runningFixture);
+      await f.placements.connect(f.deviceOwner2).claim(1, await enroll(f, f.deviceOwner2, f.operator2));
+      await f.apps.connect(f.appOwner).rollDeployment(1, 2);
+      await expect(f.placements.connect(f.operator).release(f.placementId))
+        .to.emit(f.placements, "PlacementReleased")
+        .withArgs(f.placementId, 1, 1, Reason.Superseded, f.operator.address, State.Running);
+      await expect(f.placements.connect(f.appOwner).release(placementIdOf(1, 2)))
+        .to.emit(f.placements, "PlacementReleased")
+        .withArgs(placementIdOf(1, 2), 1, 2, Reason.Superseded, f.appOwner.address, State.Claimed);
+    });
+
+    it("test_release_supersededByAnyoneOnceTheDeviceIsStale", async () => {
+      const f = await loadFixture(runningFixture);
+      await f.apps.connect(f.appOwner).rollDeployment(1, 2);
+      await time.increase(TTL + 1);
+      await expect(f.placements.connect(f.other).release(f.placementId))
+        .to.emit(f.placements, "PlacementReleased")
+        .withArgs(f.placementId, 1, 1, Reason.Superseded, f.other.address, State.Running);
     });
 
     it("test_release_stoppedByAnyone", async () => {
@@ -388,7 +428,8 @@ describe("PlacementRegistry", () => {
     it("test_expireDevice_slashesPaysBountyAndExpiresPlacements", async () => {
       const f = await loadFixture(runningFixture);
       await time.increase(TTL + 1);
-      const slashed = (MIN_STAKE * 1000n) / 10_000n;
+      // 10 % of the stake plus the collateral of the one placement held.
+      const slashed = (DEVICE_STAKE * 1000n) / 10_000n + COLLATERAL;
       const bounty = (slashed * 2000n) / 10_000n;
       const tx = f.placements.connect(f.other).expireDevice(1);
       await expect(tx).to.emit(f.placements, "DeviceExpired").withArgs(1, f.other.address, 0, 1);
@@ -401,7 +442,7 @@ describe("PlacementRegistry", () => {
           slashed,
           bounty,
           f.other.address,
-          MIN_STAKE - slashed,
+          DEVICE_STAKE - slashed,
           "",
         );
       await expect(tx).to.changeTokenBalances(
@@ -411,7 +452,7 @@ describe("PlacementRegistry", () => {
       );
       const expiredAt = await time.latest();
       const expiredBlock = await ethers.provider.getBlockNumber();
-      expect(await f.devices.totalStaked()).to.equal(MIN_STAKE - slashed);
+      expect(await f.devices.totalStaked()).to.equal(DEVICE_STAKE - slashed);
       expect((await f.devices.reputation(1)).expired).to.equal(1);
       const u = await f.placements.deviceUsage(1);
       expect([u.cpuReservedMillicores, u.memoryReservedMiB, u.livePlacements, u.generation]).to.deep.equal([
@@ -498,16 +539,154 @@ describe("PlacementRegistry", () => {
       expect((await f.placements.deviceUsage(1)).livePlacements).to.equal(1);
     });
 
-    it("test_expireDevice_exitedDeviceSlashesNothing", async () => {
-      const f = await loadFixture(claimedFixture);
+    it("test_expireDevice_byItsOwnOwnerOrOperatorPaysNoBounty", async () => {
+      for (const who of ["operator", "deviceOwner"] as const) {
+        const f = await loadFixture(runningFixture);
+        await time.increase(TTL + 1);
+        const caller = f[who];
+        const slashed = (DEVICE_STAKE * 1000n) / 10_000n + COLLATERAL;
+        const tx = f.placements.connect(caller).expireDevice(1);
+        await expect(tx).to.emit(f.placements, "DeviceExpired").withArgs(1, caller.address, 0, 1);
+        await expect(tx)
+          .to.emit(f.devices, "DeviceSlashed")
+          .withArgs(
+            1,
+            await f.placements.getAddress(),
+            0,
+            slashed,
+            0,
+            ethers.ZeroAddress,
+            DEVICE_STAKE - slashed,
+            "",
+          );
+        await expect(tx).to.changeTokenBalances(f.token, [caller, f.treasury], [0, slashed]);
+      }
+    });
+
+    it("test_expireDevice_slashGrowsWithPlacementsHeld", async () => {
+      const f = await loadFixture(runningFixture);
+      await f.apps.connect(f.appOwner).createDeployment(1, 1, 1, []);
+      await f.apps.connect(f.appOwner).createDeployment(1, 1, 1, []);
+      await f.placements.connect(f.operator).claim(2, 1);
+      await f.placements.connect(f.operator).claim(3, 1);
+      await time.increase(TTL + 1);
+      const slashed = (DEVICE_STAKE * 1000n) / 10_000n + 3n * COLLATERAL;
+      const bounty = (slashed * 2000n) / 10_000n;
+      await expect(f.placements.connect(f.other).expireDevice(1))
+        .to.emit(f.devices, "DeviceSlashed")
+        .withArgs(
+          1,
+          await f.placements.getAddress(),
+          0,
+          slashed,
+          bounty,
+          f.other.address,
+          DEVICE_STAKE - slashed,
+          "",
+        );
+    });
+  });
+
+  describe("v2 rules", () => {
+    it("test_confirm_failsAfterRollOrStop", async () => {
+      for (const change of ["roll", "stop"] as const) {
+        const f = await loadFixture(claimedFixture);
+        if (change === "roll") await f.apps.connect(f.appOwner).rollDeployment(1, 2);
+        else await f.apps.connect(f.appOwner).stopDeployment(1);
+        await expect(f.placements.connect(f.operator).confirm(f.placementId))
+          .to.be.revertedWithCustomError(f.placements, "PlacementRegistryPlacementSuperseded")
+          .withArgs(f.placementId, 1, 2);
+        const h = await f.placements.placementHistory(f.placementId);
+        expect(h.map((t) => Number(t.state))).to.deep.equal([State.Claimed]);
+        expect((await f.devices.reputation(1)).completed).to.equal(0);
+      }
+    });
+
+    it("test_onDeploymentGenerationChanged_onlyAppRegistry", async () => {
+      const f = await loadFixture(deploymentFixture);
+      await expect(f.placements.connect(f.other).onDeploymentGenerationChanged(1, 5))
+        .to.be.revertedWithCustomError(f.placements, "PlacementRegistryNotAppRegistry")
+        .withArgs(f.other.address);
+    });
+
+    it("test_claim_failsWithoutCollateralForOneMore", async () => {
+      const f = await loadFixture(deploymentFixture);
+      const lean = await enroll(f, f.deviceOwner2, f.operator2);
+      // Leave the minimum plus the collateral of exactly one placement.
+      await f.devices.connect(f.slasher).slash(lean, DEVICE_STAKE - MIN_STAKE - COLLATERAL, EVIDENCE);
+      await f.apps.connect(f.appOwner).createDeployment(1, 1, 1, []);
+      await expect(f.placements.connect(f.operator2).claim(1, lean)).to.emit(
+        f.placements,
+        "PlacementClaimed",
+      );
+      await expect(f.placements.connect(f.operator2).claim(2, lean))
+        .to.be.revertedWithCustomError(f.placements, "PlacementRegistryInsufficientCollateral")
+        .withArgs(lean, MIN_STAKE + COLLATERAL, MIN_STAKE + 2n * COLLATERAL);
+      await f.devices.connect(f.deviceOwner2).topUp(lean, COLLATERAL);
+      await expect(f.placements.connect(f.operator2).claim(2, lean)).to.emit(
+        f.placements,
+        "PlacementClaimed",
+      );
+    });
+
+    it("test_claim_failsIfVersionDeprecated", async () => {
+      const f = await loadFixture(deploymentFixture);
+      await f.apps.connect(f.appOwner).deprecateVersion(1, 1);
+      await expect(f.placements.connect(f.operator).claim(1, 1))
+        .to.be.revertedWithCustomError(f.placements, "PlacementRegistryVersionDeprecated")
+        .withArgs(1, 1, 1);
+    });
+
+    it("test_requestExit_refusedWhileLiveThenCompletesOnceStale", async () => {
+      const f = await loadFixture(runningFixture);
+      await expect(f.devices.connect(f.deviceOwner).requestExit(1))
+        .to.be.revertedWithCustomError(f.devices, "DeviceRegistryLivePlacements")
+        .withArgs(1, 1);
+      await f.placements.connect(f.operator).release(f.placementId);
+      await f.devices.connect(f.deviceOwner).requestExit(1);
+      // The worker keeps heartbeating during the unbonding: the exit waits until it has been stale a TTL.
+      await time.increase(3600 - 10);
+      await f.devices.connect(f.operator).heartbeat(1);
+      const last = (await f.devices.device(1)).lastHeartbeat;
+      await time.increase(20);
+      await expect(f.devices.connect(f.deviceOwner).completeExit(1))
+        .to.be.revertedWithCustomError(f.devices, "DeviceRegistryExitWhileFresh")
+        .withArgs(1, last);
+      await time.increaseTo(last + BigInt(TTL) + 1n);
+      await expect(f.devices.connect(f.deviceOwner).completeExit(1))
+        .to.emit(f.devices, "DeviceExited")
+        .withArgs(1, f.deviceOwner.address, DEVICE_STAKE);
+    });
+
+    it("test_completeExit_staleUnderCurrentTtl", async () => {
+      const f = await loadFixture(deploymentFixture);
       await f.devices.connect(f.deviceOwner).requestExit(1);
       await time.increase(3600);
-      await f.devices.connect(f.deviceOwner).completeExit(1);
-      const tx = f.placements.connect(f.other).expireDevice(1);
-      await expect(tx).to.emit(f.placements, "DeviceExpired").withArgs(1, f.other.address, 0, 1);
-      await expect(tx).not.to.emit(f.devices, "DeviceSlashed");
-      await f.placements.finalizeExpired(f.placementId);
-      expect((await f.placements.deploymentUsage(1)).liveReplicas).to.equal(0);
+      // Raising the TTL during the exit makes the device fresh again: no withdrawal until it is stale.
+      const p = await f.devices.parameters();
+      await f.devices.connect(f.admin).setParameters({
+        minStake: p.minStake,
+        collateralPerPlacement: p.collateralPerPlacement,
+        heartbeatTtl: 7200,
+        unbondingDelay: 7201,
+        livenessSlashBps: p.livenessSlashBps,
+        bountyBps: p.bountyBps,
+      });
+      const last = (await f.devices.device(1)).lastHeartbeat;
+      await expect(f.devices.connect(f.deviceOwner).completeExit(1))
+        .to.be.revertedWithCustomError(f.devices, "DeviceRegistryExitWhileFresh")
+        .withArgs(1, last);
+    });
+
+    it("test_setPlacementRegistry_deployerOnce", async () => {
+      const f = await loadFixture(deployFixture);
+      expect(await f.devices.placementRegistry()).to.equal(await f.placements.getAddress());
+      await expect(f.devices.connect(f.other).setPlacementRegistry(f.other.address))
+        .to.be.revertedWithCustomError(f.devices, "DeviceRegistryNotDeployer")
+        .withArgs(f.other.address);
+      await expect(f.devices.connect(f.admin).setPlacementRegistry(f.other.address))
+        .to.be.revertedWithCustomError(f.devices, "DeviceRegistryInvalidPlacementRegistry")
+        .withArgs(await f.placements.getAddress());
     });
   });
 
