@@ -6,17 +6,25 @@
  *
  * Parameters default to {@link DEFAULT_PARAMETERS}; the environment overrides them (see
  * {@link parametersFromEnv}): SHOAL_MIN_STAKE and SHOAL_COLLATERAL_PER_PLACEMENT (tokens), SHOAL_HEARTBEAT_TTL and SHOAL_UNBONDING_DELAY
- * (seconds), SHOAL_LIVENESS_SLASH_BPS and SHOAL_BOUNTY_BPS (basis points), SHOAL_CLAIM_DEADLINE (seconds).
+ * (seconds), SHOAL_LIVENESS_SLASH_BPS and SHOAL_BOUNTY_BPS (basis points), SHOAL_CLAIM_DEADLINE and
+ * SHOAL_TIMELOCK_DELAY (seconds).
  *
- * grants the PlacementRegistry its PLACEMENT_ROLE on the DeviceRegistry, mints local tokens to the first
- * ten signers and writes deployments/<network>.json. Tests and other scripts import {@link deployShoal}.
+ * grants the PlacementRegistry its PLACEMENT_ROLE on the DeviceRegistry, hands DEFAULT_ADMIN_ROLE of both
+ * registries to a ShoalTimelock (OpenZeppelin TimelockController; the deployer proposes, anyone executes),
+ * mints local tokens to the first ten signers and writes deployments/<network>.json. Tests and other scripts import {@link deployShoal}.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Signer } from "ethers";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
 import { deploymentFile } from "../tasks/lib/context";
-import type { AppRegistry, DeviceRegistry, PlacementRegistry, ShoalToken } from "../typechain-types";
+import type {
+  AppRegistry,
+  DeviceRegistry,
+  PlacementRegistry,
+  ShoalTimelock,
+  ShoalToken,
+} from "../typechain-types";
 
 /** DeviceRegistry parameters, as its `Parameters` struct. */
 export interface ShoalParameters {
@@ -34,6 +42,8 @@ export interface ShoalParameters {
   bountyBps: number;
   /** PlacementRegistry: seconds a claim may stay unconfirmed before anyone may fail it (1 s to 30 days). */
   claimDeadline: number;
+  /** Seconds every admin change waits in the timelock before it can be executed. */
+  timelockDelay: number;
 }
 
 export interface DeployShoalOptions {
@@ -47,6 +57,12 @@ export interface DeployShoalOptions {
   mintTo?: string[];
   /** Tokens minted to each of `mintTo`, in base units (default 10,000 SHOAL). */
   mintAmount?: bigint;
+  /**
+   * "timelock" (default): DEFAULT_ADMIN_ROLE of both registries goes to a ShoalTimelock whose proposer
+   * and canceller is `admin`, executor anyone, delay `parameters.timelockDelay`; `admin` keeps only
+   * PAUSER_ROLE. "direct": `admin` keeps DEFAULT_ADMIN_ROLE (unit tests of the registries' own rules).
+   */
+  governance?: "timelock" | "direct";
 }
 
 export interface ShoalDeployment {
@@ -56,15 +72,19 @@ export interface ShoalDeployment {
   placements: PlacementRegistry;
   parameters: ShoalParameters;
   treasury: string;
+  /** The timelock holding the admin roles, or undefined with governance "direct". */
+  timelock?: ShoalTimelock;
   /** Block in which each contract was deployed. */
-  blockNumbers: Record<"ShoalToken" | "DeviceRegistry" | "AppRegistry" | "PlacementRegistry", number>;
+  blockNumbers: Record<"ShoalToken" | "DeviceRegistry" | "AppRegistry" | "PlacementRegistry", number> & {
+    ShoalTimelock?: number;
+  };
 }
 
 const ONE_TOKEN = 10n ** 18n;
 
 /**
  * Local defaults: 100 SHOAL minimum plus 10 SHOAL per live placement, 5 min TTL, 1 h unbonding, 10 % liveness slash, 20 % of it as bounty,
- * 10 min to confirm a claim.
+ * 10 min to confirm a claim, admin changes delayed 1 day by the timelock.
  */
 export const DEFAULT_PARAMETERS: ShoalParameters = {
   minStake: 100n * ONE_TOKEN,
@@ -74,6 +94,7 @@ export const DEFAULT_PARAMETERS: ShoalParameters = {
   livenessSlashBps: 1000,
   bountyBps: 2000,
   claimDeadline: 600,
+  timelockDelay: 86_400,
 };
 
 /** Deploys and wires the four contracts with `admin` (first signer by default). */
@@ -124,6 +145,23 @@ export async function deployShoal(
     await (await shoalToken.mint(account, mintAmount)).wait();
   }
 
+  let timelock: { contract: unknown; blockNumber: number } | undefined;
+  if ((options.governance ?? "timelock") === "timelock") {
+    // The admin proposes (and may cancel); anyone executes what has waited out the delay.
+    timelock = await deploy("ShoalTimelock", [
+      parameters.timelockDelay,
+      [adminAddress],
+      [hre.ethers.ZeroAddress],
+      hre.ethers.ZeroAddress,
+    ]);
+    const timelockAddress = await (timelock.contract as ShoalTimelock).getAddress();
+    for (const registry of [deviceRegistry, placementRegistry] as const) {
+      const role = await registry.DEFAULT_ADMIN_ROLE();
+      await (await registry.grantRole(role, timelockAddress)).wait();
+      await (await registry.renounceRole(role, adminAddress)).wait();
+    }
+  }
+
   return {
     token: shoalToken,
     devices: deviceRegistry,
@@ -131,11 +169,13 @@ export async function deployShoal(
     placements: placementRegistry,
     parameters,
     treasury,
+    timelock: timelock?.contract as ShoalTimelock | undefined,
     blockNumbers: {
       ShoalToken: token.blockNumber,
       DeviceRegistry: devices.blockNumber,
       AppRegistry: apps.blockNumber,
       PlacementRegistry: placements.blockNumber,
+      ...(timelock && { ShoalTimelock: timelock.blockNumber }),
     },
   };
 }
@@ -161,6 +201,7 @@ export const PARAMETER_ENV = {
   SHOAL_LIVENESS_SLASH_BPS: "livenessSlashBps",
   SHOAL_BOUNTY_BPS: "bountyBps",
   SHOAL_CLAIM_DEADLINE: "claimDeadline",
+  SHOAL_TIMELOCK_DELAY: "timelockDelay",
 } as const satisfies Record<string, keyof ShoalParameters>;
 
 /**
@@ -191,6 +232,8 @@ export function parametersFromEnv(env: NodeJS.ProcessEnv = process.env): Partial
       out[field] = whole(name, value, 0, 10_000);
     } else if (field === "claimDeadline") {
       out[field] = whole(name, value, 1, 30 * 24 * 3600);
+    } else if (field === "timelockDelay") {
+      out[field] = whole(name, value, 0, 30 * 24 * 3600);
     } else {
       out[field] = whole(name, value, 1, 2 ** 32 - 1);
     }
@@ -233,6 +276,7 @@ async function main(): Promise<void> {
       blockNumber: d.blockNumbers.PlacementRegistry,
     },
   };
+  const timelockAddress = await d.timelock!.getAddress();
   const record = {
     chainId: Number(chainId),
     network: hre.network.name,
@@ -250,6 +294,11 @@ async function main(): Promise<void> {
       mintedPerAccount: (10_000n * ONE_TOKEN).toString(),
       mintedTo: mintTo,
     },
+    governance: {
+      ShoalTimelock: { address: timelockAddress, blockNumber: d.blockNumbers.ShoalTimelock },
+      minDelay: d.parameters.timelockDelay,
+      proposer: await signers[0].getAddress(),
+    },
   };
   const file = deploymentFile(hre);
   mkdirSync(path.dirname(file), { recursive: true });
@@ -264,6 +313,10 @@ async function main(): Promise<void> {
       `${hre.ethers.formatEther(d.parameters.collateralPerPlacement)} per placement, heartbeat TTL ${d.parameters.heartbeatTtl} s, ` +
       `unbonding ${d.parameters.unbondingDelay} s, liveness slash ${d.parameters.livenessSlashBps} bps, ` +
       `bounty ${d.parameters.bountyBps} bps`,
+  );
+  console.log(
+    `  admin roles held by ShoalTimelock ${timelockAddress} (delay ${d.parameters.timelockDelay} s, proposer ` +
+      `${await signers[0].getAddress()}); PAUSER_ROLE stays with the deployer`,
   );
   console.log(
     `  minted 10000 SHOAL to ${mintTo.length} accounts; wrote ${path.relative(process.cwd(), file)}`,

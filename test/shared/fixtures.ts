@@ -57,6 +57,8 @@ export async function deployFixture() {
     treasury: treasury.address,
     mintTo: [deviceOwner.address, deviceOwner2.address, other.address],
     mintAmount: 100_000n * ONE,
+    // The registries' own rules, with the admin acting at once; Governance.test.ts covers the timelock.
+    governance: "direct",
   });
   const { token, devices } = shoal;
   await devices.grantRole(await devices.SLASHER_ROLE(), slasher.address);
