@@ -337,6 +337,50 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
     }
 
     /// @inheritdoc IPlacementRegistry
+    function placementsOfDeviceFrom(
+        uint32 deviceId,
+        uint64 cursor,
+        uint256 limit
+    ) external view returns (Placement[] memory page, uint64 next) {
+        if (cursor == 0) cursor = _deviceUsage[deviceId].lastPlacementId;
+        else if (_placements[cursor].deviceId != deviceId || deviceId == 0)
+            revert PlacementRegistryInvalidCursor(cursor);
+        // Two walks, the second over warm slots: the first sizes the page.
+        uint256 n;
+        for (uint64 id = cursor; id != 0 && n < limit; id = _placements[id].previousOfDevice) ++n;
+        page = new Placement[](n);
+        next = cursor;
+        for (uint256 i; i < n; ++i) {
+            page[i] = _view(next, _apps.deploymentSummary(_deploymentOf(next)));
+            next = _placements[next].previousOfDevice;
+        }
+    }
+
+    /// @inheritdoc IPlacementRegistry
+    function placementsOfDeploymentFrom(
+        uint32 deploymentId,
+        uint64 cursor,
+        uint256 limit
+    ) external view returns (Placement[] memory page, uint64 next) {
+        uint256 total = _deploymentUsage[deploymentId].placementCount;
+        uint256 first = 1;
+        if (cursor != 0) {
+            first = uint32(cursor);
+            if (_deploymentOf(cursor) != deploymentId || first == 0 || first > total)
+                revert PlacementRegistryInvalidCursor(cursor);
+        }
+        if (first > total) return (new Placement[](0), 0);
+        uint256 n = total - first + 1 < limit ? total - first + 1 : limit;
+        page = new Placement[](n);
+        IAppRegistry.DeploymentSummary memory s = _apps.deploymentSummary(deploymentId);
+        uint64 base = uint64(deploymentId) << 32;
+        for (uint256 i; i < n; ++i) {
+            page[i] = _view(base | uint64(first + i), s);
+        }
+        if (first + n <= total) next = base | uint64(first + n);
+    }
+
+    /// @inheritdoc IPlacementRegistry
     function deviceUsage(uint32 deviceId) external view returns (DeviceUsage memory) {
         return _deviceUsage[deviceId];
     }

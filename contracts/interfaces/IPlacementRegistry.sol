@@ -201,6 +201,10 @@ interface IPlacementRegistry is IDeploymentObserver {
     /// @param deadline When the claim becomes overdue (unix seconds): its claim time plus {claimDeadline}.
     error PlacementRegistryClaimNotOverdue(uint64 placementId, uint40 deadline);
 
+    /// @notice A page cursor must be 0 or a placement of the device or deployment paged.
+    /// @param cursor The cursor given.
+    error PlacementRegistryInvalidCursor(uint64 cursor);
+
     /// @notice A claim deadline must be from 1 s to 30 days.
     /// @param claimDeadline The value given (seconds).
     error PlacementRegistryInvalidClaimDeadline(uint40 claimDeadline);
@@ -359,11 +363,34 @@ interface IPlacementRegistry is IDeploymentObserver {
     ) external view returns (Placement[] memory);
 
     /// @notice A page of a device's placements, newest first.
+    /// @dev Walks `offset` entries first (about 2,300 gas each): use {placementsOfDeviceFrom} for long
+    /// histories.
     function placementsOfDevice(
         uint32 deviceId,
         uint256 offset,
         uint256 limit
     ) external view returns (Placement[] memory);
+
+    /// @notice A page of a device's placements, newest first, from a cursor: O(limit) wherever the page is,
+    /// so a whole history reads in O(n).
+    /// @param cursor 0 for the newest placement, else the `next` returned with the previous page.
+    /// @return page Up to `limit` placements, starting with `cursor`.
+    /// @return next The cursor of the following page, or 0 when this page reached the oldest.
+    function placementsOfDeviceFrom(
+        uint32 deviceId,
+        uint64 cursor,
+        uint256 limit
+    ) external view returns (Placement[] memory page, uint64 next);
+
+    /// @notice A page of a deployment's placements, oldest first, from a cursor.
+    /// @param cursor 0 for the first placement, else the `next` returned with the previous page.
+    /// @return page Up to `limit` placements, starting with `cursor`.
+    /// @return next The cursor of the following page, or 0 when this page reached the newest.
+    function placementsOfDeploymentFrom(
+        uint32 deploymentId,
+        uint64 cursor,
+        uint256 limit
+    ) external view returns (Placement[] memory page, uint64 next);
 
     /// @notice A device's usage.
     function deviceUsage(uint32 deviceId) external view returns (DeviceUsage memory);

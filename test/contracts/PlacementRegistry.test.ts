@@ -832,5 +832,79 @@ describe("PlacementRegistry", () => {
       expect((await f.placements.placementsOfDevice(1, 3, 1)).length).to.equal(0);
       expect(ofDevice.every((p) => Number(p.state) === State.Claimed)).to.equal(true);
     });
+
+    it("test_cursorPages_walkWholeHistoriesInOrder", async () => {
+      const f = await loadFixture(deploymentFixture);
+      const second = await enroll(f, f.deviceOwner2, f.operator2);
+      // Device 1 claims and releases deployment 1 five times; device 2 claims once in between.
+      for (let i = 0; i < 5; i++) {
+        const id = await f.placements.connect(f.operator).claim.staticCall(1, 1);
+        await f.placements.connect(f.operator).claim(1, 1);
+        if (i === 2) await f.placements.connect(f.operator2).claim(1, second);
+        await f.placements.connect(f.operator).release(id);
+      }
+      const walk = async (
+        read: (cursor: bigint) => Promise<[{ placementId: bigint }[], bigint]>,
+      ): Promise<bigint[][]> => {
+        const pages: bigint[][] = [];
+        let cursor = 0n;
+        do {
+          const [page, next] = await read(cursor);
+          pages.push(page.map((p) => p.placementId));
+          cursor = next;
+        } while (cursor !== 0n);
+        return pages;
+      };
+      const ofDevice = await walk((c) => f.placements.placementsOfDeviceFrom(1, c, 2));
+      expect(ofDevice).to.deep.equal([
+        [placementIdOf(1, 6), placementIdOf(1, 5)],
+        [placementIdOf(1, 3), placementIdOf(1, 2)],
+        [placementIdOf(1, 1)],
+      ]);
+      expect(ofDevice.flat()).to.deep.equal(
+        (await f.placements.placementsOfDevice(1, 0, 100)).map((p) => p.placementId),
+      );
+      const ofDeployment = await walk((c) => f.placements.placementsOfDeploymentFrom(1, c, 4));
+      expect(ofDeployment).to.deep.equal([
+        [1, 2, 3, 4].map((n) => placementIdOf(1, n)),
+        [5, 6].map((n) => placementIdOf(1, n)),
+      ]);
+      // Nothing yet: an empty page and no next cursor.
+      expect(await f.placements.placementsOfDeviceFrom(9, 0, 5)).to.deep.equal([[], 0n]);
+      expect(await f.placements.placementsOfDeploymentFrom(9, 0, 5)).to.deep.equal([[], 0n]);
+    });
+
+    it("test_cursorPages_failIfCursorForeign", async () => {
+      const f = await loadFixture(claimedFixture);
+      for (const bad of [placementIdOf(1, 2), placementIdOf(2, 1)]) {
+        await expect(f.placements.placementsOfDeviceFrom(1, bad, 1))
+          .to.be.revertedWithCustomError(f.placements, "PlacementRegistryInvalidCursor")
+          .withArgs(bad);
+        await expect(f.placements.placementsOfDeploymentFrom(1, bad, 1))
+          .to.be.revertedWithCustomError(f.placements, "PlacementRegistryInvalidCursor")
+          .withArgs(bad);
+      }
+      await expect(f.placements.placementsOfDeviceFrom(0, f.placementId + 5n, 1))
+        .to.be.revertedWithCustomError(f.placements, "PlacementRegistryInvalidCursor")
+        .withArgs(f.placementId + 5n);
+      await expect(f.placements.placementsOfDeploymentFrom(1, placementIdOf(1, 0), 1))
+        .to.be.revertedWithCustomError(f.placements, "PlacementRegistryInvalidCursor")
+        .withArgs(placementIdOf(1, 0));
+    });
+
+    it("test_cursorPages_costTheSameDeepInAHistory", async () => {
+      const f = await loadFixture(deploymentFixture);
+      for (let i = 0; i < 40; i++) {
+        const id = await f.placements.connect(f.operator).claim.staticCall(1, 1);
+        await f.placements.connect(f.operator).claim(1, 1);
+        await f.placements.connect(f.operator).release(id);
+      }
+      const first = await f.placements.placementsOfDeviceFrom.estimateGas(1, 0, 5);
+      const deep = await f.placements.placementsOfDeviceFrom.estimateGas(1, placementIdOf(1, 5), 5);
+      expect(Number(deep)).to.be.closeTo(Number(first), Number(first) * 0.05);
+      // The offset view walks what it skips.
+      const skipping = await f.placements.placementsOfDevice.estimateGas(1, 35, 5);
+      expect(skipping > first + 35n * 2000n).to.equal(true);
+    });
   });
 });
