@@ -257,8 +257,12 @@ describe("e2e: a three-device fleet through scale, kill, spike and roll", functi
     for (const f of r.finalizedBy)
       expect(r.survivingOperators, `finalizer of ${f.placementId}`).to.include(f.from);
     expect([r.expiredBy, ...r.finalizedBy.map((f) => f.from)]).to.not.include(dead);
-    // 10 % liveness slash, 20 % of it to the keeper.
-    expect(BigInt(r.slashed)).to.equal(BigInt(r.stakeBefore) / 10n);
+    // 10 % liveness slash plus the collateral (10 SHOAL by default) of each placement it held; 20 % of it
+    // to the keeper.
+    const collateral = 10n * 10n ** 18n;
+    expect(BigInt(r.slashed)).to.equal(
+      BigInt(r.stakeBefore) / 10n + collateral * BigInt(r.expiredPlacements.length),
+    );
     expect(BigInt(r.bounty)).to.equal(BigInt(r.slashed) / 5n);
     expect(BigInt(r.stakeAfter)).to.equal(BigInt(r.stakeBefore) - BigInt(r.slashed));
     expect(r.reclaimed.length).to.equal(r.expiredPlacements.length);

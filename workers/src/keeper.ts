@@ -37,6 +37,7 @@ const LOST_RACE = new Set([
   "PlacementRegistryUnknownPlacement",
   "PlacementRegistryPlacementExpired",
   "PlacementRegistryClaimNotOverdue",
+  "PlacementRegistryPlacementSuperseded",
 ]);
 
 /** The contract's custom error, as the registry adapter reports it (RegistryError), if any. */
@@ -104,7 +105,6 @@ export function createKeeper(deps: KeeperDeps): Keeper {
   let block = source.startBlock - 1;
   let savedAt = 0;
   let dirtySinceSave = false;
-  let claimDeadlineS: number | undefined;
   /** The newest block timestamp seen (ms): chain time when the chain runs ahead of the wall clock. */
   let chainMs = 0;
   /** Per duty: this worker's draw for its jitter, and when it may try again after an attempt. */
@@ -190,11 +190,12 @@ export function createKeeper(deps: KeeperDeps): Keeper {
         registry.heartbeatTtlS({ signal }),
         registry.claimDeadlineS({ signal }),
       ]);
+      // A saved value came with a later event than this read: the ledger's wins.
       ledger.heartbeatTtlS ??= ttl;
-      claimDeadlineS = deadline;
+      ledger.claimDeadlineS ??= deadline ?? null;
       logger.info(
-        { block, heartbeatTtlS: ledger.heartbeatTtlS, claimDeadlineS: claimDeadlineS ?? null },
-        claimDeadlineS === undefined
+        { block, heartbeatTtlS: ledger.heartbeatTtlS, claimDeadlineS: ledger.claimDeadlineS },
+        ledger.claimDeadlineS === null
           ? "keeper: open (this registry has no claim deadline: overdue claims are not finalized)"
           : "keeper: open",
       );
@@ -228,7 +229,7 @@ export function createKeeper(deps: KeeperDeps): Keeper {
 
     async run({ signal } = {}) {
       while (!signal?.aborted) {
-        const duties = keeperDuties(ledger, { self, claimDeadlineS });
+        const duties = keeperDuties(ledger, { self });
         const live = new Set(duties.map((d) => d.key));
         for (const key of draws.keys())
           if (!live.has(key)) {

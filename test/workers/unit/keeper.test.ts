@@ -39,8 +39,8 @@ const confirmed = (placementId: string, t: number) => ev("PlacementConfirmed", t
 const expired = (deviceId: number, t: number, generation = 0) =>
   ev("DeviceExpired", t, { deviceId, generation, expiredBy: OTHER, placements: 1 });
 
-function ledgerOf(events: KeeperEvent[]): KeeperLedger {
-  const ledger = emptyLedger(TTL);
+function ledgerOf(events: KeeperEvent[], claimDeadlineS: number | null = null): KeeperLedger {
+  const ledger = emptyLedger(TTL, claimDeadlineS);
   for (const e of events) applyKeeperEvent(ledger, e);
   return ledger;
 }
@@ -143,6 +143,16 @@ describe("keeper ledger and duties (pure)", function () {
       duties: ["expireDevice(2)@221"],
     },
     {
+      name: "ClaimDeadlineChanged sets the deadline (the registry's admin, through the timelock)",
+      events: [
+        enrolled(2, 100),
+        heartbeat(2, 200),
+        claimed("11", 2, 105),
+        ev("ClaimDeadlineChanged", 106, { claimDeadline: 30 }),
+      ],
+      duties: ["finalizeOverdueClaim(11)@135", "expireDevice(2)@221"],
+    },
+    {
       name: "a heartbeat older than the one known does not move the time back",
       events: [enrolled(2, 100), claimed("11", 2, 105), heartbeat(2, 130), heartbeat(2, 120)],
       duties: ["expireDevice(2)@151"],
@@ -159,7 +169,7 @@ describe("keeper ledger and duties (pure)", function () {
   ];
   for (const c of cases)
     it(c.name, function () {
-      const duties = keeperDuties(ledgerOf(c.events), { self: SELF, claimDeadlineS: c.claimDeadlineS });
+      const duties = keeperDuties(ledgerOf(c.events, c.claimDeadlineS), { self: SELF });
       expect(brief(duties)).to.have.members(c.duties);
       expect(duties).to.have.length(c.duties.length);
     });

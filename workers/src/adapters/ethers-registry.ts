@@ -1,10 +1,8 @@
 /** The Registry port over ethers v6 and the typechain bindings of the three registries. */
 import {
-  Contract,
   NonceManager,
   Wallet,
   id as keccakText,
-  type ContractTransactionResponse,
   type JsonRpcProvider,
   type TransactionReceipt,
 } from "ethers";
@@ -104,20 +102,6 @@ export function createEthersRegistry({
   const apps = AppRegistry__factory.connect(contracts.AppRegistry.address, signer);
   const devices = DeviceRegistry__factory.connect(contracts.DeviceRegistry.address, signer);
   const placements = PlacementRegistry__factory.connect(contracts.PlacementRegistry.address, signer);
-  // The claim deadline's finalizer and view, by ABI fragment: a registry deployed without them
-  // answers claimDeadline() with an empty revert, which turns the duty off.
-  const deadlines = new Contract(
-    contracts.PlacementRegistry.address,
-    [
-      ...PlacementRegistry__factory.abi.filter(
-        (f) =>
-          !("name" in f) ||
-          !["finalizeOverdueClaim", "claimDeadline", "PlacementRegistryClaimNotOverdue"].includes(f.name),
-      ),
-      ...CLAIM_DEADLINE_ABI,
-    ],
-    signer,
-  );
   const versions = new Map<
     string,
     { manifestCid: string; platforms: string[]; imageCids: string[]; band: Band }
@@ -320,19 +304,16 @@ export function createEthersRegistry({
 
     finalizeOverdueClaim: async (placementId) => {
       const action = `finalizing overdue claim ${placementId}`;
-      const call = deadlines.getFunction("finalizeOverdueClaim");
-      await read(action, () => call.staticCall(BigInt(placementId)));
-      return txResult(
-        await send(action, () => call.send(BigInt(placementId)) as Promise<ContractTransactionResponse>),
-      );
+      await read(action, () => placements.finalizeOverdueClaim.staticCall(BigInt(placementId)));
+      return txResult(await send(action, () => placements.finalizeOverdueClaim(BigInt(placementId))));
     },
 
     claimDeadlineS: (options) =>
       read("reading the claim deadline", async () => {
         try {
-          return Number(await deadlines.getFunction("claimDeadline").staticCall(overrides(options)));
+          return Number(await placements.claimDeadline(overrides(options)));
         } catch (error) {
-          // No such function on this deployment: an empty revert.
+          // A registry deployed before claim deadlines has no such function: an empty revert.
           const e = error as { code?: string; data?: string | null };
           if (e.code === "CALL_EXCEPTION" && (e.data === "0x" || e.data == null)) return undefined;
           throw error;
@@ -345,12 +326,6 @@ export function createEthersRegistry({
       ),
   };
 }
-
-const CLAIM_DEADLINE_ABI = [
-  "function finalizeOverdueClaim(uint64 placementId)",
-  "function claimDeadline() view returns (uint40)",
-  "error PlacementRegistryClaimNotOverdue(uint64 placementId, uint40 deadline)",
-];
 
 function placementView(p: {
   placementId: bigint;

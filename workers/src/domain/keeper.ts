@@ -45,6 +45,11 @@ export interface LedgerExpired {
 export interface KeeperLedger {
   /** The contract's heartbeat TTL in seconds, once known (ParametersChanged or a read). */
   heartbeatTtlS: number | null;
+  /**
+   * The claim deadline in seconds, once known (ClaimDeadlineChanged or a read); null when unknown or
+   * the registry has none (then no claim is ever overdue).
+   */
+  claimDeadlineS: number | null;
   devices: Record<string, LedgerDevice>;
   /** Open (Claimed or Running) placements, by placement id. */
   placements: Record<string, LedgerPlacement>;
@@ -52,8 +57,11 @@ export interface KeeperLedger {
   expired: Record<string, LedgerExpired>;
 }
 
-export function emptyLedger(heartbeatTtlS: number | null = null): KeeperLedger {
-  return { heartbeatTtlS, devices: {}, placements: {}, expired: {} };
+export function emptyLedger(
+  heartbeatTtlS: number | null = null,
+  claimDeadlineS: number | null = null,
+): KeeperLedger {
+  return { heartbeatTtlS, claimDeadlineS, devices: {}, placements: {}, expired: {} };
 }
 
 const address = (v: unknown) => (typeof v === "string" ? v.toLowerCase() : null);
@@ -95,6 +103,12 @@ export function applyKeeperEvent(ledger: KeeperLedger, e: KeeperEvent): boolean 
       const ttl = Number((a.parameters as Record<string, unknown> | undefined)?.heartbeatTtl);
       if (!Number.isFinite(ttl) || ttl === ledger.heartbeatTtlS) return false;
       ledger.heartbeatTtlS = ttl;
+      return true;
+    }
+    case "ClaimDeadlineChanged": {
+      const deadline = Number(a.claimDeadline);
+      if (!Number.isFinite(deadline) || deadline === ledger.claimDeadlineS) return false;
+      ledger.claimDeadlineS = deadline;
       return true;
     }
     case "PlacementClaimed":
@@ -151,8 +165,6 @@ export interface KeeperSelf {
 
 export interface DutyOptions {
   self: KeeperSelf;
-  /** The contract's claim deadline in seconds; undefined = the chain has none (no such duty). */
-  claimDeadlineS?: number;
 }
 
 /**
@@ -167,13 +179,14 @@ export interface DutyOptions {
  * O(devices + open placements): no reads, no history.
  */
 export function keeperDuties(ledger: KeeperLedger, options: DutyOptions): KeeperDuty[] {
-  const { self, claimDeadlineS } = options;
+  const { self } = options;
+  const { claimDeadlineS } = ledger;
   const me = self.address.toLowerCase();
   const duties: KeeperDuty[] = [];
   const holding = new Set<number>();
   for (const [placementId, p] of Object.entries(ledger.placements)) {
     holding.add(p.deviceId);
-    if (claimDeadlineS !== undefined && p.state === "Claimed" && p.deviceId !== self.deviceId)
+    if (claimDeadlineS !== null && p.state === "Claimed" && p.deviceId !== self.deviceId)
       duties.push({
         kind: "finalizeOverdueClaim",
         key: `claim:${placementId}`,
