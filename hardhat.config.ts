@@ -44,7 +44,9 @@ const config: HardhatUserConfig = {
   },
   networks: {
     hardhat: {},
-    localhost: { url: localhostUrl },
+    // No keep-alive: a task whose event loop stalls past the node's 5 s keep-alive timeout (a busy
+    // machine, a long IPFS upload) would reuse a socket the node closed: "SocketError: other side closed".
+    localhost: { url: localhostUrl, httpHeaders: { Connection: "close" } },
   },
   paths: {
     sources: "contracts",

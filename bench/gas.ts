@@ -58,6 +58,7 @@ async function main(): Promise<void> {
     admin,
     mintTo: [owner.address, other.address],
     mintAmount: 1_000_000n * 10n ** 18n,
+    governance: "direct",
   });
   await devices.grantRole(await devices.SLASHER_ROLE(), slasher.address);
   await token.connect(owner).approve(await devices.getAddress(), hre.ethers.MaxUint256);

@@ -72,8 +72,7 @@ contract AppRegistry is IAppRegistry {
 
     /// @inheritdoc IAppRegistry
     function registerApp(string calldata name) external returns (uint32 appId) {
-        uint256 length = bytes(name).length;
-        if (length == 0 || length > MAX_NAME_LENGTH) revert AppRegistryInvalidName(name);
+        if (!_isSlug(bytes(name))) revert AppRegistryInvalidName(name);
         bytes32 nameHash = keccak256(bytes(name));
         uint32 holder = _appIdByName[nameHash];
         if (holder != 0) revert AppRegistryNameTaken(name, holder);
@@ -180,6 +179,8 @@ contract AppRegistry is IAppRegistry {
         if (replicas == 0) revert AppRegistryInvalidReplicas(replicas);
         uint32 previous = d.replicas;
         if (replicas == previous) revert AppRegistryReplicasUnchanged(deploymentId, replicas);
+        if (replicas > previous && _versions[d.appId][d.version].deprecated)
+            revert AppRegistryVersionDeprecated(d.appId, d.version);
         d.replicas = replicas;
         emit DeploymentScaled(deploymentId, d.appId, previous, replicas);
     }
@@ -203,6 +204,8 @@ contract AppRegistry is IAppRegistry {
             generation,
             _versionView(appId, versionNumber)
         );
+
+        _notifyGeneration(deploymentId, generation);
     }
 
     /// @inheritdoc IAppRegistry
@@ -212,6 +215,8 @@ contract AppRegistry is IAppRegistry {
         d.active = false;
         d.versionAt[generation] = d.version;
         emit DeploymentStopped(deploymentId, d.appId, generation);
+
+        _notifyGeneration(deploymentId, generation);
     }
 
     // ---------------------------------------------------------------- views
@@ -312,6 +317,7 @@ contract AppRegistry is IAppRegistry {
         t.requiredLabels = _requiredLabels(d);
         VersionRecord storage v = _versions[t.appId][t.version];
         t.band = v.band;
+        t.deprecated = v.deprecated;
         // Only the length slot is read: claims need to know the image exists, not its CID.
         t.platformSupported = bytes(v.images[platformKey]).length != 0;
     }
@@ -354,6 +360,12 @@ contract AppRegistry is IAppRegistry {
             d.requiredLabels[i] = keys[i];
         }
         d.versionAt[1] = versionNumber;
+    }
+
+    /// @dev After the effects and the event, like the creation's notice.
+    function _notifyGeneration(uint32 deploymentId, uint32 generation) private {
+        IDeploymentObserver o = _observer;
+        if (address(o) != address(0)) o.onDeploymentGenerationChanged(deploymentId, generation);
     }
 
     function _checkAppOwner(uint32 appId) private view {
@@ -401,6 +413,20 @@ contract AppRegistry is IAppRegistry {
         for (uint256 i; i < n; ++i) {
             keys[i] = d.requiredLabels[i];
         }
+    }
+
+    /// @dev The canonical form, the manifest's `name` pattern: `[a-z]([a-z0-9-]*[a-z0-9])?`, 1 to
+    /// MAX_NAME_LENGTH bytes. Bytes, not characters: any byte >= 0x80 (every non-ASCII character,
+    /// homoglyphs and invisible ones included) and every upper-case letter is refused.
+    function _isSlug(bytes calldata name) private pure returns (bool) {
+        uint256 length = name.length;
+        if (length == 0 || length > MAX_NAME_LENGTH) return false;
+        if (name[0] < "a" || name[0] > "z" || name[length - 1] == "-") return false;
+        for (uint256 i = 1; i < length; ++i) {
+            bytes1 b = name[i];
+            if ((b < "a" || b > "z") && (b < "0" || b > "9") && b != "-") return false;
+        }
+        return true;
     }
 
     function _checkCid(string calldata cid) private pure {

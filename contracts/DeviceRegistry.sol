@@ -9,6 +9,7 @@ import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
 import {IDeviceRegistry} from "./interfaces/IDeviceRegistry.sol";
+import {IPlacementRegistry} from "./interfaces/IPlacementRegistry.sol";
 import {Labels} from "./libraries/Labels.sol";
 import {Platforms} from "./libraries/Platforms.sol";
 
@@ -16,6 +17,8 @@ import {Platforms} from "./libraries/Platforms.sol";
 /// @notice Staked enrollment of edge devices, heartbeats, exit with an unbonding delay, slashing and
 /// reputation. Holds every stake; `totalStaked()` equals the token balance unless tokens are sent to it
 /// directly. Every call is O(1); the only loops run over a device's <= 8 labels.
+/// @dev The staking token must move exactly the amounts asked (no fee on transfer, no rebasing): the
+/// registry books the amount it asked for. The deploy script only ever uses ShoalToken.
 contract DeviceRegistry is IDeviceRegistry, AccessControl, Pausable, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -49,6 +52,8 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl, Pausable, ReentrancyG
     }
 
     IERC20 private immutable _token;
+    address private immutable _deployer = msg.sender;
+    IPlacementRegistry private _placementRegistry;
     Parameters private _parameters;
     address private _treasury;
     uint32 private _deviceCount;
@@ -143,6 +148,13 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl, Pausable, ReentrancyG
     function requestExit(uint32 deviceId) external {
         DeviceRecord storage d = _ownedDevice(deviceId);
         if (d.status != DeviceStatus.Active) revert DeviceRegistryNotActive(deviceId, d.status);
+        // Refused rather than released here: the device (or the app owners) end its placements in the
+        // PlacementRegistry, each with its reason; an exiting device cannot claim, so none appears later.
+        IPlacementRegistry placements = _placementRegistry;
+        if (address(placements) != address(0)) {
+            uint32 live = placements.deviceUsage(deviceId).livePlacements;
+            if (live != 0) revert DeviceRegistryLivePlacements(deviceId, live);
+        }
         uint40 withdrawableAt = uint40(block.timestamp) + _parameters.unbondingDelay;
         d.status = DeviceStatus.Exiting;
         d.withdrawableAt = withdrawableAt;
@@ -154,6 +166,9 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl, Pausable, ReentrancyG
         DeviceRecord storage d = _ownedDevice(deviceId);
         if (d.status != DeviceStatus.Exiting) revert DeviceRegistryNotExiting(deviceId, d.status);
         if (block.timestamp < d.withdrawableAt) revert DeviceRegistryUnbonding(deviceId, d.withdrawableAt);
+        // Under the current TTL: raising it during the exit must not let a fresh device leave.
+        if (block.timestamp <= uint256(d.lastHeartbeat) + _parameters.heartbeatTtl)
+            revert DeviceRegistryExitWhileFresh(deviceId, d.lastHeartbeat);
         uint256 amount = d.stake;
         d.stake = 0;
         d.status = DeviceStatus.Exited;
@@ -202,9 +217,12 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl, Pausable, ReentrancyG
         DeviceRecord storage d = _existingDevice(deviceId);
         Parameters memory p = _parameters;
         uint256 stake = d.stake;
-        slashed = Math.mulDiv(stake, p.livenessSlashBps, _BPS);
-        // From the stake in one rounding, not from the rounded `slashed`: never more than `slashed`.
-        bounty = Math.mulDiv(stake, uint256(p.livenessSlashBps) * p.bountyBps, _BPS * _BPS);
+        // The collateral of every placement held: the slash grows with what the device left unserved.
+        slashed =
+            Math.mulDiv(stake, p.livenessSlashBps, _BPS) +
+            uint256(p.collateralPerPlacement) * expiredPlacements;
+        if (slashed > stake) slashed = stake;
+        if (bountyRecipient != address(0)) bounty = Math.mulDiv(slashed, p.bountyBps, _BPS);
         d.stake = uint96(stake - slashed);
         d.expired += expiredPlacements;
         if (slashed == 0) return (0, 0);
@@ -237,6 +255,15 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl, Pausable, ReentrancyG
     /// @inheritdoc IDeviceRegistry
     function setParameters(Parameters calldata newParameters) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _setParameters(newParameters);
+    }
+
+    /// @inheritdoc IDeviceRegistry
+    function setPlacementRegistry(address placementRegistry_) external {
+        if (msg.sender != _deployer) revert DeviceRegistryNotDeployer(msg.sender);
+        if (address(_placementRegistry) != address(0) || placementRegistry_ == address(0))
+            revert DeviceRegistryInvalidPlacementRegistry(address(_placementRegistry));
+        _placementRegistry = IPlacementRegistry(placementRegistry_);
+        emit PlacementRegistrySet(placementRegistry_);
     }
 
     /// @inheritdoc IDeviceRegistry
@@ -295,6 +322,8 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl, Pausable, ReentrancyG
         c.cpuMillicores = d.cpuMillicores;
         c.memoryMiB = d.memoryMiB;
         c.platformKey = Platforms.key(d.platform);
+        c.minStake = p.minStake;
+        c.collateralPerPlacement = p.collateralPerPlacement;
     }
 
     /// @inheritdoc IDeviceRegistry
@@ -320,6 +349,11 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl, Pausable, ReentrancyG
     /// @inheritdoc IDeviceRegistry
     function isStale(uint32 deviceId) external view returns (bool) {
         return block.timestamp > uint256(_existingDevice(deviceId).lastHeartbeat) + _parameters.heartbeatTtl;
+    }
+
+    /// @inheritdoc IDeviceRegistry
+    function placementRegistry() external view returns (address) {
+        return address(_placementRegistry);
     }
 
     /// @inheritdoc IDeviceRegistry
@@ -411,7 +445,7 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl, Pausable, ReentrancyG
         if (
             p.minStake == 0 ||
             p.heartbeatTtl == 0 ||
-            p.unbondingDelay < p.heartbeatTtl ||
+            p.unbondingDelay <= p.heartbeatTtl ||
             p.livenessSlashBps > _BPS ||
             p.bountyBps > _BPS
         ) revert DeviceRegistryInvalidParameters(p);

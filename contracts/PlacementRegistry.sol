@@ -24,6 +24,8 @@ import {IPlacementRegistry} from "./interfaces/IPlacementRegistry.sol";
 contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, ReentrancyGuardTransient {
     /// @notice May pause and resume claims.
     bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
+    /// @notice The longest claim deadline, in seconds (30 days).
+    uint40 public constant MAX_CLAIM_DEADLINE = 30 days;
 
     /// @dev The recorded phase. Claimed is 0 so that a claim writes one slot and a confirm the second.
     enum Phase {
@@ -63,15 +65,18 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
     mapping(uint32 deploymentId => DeploymentUsage usage) private _deploymentUsage;
     mapping(uint32 deploymentId => mapping(uint32 deviceId => uint64 placementId)) private _active;
     mapping(uint32 deviceId => mapping(uint32 generation => Expiry expiry)) private _expiries;
+    uint40 private _claimDeadline;
 
     /// @param apps The AppRegistry.
     /// @param devices The DeviceRegistry; grant this contract its PLACEMENT_ROLE.
     /// @param admin Holds DEFAULT_ADMIN_ROLE and PAUSER_ROLE.
-    constructor(IAppRegistry apps, IDeviceRegistry devices, address admin) {
+    /// @param claimDeadline_ Seconds a claim may stay unconfirmed (see {claimDeadline}).
+    constructor(IAppRegistry apps, IDeviceRegistry devices, address admin, uint40 claimDeadline_) {
         _apps = apps;
         _devices = devices;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(PAUSER_ROLE, admin);
+        _setClaimDeadline(claimDeadline_);
     }
 
     // ---------------------------------------------------------------- transitions
@@ -103,15 +108,23 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         _checkDeviceCaller(deviceId);
         if (p.phase != Phase.Claimed)
             revert PlacementRegistryInvalidTransition(placementId, _recorded(p.phase));
+        uint32 deploymentId = _deploymentOf(placementId);
+        // The AppRegistry reports every roll and stop, so this generation is the deployment's own.
+        DeploymentUsage storage du = _deploymentUsage[deploymentId];
+        uint32 generation = du.generation;
+        if (p.deploymentGeneration != generation)
+            revert PlacementRegistryPlacementSuperseded(placementId, p.deploymentGeneration, generation);
         p.phase = Phase.Running;
         p.runningAt = uint40(block.timestamp);
         p.runningBlock = uint40(block.number);
-        emit PlacementConfirmed(placementId, _deploymentOf(placementId), deviceId);
+        du.runningReplicas += 1;
+        emit PlacementConfirmed(placementId, deploymentId, deviceId);
     }
 
     /// @inheritdoc IPlacementRegistry
     function fail(uint64 placementId, FailureCode code) external {
-        if (code == FailureCode.None) revert PlacementRegistryInvalidFailureCode(code);
+        if (code == FailureCode.None || code == FailureCode.ClaimDeadlineMissed)
+            revert PlacementRegistryInvalidFailureCode(code);
         (PlacementRecord storage p, uint32 deviceId) = _livePlacement(placementId);
         _checkDeviceCaller(deviceId);
         uint32 deploymentId = _deploymentOf(placementId);
@@ -129,9 +142,15 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         IAppRegistry.DeploymentSummary memory s = _apps.deploymentSummary(deploymentId);
         ReleaseReason reason;
         if (p.deploymentGeneration != s.generation) {
-            // Superseded placements may be released by anyone: the worker replaces them anyway, and freeing
-            // the device's reservation early only helps the device.
-            reason = s.active ? ReleaseReason.Superseded : ReleaseReason.DeploymentStopped;
+            if (s.active) {
+                reason = ReleaseReason.Superseded;
+                // Make-before-break: a stranger may stop an old replica only once the new generation runs
+                // in full (or the device is dead anyway), never mid-roll.
+                if (msg.sender != s.owner && !_devices.isAuthorized(deviceId, msg.sender))
+                    _checkRollDone(placementId, deploymentId, deviceId, s);
+            } else {
+                reason = ReleaseReason.DeploymentStopped;
+            }
         } else {
             bool byDevice = _devices.isAuthorized(deviceId, msg.sender);
             if (!byDevice && msg.sender != s.owner)
@@ -167,7 +186,9 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         vu.livePlacements = 0;
         emit DeviceExpired(deviceId, msg.sender, generation, live);
 
-        (slashed, bounty) = _devices.slashLiveness(deviceId, msg.sender, live);
+        // No bounty for expiring one's own device: the slash would otherwise partly flow back to it.
+        address recipient = msg.sender == c.owner || msg.sender == c.operator ? address(0) : msg.sender;
+        (slashed, bounty) = _devices.slashLiveness(deviceId, recipient, live);
     }
 
     /// @inheritdoc IPlacementRegistry
@@ -182,12 +203,55 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         _finalizeExpired(placementId, p, _deploymentOf(placementId), deviceId);
     }
 
+    /// @inheritdoc IPlacementRegistry
+    function finalizeOverdueClaim(uint64 placementId) external {
+        (PlacementRecord storage p, uint32 deviceId) = _livePlacement(placementId);
+        if (p.phase != Phase.Claimed)
+            revert PlacementRegistryInvalidTransition(placementId, _recorded(p.phase));
+        uint40 deadline = p.claimedAt + _claimDeadline;
+        if (block.timestamp < deadline) revert PlacementRegistryClaimNotOverdue(placementId, deadline);
+        uint32 deploymentId = _deploymentOf(placementId);
+        _endLive(
+            placementId,
+            p,
+            deploymentId,
+            deviceId,
+            Phase.Failed,
+            uint8(FailureCode.ClaimDeadlineMissed)
+        );
+        emit PlacementFailed(
+            placementId,
+            deploymentId,
+            deviceId,
+            FailureCode.ClaimDeadlineMissed,
+            PlacementState.Claimed
+        );
+
+        _devices.recordOutcome(deviceId, IDeviceRegistry.Outcome.Failed);
+    }
+
+    /// @inheritdoc IPlacementRegistry
+    function setClaimDeadline(uint40 newClaimDeadline) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _setClaimDeadline(newClaimDeadline);
+    }
+
     /// @inheritdoc IDeploymentObserver
     /// @dev Makes the deployment's usage slot non-zero now, so that its first claim costs what every
     /// other claim costs (a zero-to-non-zero write is 17,100 gas more).
     function onDeploymentCreated(uint32 deploymentId) external {
         if (msg.sender != address(_apps)) revert PlacementRegistryNotAppRegistry(msg.sender);
         _deploymentUsage[deploymentId].generation = 1;
+    }
+
+    /// @inheritdoc IDeploymentObserver
+    /// @dev The live and running counts restart for the new generation; placements of older generations
+    /// read as Superseded and no longer count.
+    function onDeploymentGenerationChanged(uint32 deploymentId, uint32 generation) external {
+        if (msg.sender != address(_apps)) revert PlacementRegistryNotAppRegistry(msg.sender);
+        DeploymentUsage storage du = _deploymentUsage[deploymentId];
+        du.generation = generation;
+        du.liveReplicas = 0;
+        du.runningReplicas = 0;
     }
 
     /// @inheritdoc IPlacementRegistry
@@ -273,6 +337,50 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
     }
 
     /// @inheritdoc IPlacementRegistry
+    function placementsOfDeviceFrom(
+        uint32 deviceId,
+        uint64 cursor,
+        uint256 limit
+    ) external view returns (Placement[] memory page, uint64 next) {
+        if (cursor == 0) cursor = _deviceUsage[deviceId].lastPlacementId;
+        else if (_placements[cursor].deviceId != deviceId || deviceId == 0)
+            revert PlacementRegistryInvalidCursor(cursor);
+        // Two walks, the second over warm slots: the first sizes the page.
+        uint256 n;
+        for (uint64 id = cursor; id != 0 && n < limit; id = _placements[id].previousOfDevice) ++n;
+        page = new Placement[](n);
+        next = cursor;
+        for (uint256 i; i < n; ++i) {
+            page[i] = _view(next, _apps.deploymentSummary(_deploymentOf(next)));
+            next = _placements[next].previousOfDevice;
+        }
+    }
+
+    /// @inheritdoc IPlacementRegistry
+    function placementsOfDeploymentFrom(
+        uint32 deploymentId,
+        uint64 cursor,
+        uint256 limit
+    ) external view returns (Placement[] memory page, uint64 next) {
+        uint256 total = _deploymentUsage[deploymentId].placementCount;
+        uint256 first = 1;
+        if (cursor != 0) {
+            first = uint32(cursor);
+            if (_deploymentOf(cursor) != deploymentId || first == 0 || first > total)
+                revert PlacementRegistryInvalidCursor(cursor);
+        }
+        if (first > total) return (new Placement[](0), 0);
+        uint256 n = total - first + 1 < limit ? total - first + 1 : limit;
+        page = new Placement[](n);
+        IAppRegistry.DeploymentSummary memory s = _apps.deploymentSummary(deploymentId);
+        uint64 base = uint64(deploymentId) << 32;
+        for (uint256 i; i < n; ++i) {
+            page[i] = _view(base | uint64(first + i), s);
+        }
+        if (first + n <= total) next = base | uint64(first + n);
+    }
+
+    /// @inheritdoc IPlacementRegistry
     function deviceUsage(uint32 deviceId) external view returns (DeviceUsage memory) {
         return _deviceUsage[deviceId];
     }
@@ -284,12 +392,18 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         if (u.generation != generation) {
             u.generation = generation;
             u.liveReplicas = 0;
+            u.runningReplicas = 0;
         }
     }
 
     /// @inheritdoc IPlacementRegistry
     function activePlacementOf(uint32 deploymentId, uint32 deviceId) external view returns (uint64) {
         return _active[deploymentId][deviceId];
+    }
+
+    /// @inheritdoc IPlacementRegistry
+    function claimDeadline() external view returns (uint40) {
+        return _claimDeadline;
     }
 
     /// @inheritdoc IPlacementRegistry
@@ -322,6 +436,7 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
     ) private view returns (IAppRegistry.ClaimTerms memory t) {
         t = _apps.claimTerms(deploymentId, platformKey);
         if (!t.active) revert PlacementRegistryDeploymentNotActive(deploymentId);
+        if (t.deprecated) revert PlacementRegistryVersionDeprecated(deploymentId, t.appId, t.version);
         if (!t.platformSupported) {
             revert PlacementRegistryPlatformUnsupported(deploymentId, deviceId, platformKey);
         }
@@ -340,6 +455,7 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
     ) private returns (uint64 placementId, uint32 deviceGeneration, bool replacedRunning) {
         (placementId, replacedRunning) = _takeReplica(deploymentId, deviceId, t);
         DeviceUsage storage vu = _deviceUsage[deviceId];
+        _checkCollateral(deviceId, vu.livePlacements, c);
         _checkFits(deviceId, vu, c, t.band);
         deviceGeneration = vu.generation;
         // Field by field: a whole-struct assignment would also write the second slot (zeros), in vain.
@@ -370,6 +486,7 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         if (du.generation != t.generation) {
             du.generation = t.generation;
             du.liveReplicas = 0;
+            du.runningReplicas = 0;
         }
         uint64 existing = _active[deploymentId][deviceId];
         if (existing != 0)
@@ -380,6 +497,16 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         du.placementCount = n;
         du.liveReplicas = live + 1;
         placementId = (uint64(deploymentId) << 32) | n;
+    }
+
+    function _checkCollateral(
+        uint32 deviceId,
+        uint32 livePlacements,
+        IDeviceRegistry.ClaimContext memory c
+    ) private pure {
+        uint256 required =
+            uint256(c.minStake) + uint256(c.collateralPerPlacement) * (uint256(livePlacements) + 1);
+        if (c.stake < required) revert PlacementRegistryInsufficientCollateral(deviceId, c.stake, required);
     }
 
     function _checkFits(
@@ -436,6 +563,13 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
 
     // ---------------------------------------------------------------- shared internals
 
+    function _setClaimDeadline(uint40 newClaimDeadline) private {
+        if (newClaimDeadline == 0 || newClaimDeadline > MAX_CLAIM_DEADLINE)
+            revert PlacementRegistryInvalidClaimDeadline(newClaimDeadline);
+        _claimDeadline = newClaimDeadline;
+        emit ClaimDeadlineChanged(newClaimDeadline);
+    }
+
     /// @dev Ends a placement of the device's current generation: frees its reservation on the device and,
     /// if it is of the deployment's counted generation, its replica.
     function _endLive(
@@ -447,12 +581,13 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         uint8 code
     ) private {
         IAppRegistry.ResourceBand memory band = _apps.bandAt(deploymentId, p.deploymentGeneration);
+        bool wasRunning = p.phase == Phase.Running;
         _recordEnd(p, phase, code, uint40(block.timestamp), uint40(block.number));
         DeviceUsage storage vu = _deviceUsage[deviceId];
         vu.cpuReservedMillicores -= band.cpuMinMillicores;
         vu.memoryReservedMiB -= band.memoryMinMiB;
         vu.livePlacements -= 1;
-        _freeReplica(placementId, p, deploymentId, deviceId);
+        _freeReplica(placementId, p, deploymentId, deviceId, wasRunning);
     }
 
     function _finalizeExpired(
@@ -466,7 +601,7 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         Expiry memory e = _expiries[deviceId][generation];
         // The transition happened when the device was expired; this call only records it.
         _recordEnd(p, Phase.Expired, 0, e.at, e.blockNumber);
-        _freeReplica(placementId, p, deploymentId, deviceId);
+        _freeReplica(placementId, p, deploymentId, deviceId, previous == PlacementState.Running);
         emit PlacementExpired(placementId, deploymentId, deviceId, generation, e.at, e.blockNumber, previous);
     }
 
@@ -487,11 +622,29 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         uint64 placementId,
         PlacementRecord storage p,
         uint32 deploymentId,
-        uint32 deviceId
+        uint32 deviceId,
+        bool wasRunning
     ) private {
         DeploymentUsage storage du = _deploymentUsage[deploymentId];
-        if (p.deploymentGeneration == du.generation) du.liveReplicas -= 1;
+        if (p.deploymentGeneration == du.generation) {
+            du.liveReplicas -= 1;
+            if (wasRunning) du.runningReplicas -= 1;
+        }
         if (_active[deploymentId][deviceId] == placementId) delete _active[deploymentId][deviceId];
+    }
+
+    /// @dev A stranger's release of a superseded placement of an active deployment: allowed once the new
+    /// generation runs as many replicas as asked for, or once the placement's device is stale.
+    function _checkRollDone(
+        uint64 placementId,
+        uint32 deploymentId,
+        uint32 deviceId,
+        IAppRegistry.DeploymentSummary memory s
+    ) private view {
+        DeploymentUsage storage du = _deploymentUsage[deploymentId];
+        uint32 running = du.generation == s.generation ? du.runningReplicas : 0;
+        if (running < s.replicas && !_devices.isStale(deviceId))
+            revert PlacementRegistryRollInProgress(placementId, running, s.replicas);
     }
 
     /// @dev A placement that exists, has not ended and whose device has not been expired since.

@@ -5,31 +5,45 @@
  *   SHOAL_HEARTBEAT_TTL=30 npx hardhat run scripts/deploy.ts --network localhost   # a short TTL for demos
  *
  * Parameters default to {@link DEFAULT_PARAMETERS}; the environment overrides them (see
- * {@link parametersFromEnv}): SHOAL_MIN_STAKE (tokens), SHOAL_HEARTBEAT_TTL and SHOAL_UNBONDING_DELAY
- * (seconds), SHOAL_LIVENESS_SLASH_BPS and SHOAL_BOUNTY_BPS (basis points).
+ * {@link parametersFromEnv}): SHOAL_MIN_STAKE and SHOAL_COLLATERAL_PER_PLACEMENT (tokens), SHOAL_HEARTBEAT_TTL and SHOAL_UNBONDING_DELAY
+ * (seconds), SHOAL_LIVENESS_SLASH_BPS and SHOAL_BOUNTY_BPS (basis points), SHOAL_CLAIM_DEADLINE and
+ * SHOAL_TIMELOCK_DELAY (seconds).
  *
- * grants the PlacementRegistry its PLACEMENT_ROLE on the DeviceRegistry, mints local tokens to the first
- * ten signers and writes deployments/<network>.json. Tests and other scripts import {@link deployShoal}.
+ * grants the PlacementRegistry its PLACEMENT_ROLE on the DeviceRegistry, hands DEFAULT_ADMIN_ROLE of both
+ * registries to a ShoalTimelock (OpenZeppelin TimelockController; the deployer proposes, anyone executes),
+ * mints local tokens to the first ten signers and writes deployments/<network>.json. Tests and other scripts import {@link deployShoal}.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Signer } from "ethers";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
 import { deploymentFile } from "../tasks/lib/context";
-import type { AppRegistry, DeviceRegistry, PlacementRegistry, ShoalToken } from "../typechain-types";
+import type {
+  AppRegistry,
+  DeviceRegistry,
+  PlacementRegistry,
+  ShoalTimelock,
+  ShoalToken,
+} from "../typechain-types";
 
 /** DeviceRegistry parameters, as its `Parameters` struct. */
 export interface ShoalParameters {
   /** Least stake to enroll and to claim, in token base units. */
   minStake: bigint;
+  /** Stake each live placement locks on top of minStake, and a liveness slash takes per placement held. */
+  collateralPerPlacement: bigint;
   /** Seconds after its last heartbeat at which a device is stale. */
   heartbeatTtl: number;
-  /** Seconds between an exit request and the withdrawal (>= heartbeatTtl). */
+  /** Seconds between an exit request and the withdrawal (> heartbeatTtl). */
   unbondingDelay: number;
   /** Fraction of the stake a liveness fault costs, in basis points. */
   livenessSlashBps: number;
   /** Caller's share of a liveness slash, in basis points. */
   bountyBps: number;
+  /** PlacementRegistry: seconds a claim may stay unconfirmed before anyone may fail it (1 s to 30 days). */
+  claimDeadline: number;
+  /** Seconds every admin change waits in the timelock before it can be executed. */
+  timelockDelay: number;
 }
 
 export interface DeployShoalOptions {
@@ -43,6 +57,12 @@ export interface DeployShoalOptions {
   mintTo?: string[];
   /** Tokens minted to each of `mintTo`, in base units (default 10,000 SHOAL). */
   mintAmount?: bigint;
+  /**
+   * "timelock" (default): DEFAULT_ADMIN_ROLE of both registries goes to a ShoalTimelock whose proposer
+   * and canceller is `admin`, executor anyone, delay `parameters.timelockDelay`; `admin` keeps only
+   * PAUSER_ROLE. "direct": `admin` keeps DEFAULT_ADMIN_ROLE (unit tests of the registries' own rules).
+   */
+  governance?: "timelock" | "direct";
 }
 
 export interface ShoalDeployment {
@@ -52,19 +72,29 @@ export interface ShoalDeployment {
   placements: PlacementRegistry;
   parameters: ShoalParameters;
   treasury: string;
+  /** The timelock holding the admin roles, or undefined with governance "direct". */
+  timelock?: ShoalTimelock;
   /** Block in which each contract was deployed. */
-  blockNumbers: Record<"ShoalToken" | "DeviceRegistry" | "AppRegistry" | "PlacementRegistry", number>;
+  blockNumbers: Record<"ShoalToken" | "DeviceRegistry" | "AppRegistry" | "PlacementRegistry", number> & {
+    ShoalTimelock?: number;
+  };
 }
 
 const ONE_TOKEN = 10n ** 18n;
 
-/** Local defaults: 100 SHOAL minimum, 5 min TTL, 1 h unbonding, 10 % liveness slash, 20 % of it as bounty. */
+/**
+ * Local defaults: 100 SHOAL minimum plus 10 SHOAL per live placement, 5 min TTL, 1 h unbonding, 10 % liveness slash, 20 % of it as bounty,
+ * 10 min to confirm a claim, admin changes delayed 1 day by the timelock.
+ */
 export const DEFAULT_PARAMETERS: ShoalParameters = {
   minStake: 100n * ONE_TOKEN,
+  collateralPerPlacement: 10n * ONE_TOKEN,
   heartbeatTtl: 300,
   unbondingDelay: 3600,
   livenessSlashBps: 1000,
   bountyBps: 2000,
+  claimDeadline: 600,
+  timelockDelay: 86_400,
 };
 
 /** Deploys and wires the four contracts with `admin` (first signer by default). */
@@ -90,13 +120,14 @@ export async function deployShoal(
     await token.contract.getAddress(),
     adminAddress,
     treasury,
-    parameters,
+    deviceParameters(parameters),
   ]);
   const apps = await deploy("AppRegistry", []);
   const placements = await deploy("PlacementRegistry", [
     await apps.contract.getAddress(),
     await devices.contract.getAddress(),
     adminAddress,
+    parameters.claimDeadline,
   ]);
 
   const deviceRegistry = devices.contract as unknown as DeviceRegistry;
@@ -107,9 +138,28 @@ export async function deployShoal(
   const placementAddress = await placementRegistry.getAddress();
   await (await deviceRegistry.grantRole(await deviceRegistry.PLACEMENT_ROLE(), placementAddress)).wait();
   await (await appRegistry.setObserver(placementAddress)).wait();
+  // Its live placements block a device's exit.
+  await (await deviceRegistry.setPlacementRegistry(placementAddress)).wait();
   const mintAmount = options.mintAmount ?? 10_000n * ONE_TOKEN;
   for (const account of options.mintTo ?? []) {
     await (await shoalToken.mint(account, mintAmount)).wait();
+  }
+
+  let timelock: { contract: unknown; blockNumber: number } | undefined;
+  if ((options.governance ?? "timelock") === "timelock") {
+    // The admin proposes (and may cancel); anyone executes what has waited out the delay.
+    timelock = await deploy("ShoalTimelock", [
+      parameters.timelockDelay,
+      [adminAddress],
+      [hre.ethers.ZeroAddress],
+      hre.ethers.ZeroAddress,
+    ]);
+    const timelockAddress = await (timelock.contract as ShoalTimelock).getAddress();
+    for (const registry of [deviceRegistry, placementRegistry] as const) {
+      const role = await registry.DEFAULT_ADMIN_ROLE();
+      await (await registry.grantRole(role, timelockAddress)).wait();
+      await (await registry.renounceRole(role, adminAddress)).wait();
+    }
   }
 
   return {
@@ -119,22 +169,39 @@ export async function deployShoal(
     placements: placementRegistry,
     parameters,
     treasury,
+    timelock: timelock?.contract as ShoalTimelock | undefined,
     blockNumbers: {
       ShoalToken: token.blockNumber,
       DeviceRegistry: devices.blockNumber,
       AppRegistry: apps.blockNumber,
       PlacementRegistry: placements.blockNumber,
+      ...(timelock && { ShoalTimelock: timelock.blockNumber }),
     },
+  };
+}
+
+/** The DeviceRegistry's `Parameters` struct out of {@link ShoalParameters}. */
+function deviceParameters(p: ShoalParameters) {
+  return {
+    minStake: p.minStake,
+    collateralPerPlacement: p.collateralPerPlacement,
+    heartbeatTtl: p.heartbeatTtl,
+    unbondingDelay: p.unbondingDelay,
+    livenessSlashBps: p.livenessSlashBps,
+    bountyBps: p.bountyBps,
   };
 }
 
 /** Environment variable of each parameter that the deploy script reads. */
 export const PARAMETER_ENV = {
   SHOAL_MIN_STAKE: "minStake",
+  SHOAL_COLLATERAL_PER_PLACEMENT: "collateralPerPlacement",
   SHOAL_HEARTBEAT_TTL: "heartbeatTtl",
   SHOAL_UNBONDING_DELAY: "unbondingDelay",
   SHOAL_LIVENESS_SLASH_BPS: "livenessSlashBps",
   SHOAL_BOUNTY_BPS: "bountyBps",
+  SHOAL_CLAIM_DEADLINE: "claimDeadline",
+  SHOAL_TIMELOCK_DELAY: "timelockDelay",
 } as const satisfies Record<string, keyof ShoalParameters>;
 
 /**
@@ -152,24 +219,30 @@ export function parametersFromEnv(env: NodeJS.ProcessEnv = process.env): Partial
   for (const [name, field] of Object.entries(PARAMETER_ENV)) {
     const value = env[name];
     if (value === undefined || value.trim() === "") continue;
-    if (field === "minStake") {
-      if (!/^\d+(\.\d{1,18})?$/.test(value.trim()))
-        throw new Error(`${name}: "${value}" is not allowed; give an amount of tokens such as 100 or 0.5`);
+    if (field === "minStake" || field === "collateralPerPlacement") {
+      if (!/^\d+(\.\d{1,18})?$/.test(value.trim()) || value.trim().split(".")[0].length > 6)
+        throw new Error(
+          `${name}: "${value}" is not allowed; give an amount of tokens below 1,000,000 such as 100 or 0.5`,
+        );
       const amount = parseTokens(value.trim());
-      if (amount <= 0n)
+      if (amount <= 0n && field === "minStake")
         throw new Error(`${name}: "${value}" is not allowed; give a positive amount of tokens`);
-      out.minStake = amount;
+      out[field] = amount;
     } else if (field === "livenessSlashBps" || field === "bountyBps") {
       out[field] = whole(name, value, 0, 10_000);
+    } else if (field === "claimDeadline") {
+      out[field] = whole(name, value, 1, 30 * 24 * 3600);
+    } else if (field === "timelockDelay") {
+      out[field] = whole(name, value, 0, 30 * 24 * 3600);
     } else {
       out[field] = whole(name, value, 1, 2 ** 32 - 1);
     }
   }
   const ttl = out.heartbeatTtl ?? DEFAULT_PARAMETERS.heartbeatTtl;
   const unbonding = out.unbondingDelay ?? DEFAULT_PARAMETERS.unbondingDelay;
-  if (unbonding < ttl)
+  if (unbonding <= ttl)
     throw new Error(
-      `SHOAL_UNBONDING_DELAY: ${unbonding} s is less than the heartbeat TTL (${ttl} s); the contract needs unbonding >= TTL`,
+      `SHOAL_UNBONDING_DELAY: ${unbonding} s is not more than the heartbeat TTL (${ttl} s); the contract needs unbonding > TTL`,
     );
   return out;
 }
@@ -203,6 +276,7 @@ async function main(): Promise<void> {
       blockNumber: d.blockNumbers.PlacementRegistry,
     },
   };
+  const timelockAddress = await d.timelock!.getAddress();
   const record = {
     chainId: Number(chainId),
     network: hre.network.name,
@@ -210,13 +284,20 @@ async function main(): Promise<void> {
     contracts,
     parameters: {
       minStake: d.parameters.minStake.toString(),
+      collateralPerPlacement: d.parameters.collateralPerPlacement.toString(),
       heartbeatTtl: d.parameters.heartbeatTtl,
       unbondingDelay: d.parameters.unbondingDelay,
       livenessSlashBps: d.parameters.livenessSlashBps,
       bountyBps: d.parameters.bountyBps,
+      claimDeadline: d.parameters.claimDeadline,
       treasury: d.treasury,
       mintedPerAccount: (10_000n * ONE_TOKEN).toString(),
       mintedTo: mintTo,
+    },
+    governance: {
+      ShoalTimelock: { address: timelockAddress, blockNumber: d.blockNumbers.ShoalTimelock },
+      minDelay: d.parameters.timelockDelay,
+      proposer: await signers[0].getAddress(),
     },
   };
   const file = deploymentFile(hre);
@@ -228,9 +309,14 @@ async function main(): Promise<void> {
     console.log(`  ${name.padEnd(18)} ${c.address}  (block ${c.blockNumber})`);
   }
   console.log(
-    `  minStake ${hre.ethers.formatEther(d.parameters.minStake)} SHOAL, heartbeat TTL ${d.parameters.heartbeatTtl} s, ` +
+    `  minStake ${hre.ethers.formatEther(d.parameters.minStake)} SHOAL + ` +
+      `${hre.ethers.formatEther(d.parameters.collateralPerPlacement)} per placement, heartbeat TTL ${d.parameters.heartbeatTtl} s, ` +
       `unbonding ${d.parameters.unbondingDelay} s, liveness slash ${d.parameters.livenessSlashBps} bps, ` +
       `bounty ${d.parameters.bountyBps} bps`,
+  );
+  console.log(
+    `  admin roles held by ShoalTimelock ${timelockAddress} (delay ${d.parameters.timelockDelay} s, proposer ` +
+      `${await signers[0].getAddress()}); PAUSER_ROLE stays with the deployer`,
   );
   console.log(
     `  minted 10000 SHOAL to ${mintTo.length} accounts; wrote ${path.relative(process.cwd(), file)}`,

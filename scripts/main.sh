@@ -19,7 +19,8 @@ Usage: npm start [-- fleet options]   the services, the contracts and a fleet of
 
 Fleet options: --devices N (1..8, default 3), --no-demo, --apps a,b, --keep (Ctrl-C leaves the
 fleet running), --detach (never stay in the view). Without a terminal npm start detaches anyway.
-SHOAL_HEARTBEAT_TTL (seconds, default 30 here) is the contracts' heartbeat TTL.
+SHOAL_HEARTBEAT_TTL (seconds, default 30 here) is the contracts' heartbeat TTL; SHOAL_TIMELOCK_DELAY
+(seconds, default 60 here) delays every admin change.
 
 Ports: chain 8545, Kubo API 5401, MQTT 1883 (SHOAL_CHAIN_PORT, SHOAL_KUBO_API_PORT,
 SHOAL_MQTT_PORT override them). State lives in .shoal/; the Kubo binary is cached in ~/.cache/shoal.
@@ -54,7 +55,8 @@ say "stopping a previous fleet, if any"
 "${fleet[@]}" down
 
 say "deploying contracts to the local chain"
-SHOAL_HEARTBEAT_TTL=${SHOAL_HEARTBEAT_TTL:-30} npx hardhat run scripts/deploy.ts --network localhost
+SHOAL_HEARTBEAT_TTL=${SHOAL_HEARTBEAT_TTL:-30} SHOAL_TIMELOCK_DELAY=${SHOAL_TIMELOCK_DELAY:-60} \
+  npx hardhat run scripts/deploy.ts --network localhost
 
 say "services"
 bash scripts/services.sh status

@@ -117,9 +117,24 @@ task("placement:history", "Prints the placement timeline rebuilt from chain even
     // finalizeExpired, a superseded claim before its release): read them from the view.
     const last = new Map<number, TimelineRow>();
     for (const row of rows) last.set(row.placementId, row);
+    // For one device or deployment, read every placement's state in pages from a cursor: one call per
+    // 100 placements, O(n) for a whole history; otherwise one placementState() per placement.
+    const states = new Map<number, string>();
+    if (args.device !== undefined || args.deployment !== undefined) {
+      let cursor = 0n;
+      do {
+        const [page, next] =
+          args.device !== undefined
+            ? await ctx.placements.placementsOfDeviceFrom(args.device, cursor, 100)
+            : await ctx.placements.placementsOfDeploymentFrom(args.deployment, cursor, 100);
+        for (const p of page) states.set(Number(p.placementId), PLACEMENT_STATES[Number(p.state)]);
+        cursor = next;
+      } while (cursor !== 0n);
+    }
     const derived: TimelineRow[] = [];
     for (const [placementId, row] of last) {
-      const state = PLACEMENT_STATES[Number(await ctx.placements.placementState(placementId))];
+      const state =
+        states.get(placementId) ?? PLACEMENT_STATES[Number(await ctx.placements.placementState(placementId))];
       if (state !== row.state) {
         derived.push({
           ...row,

@@ -66,13 +66,16 @@ interface IAppRegistry {
         uint32 replicas;
         bool active;
         bool platformSupported;
+        bool deprecated;
         ResourceBand band;
         bytes16[] requiredLabels;
     }
 
     // ---------------------------------------------------------------- errors
 
-    /// @notice The app name is empty or longer than 64 bytes.
+    /// @notice The app name is not a canonical slug: 1 to 64 bytes of `a-z`, `0-9` and `-`, starting with a
+    /// letter and not ending with `-` (so case variants, homoglyphs and invisible characters cannot sit next
+    /// to a real name).
     /// @param name The name given.
     error AppRegistryInvalidName(string name);
 
@@ -125,7 +128,7 @@ interface IAppRegistry {
     /// @param version The version number given.
     error AppRegistryUnknownVersion(uint32 appId, uint32 version);
 
-    /// @notice The version is deprecated: it cannot be deprecated again, deployed or rolled to.
+    /// @notice The version is deprecated: it cannot be deprecated again, deployed, rolled to or scaled up.
     /// @param appId The app.
     /// @param version The version.
     error AppRegistryVersionDeprecated(uint32 appId, uint32 version);
@@ -266,7 +269,8 @@ interface IAppRegistry {
     function observer() external view returns (IDeploymentObserver);
 
     /// @notice Registers an app owned by the caller.
-    /// @param name A unique name, 1 to 64 bytes.
+    /// @param name A unique canonical slug: 1 to 64 bytes of `a-z0-9-`, starting with a letter, not ending
+    /// with `-` (see AppRegistryInvalidName).
     /// @return appId The new app's id.
     function registerApp(string calldata name) external returns (uint32 appId);
 
@@ -310,7 +314,8 @@ interface IAppRegistry {
 
     /// @notice Sets a deployment's replica count. Only the app owner.
     /// @param deploymentId The deployment.
-    /// @param replicas The new count, at least 1 and different from the current one.
+    /// @param replicas The new count, at least 1 and different from the current one; no more than now if
+    /// the deployed version is deprecated (AppRegistryVersionDeprecated).
     function scaleDeployment(uint32 deploymentId, uint32 replicas) external;
 
     /// @notice Rolls a deployment to a newer, non-deprecated version. Only the app owner.

@@ -33,14 +33,18 @@ interface IDeviceRegistry {
 
     /// @notice The registry's economic and timing parameters.
     /// @param minStake The least stake (token base units) to enroll and to claim.
+    /// @param collateralPerPlacement Stake (token base units) each live placement locks on top of
+    /// `minStake`: a claim needs `stake >= minStake + collateralPerPlacement * (livePlacements + 1)`, and a
+    /// liveness slash takes it once per placement the device held.
     /// @param heartbeatTtl Seconds after its last heartbeat at which a device is stale.
-    /// @param unbondingDelay Seconds between an exit request and the withdrawal; at least the TTL, so every
-    /// liveness fault during the exit can still be slashed.
+    /// @param unbondingDelay Seconds between an exit request and the withdrawal; more than the TTL, so a
+    /// device that stops heartbeating at its exit request is slashable before it can withdraw.
     /// @param livenessSlashBps The fraction of the stake a liveness fault costs, in basis points.
-    /// @param bountyBps The caller's share of a liveness slash, in basis points; the rest goes to the
+    /// @param bountyBps The keeper's share of a liveness slash, in basis points; the rest goes to the
     /// treasury.
     struct Parameters {
-        uint96 minStake;
+        uint80 minStake;
+        uint80 collateralPerPlacement;
         uint32 heartbeatTtl;
         uint32 unbondingDelay;
         uint16 livenessSlashBps;
@@ -71,6 +75,7 @@ interface IDeviceRegistry {
     }
 
     /// @notice Everything a claim needs to know about a device, in one call.
+    /// @dev `staked` is `stake >= minStake`; the claim adds the collateral of its placements.
     struct ClaimContext {
         address owner;
         address operator;
@@ -82,6 +87,8 @@ interface IDeviceRegistry {
         uint32 cpuMillicores;
         uint32 memoryMiB;
         bytes32 platformKey;
+        uint80 minStake;
+        uint80 collateralPerPlacement;
     }
 
     // ---------------------------------------------------------------- errors
@@ -149,8 +156,28 @@ interface IDeviceRegistry {
     error DeviceRegistryInvalidTreasury(address treasury);
 
     /// @notice The parameters are out of range: minStake > 0, heartbeatTtl > 0,
-    /// unbondingDelay >= heartbeatTtl, livenessSlashBps <= 10000, bountyBps <= 10000.
+    /// unbondingDelay > heartbeatTtl, livenessSlashBps <= 10000, bountyBps <= 10000.
     error DeviceRegistryInvalidParameters(Parameters parameters);
+
+    /// @notice An exit cannot start while the device holds live placements: release them first (or let
+    /// them be expired), so that no replica is left on a device that is leaving with its stake.
+    /// @param deviceId The device.
+    /// @param livePlacements How many it holds.
+    error DeviceRegistryLivePlacements(uint32 deviceId, uint32 livePlacements);
+
+    /// @notice An exit completes only once the device is stale under the current TTL, so that any
+    /// liveness fault could have been slashed first.
+    /// @param deviceId The device.
+    /// @param lastHeartbeat Its last heartbeat (unix seconds); it is stale after lastHeartbeat + TTL.
+    error DeviceRegistryExitWhileFresh(uint32 deviceId, uint40 lastHeartbeat);
+
+    /// @notice Only the account that deployed the registry may link the PlacementRegistry, once.
+    /// @param account The caller.
+    error DeviceRegistryNotDeployer(address account);
+
+    /// @notice The PlacementRegistry is already linked, or the address given is zero.
+    /// @param placementRegistry The registry already linked, or zero.
+    error DeviceRegistryInvalidPlacementRegistry(address placementRegistry);
 
     // ---------------------------------------------------------------- events
 
@@ -238,6 +265,10 @@ interface IDeviceRegistry {
     /// @param parameters The new parameters.
     event ParametersChanged(Parameters parameters);
 
+    /// @notice The PlacementRegistry whose live placements block an exit was linked.
+    /// @param placementRegistry Its address.
+    event PlacementRegistrySet(address indexed placementRegistry);
+
     /// @notice The treasury (which receives slashed stake less bounties) changed.
     /// @param treasury The new treasury.
     event TreasuryChanged(address indexed treasury);
@@ -277,11 +308,16 @@ interface IDeviceRegistry {
     /// @notice Adds stake to an active device, pulled from the caller (owner only).
     function topUp(uint32 deviceId, uint256 amount) external;
 
-    /// @notice Starts the exit: the device takes no new claims and its stake unbonds. Owner only.
+    /// @notice Starts the exit: the device takes no new claims and its stake unbonds. Owner only; refused
+    /// while the device holds live placements (DeviceRegistryLivePlacements).
     function requestExit(uint32 deviceId) external;
 
     /// @notice Completes the exit after the unbonding delay and pays the remaining stake to the owner.
+    /// @dev Also needs the device stale under the current TTL (DeviceRegistryExitWhileFresh).
     function completeExit(uint32 deviceId) external;
+
+    /// @notice Links the PlacementRegistry whose live placements block an exit. The deployer, once.
+    function setPlacementRegistry(address placementRegistry) external;
 
     /// @notice Slashes a fault proven off chain. SLASHER_ROLE; slashable while active or exiting.
     /// @dev The amount is capped at the stake; the slashed tokens go to the treasury.
@@ -297,9 +333,11 @@ interface IDeviceRegistry {
 
     /// @notice Slashes a liveness fault and pays the bounty. PLACEMENT_ROLE (the PlacementRegistry's expiry).
     /// @param deviceId The device.
-    /// @param bountyRecipient Who triggered the expiry.
+    /// @param bountyRecipient Who triggered the expiry, or zero when no bounty is due (the device's own
+    /// owner or operator expired it): then all of the slash goes to the treasury.
     /// @param expiredPlacements How many placements expired (added to the reputation counter).
-    /// @return slashed The amount taken (`stake * livenessSlashBps / 10000`).
+    /// @return slashed The amount taken:
+    /// `min(stake, stake * livenessSlashBps / 10000 + collateralPerPlacement * expiredPlacements)`.
     /// @return bounty The recipient's share (`slashed * bountyBps / 10000`).
     function slashLiveness(
         uint32 deviceId,
@@ -339,6 +377,9 @@ interface IDeviceRegistry {
 
     /// @notice Whether the device's last heartbeat is older than the TTL.
     function isStale(uint32 deviceId) external view returns (bool);
+
+    /// @notice The linked PlacementRegistry (zero until linked).
+    function placementRegistry() external view returns (address);
 
     /// @notice The parameters.
     function parameters() external view returns (Parameters memory);

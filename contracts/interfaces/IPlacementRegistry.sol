@@ -35,7 +35,8 @@ interface IPlacementRegistry is IDeploymentObserver {
         OOMKilled,
         Evicted,
         HealthCheckFailed,
-        Other
+        Other,
+        ClaimDeadlineMissed
     }
 
     /// @notice Why a placement was released.
@@ -95,11 +96,13 @@ interface IPlacementRegistry is IDeploymentObserver {
 
     /// @notice A deployment's placement counters.
     /// @dev `liveReplicas` counts placements of the current deployment generation that have not ended,
-    /// including those of expired devices not yet finalized; `placementCount` counts every claim ever.
+    /// including those of expired devices not yet finalized; `placementCount` counts every claim ever;
+    /// `runningReplicas` counts the live ones of the current generation confirmed Running.
     struct DeploymentUsage {
         uint32 generation;
         uint32 liveReplicas;
         uint32 placementCount;
+        uint32 runningReplicas;
     }
 
     // ---------------------------------------------------------------- errors
@@ -114,6 +117,31 @@ interface IPlacementRegistry is IDeploymentObserver {
 
     /// @notice The device's stake is below the minimum.
     error PlacementRegistryDeviceUnderstaked(uint32 deviceId, uint256 stake);
+
+    /// @notice The device's stake does not cover the minimum plus the collateral of one more placement.
+    /// @param stake Its stake.
+    /// @param required minStake + collateralPerPlacement * (its live placements + 1).
+    error PlacementRegistryInsufficientCollateral(uint32 deviceId, uint256 stake, uint256 required);
+
+    /// @notice The placement's deployment rolled or stopped since the claim: it can no longer be confirmed.
+    /// @param placementId The placement.
+    /// @param claimedGeneration The deployment generation it was claimed in.
+    /// @param generation The deployment's generation now.
+    error PlacementRegistryPlacementSuperseded(
+        uint64 placementId,
+        uint32 claimedGeneration,
+        uint32 generation
+    );
+
+    /// @notice Make-before-break: while a deployment rolls, only the device or the app owner may release a
+    /// superseded placement, until the new generation runs all its replicas or the device is stale.
+    /// @param placementId The placement.
+    /// @param runningReplicas Replicas of the new generation confirmed Running.
+    /// @param replicas Replicas the deployment asks for.
+    error PlacementRegistryRollInProgress(uint64 placementId, uint32 runningReplicas, uint32 replicas);
+
+    /// @notice The version of the deployment is deprecated: no new replica of it may be claimed.
+    error PlacementRegistryVersionDeprecated(uint32 deploymentId, uint32 appId, uint32 version);
 
     /// @notice The device's last heartbeat is older than the TTL.
     error PlacementRegistryDeviceStale(uint32 deviceId, uint40 lastHeartbeat);
@@ -164,8 +192,22 @@ interface IPlacementRegistry is IDeploymentObserver {
     /// @param account The caller.
     error PlacementRegistryNotAppRegistry(address account);
 
-    /// @notice A failure needs a code other than None.
+    /// @notice A failure needs a code other than None, and a worker cannot report ClaimDeadlineMissed
+    /// (only {finalizeOverdueClaim} records it).
     error PlacementRegistryInvalidFailureCode(FailureCode code);
+
+    /// @notice The claim is not overdue yet: it may be finalized from `deadline` on.
+    /// @param placementId The placement.
+    /// @param deadline When the claim becomes overdue (unix seconds): its claim time plus {claimDeadline}.
+    error PlacementRegistryClaimNotOverdue(uint64 placementId, uint40 deadline);
+
+    /// @notice A page cursor must be 0 or a placement of the device or deployment paged.
+    /// @param cursor The cursor given.
+    error PlacementRegistryInvalidCursor(uint64 cursor);
+
+    /// @notice A claim deadline must be from 1 s to 30 days.
+    /// @param claimDeadline The value given (seconds).
+    error PlacementRegistryInvalidClaimDeadline(uint40 claimDeadline);
 
     // ---------------------------------------------------------------- events
 
@@ -249,6 +291,10 @@ interface IPlacementRegistry is IDeploymentObserver {
         uint32 placements
     );
 
+    /// @notice The claim deadline changed.
+    /// @param claimDeadline Seconds a claim may stay unconfirmed before anyone may finalize it as Failed.
+    event ClaimDeadlineChanged(uint40 claimDeadline);
+
     // ---------------------------------------------------------------- functions
 
     /// @notice Claims one replica of a deployment for a device. Device owner or operator; pausable.
@@ -258,25 +304,41 @@ interface IPlacementRegistry is IDeploymentObserver {
     /// @return placementId The new placement.
     function claim(uint32 deploymentId, uint32 deviceId) external returns (uint64 placementId);
 
-    /// @notice Confirms the replica runs (Claimed -> Running). Device owner or operator.
+    /// @notice Confirms the replica runs (Claimed -> Running). Device owner or operator; reverts
+    /// PlacementRegistryPlacementSuperseded once the deployment has rolled or stopped since the claim.
     function confirm(uint64 placementId) external;
 
     /// @notice Reports a failure (Claimed|Running -> Failed). Device owner or operator.
     function fail(uint64 placementId, FailureCode code) external;
 
     /// @notice Releases a placement (Claimed|Running -> Released).
-    /// @dev The device may release its placements, the app owner any placement of its deployments, and
-    /// anyone a superseded one. The reason is derived (see {ReleaseReason}).
+    /// @dev The device may release its placements and the app owner any placement of its deployments.
+    /// Anyone may release a placement of a stopped deployment, and a superseded one of an active deployment
+    /// once the new generation has as many Running replicas as asked for or the device is stale
+    /// (make-before-break; PlacementRegistryRollInProgress otherwise). The reason is derived.
     function release(uint64 placementId) external;
 
     /// @notice Expires every live placement of a stale device at once, slashes it and pays the caller a
     /// bounty. Anyone. O(1): the device generation moves on; placements are finalized one by one later.
+    /// @dev The device's own owner or operator may expire it too, but gets no bounty: all of the slash
+    /// goes to the treasury.
     /// @return slashed The stake taken from the device.
     /// @return bounty The caller's share of it.
     function expireDevice(uint32 deviceId) external returns (uint256 slashed, uint256 bounty);
 
     /// @notice Records an expired placement as Expired and frees its replica. Anyone.
     function finalizeExpired(uint64 placementId) external;
+
+    /// @notice Fails a claim its device did not confirm Running within {claimDeadline} (Claimed -> Failed,
+    /// code ClaimDeadlineMissed); frees its reservation and its replica and counts a failure against the
+    /// device. Anyone: every worker is a keeper of its peers' claims.
+    /// @dev Reverts PlacementRegistryClaimNotOverdue before `claimedAt + claimDeadline()`, and
+    /// PlacementRegistryInvalidTransition when the placement is not Claimed.
+    function finalizeOverdueClaim(uint64 placementId) external;
+
+    /// @notice Sets the claim deadline (seconds, 1 s to 30 days). DEFAULT_ADMIN_ROLE (the timelock).
+    /// @dev Applies to every open claim at once: lowering it can make claims overdue, so it is timelocked.
+    function setClaimDeadline(uint40 newClaimDeadline) external;
 
     /// @notice Pauses claims. PAUSER_ROLE.
     function pause() external;
@@ -301,11 +363,34 @@ interface IPlacementRegistry is IDeploymentObserver {
     ) external view returns (Placement[] memory);
 
     /// @notice A page of a device's placements, newest first.
+    /// @dev Walks `offset` entries first (about 2,300 gas each): use {placementsOfDeviceFrom} for long
+    /// histories.
     function placementsOfDevice(
         uint32 deviceId,
         uint256 offset,
         uint256 limit
     ) external view returns (Placement[] memory);
+
+    /// @notice A page of a device's placements, newest first, from a cursor: O(limit) wherever the page is,
+    /// so a whole history reads in O(n).
+    /// @param cursor 0 for the newest placement, else the `next` returned with the previous page.
+    /// @return page Up to `limit` placements, starting with `cursor`.
+    /// @return next The cursor of the following page, or 0 when this page reached the oldest.
+    function placementsOfDeviceFrom(
+        uint32 deviceId,
+        uint64 cursor,
+        uint256 limit
+    ) external view returns (Placement[] memory page, uint64 next);
+
+    /// @notice A page of a deployment's placements, oldest first, from a cursor.
+    /// @param cursor 0 for the first placement, else the `next` returned with the previous page.
+    /// @return page Up to `limit` placements, starting with `cursor`.
+    /// @return next The cursor of the following page, or 0 when this page reached the newest.
+    function placementsOfDeploymentFrom(
+        uint32 deploymentId,
+        uint64 cursor,
+        uint256 limit
+    ) external view returns (Placement[] memory page, uint64 next);
 
     /// @notice A device's usage.
     function deviceUsage(uint32 deviceId) external view returns (DeviceUsage memory);
@@ -315,6 +400,9 @@ interface IPlacementRegistry is IDeploymentObserver {
 
     /// @notice The placement of a deployment a device holds and has not closed, or 0.
     function activePlacementOf(uint32 deploymentId, uint32 deviceId) external view returns (uint64);
+
+    /// @notice Seconds a claim may stay unconfirmed before anyone may finalize it as Failed.
+    function claimDeadline() external view returns (uint40);
 
     /// @notice The AppRegistry read by claims.
     function appRegistry() external view returns (IAppRegistry);

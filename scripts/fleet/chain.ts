@@ -1,7 +1,7 @@
 /**
  * The fleet's access to the chain: the Hardhat tasks as child processes (the way a user runs them),
- * ethers contracts for reads and for the keeper's expireDevice/finalizeExpired, and the well-known
- * local keys.
+ * ethers contracts for reads, event queries and placeholder enrollments (no keeper: the workers keep),
+ * and the well-known local keys.
  */
 import { PLACEMENT_STATES, type PlacementState } from "../../workers/src/domain/chain-enums";
 import { readFileSync } from "node:fs";

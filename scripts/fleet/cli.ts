@@ -43,11 +43,12 @@ Commands:
   status      the view once, as plain text
   scenario S  run a scenario against the running fleet: ${SCENARIOS.join(", ")}, or all
                 scale  scale demo-web up and down; claims move between devices
-                kill   kill -9 a device's worker; after the TTL it is expired, slashed, and the
-                       others reclaim its replicas (then the worker is started again)
+                kill   kill -9 a device's worker; after the TTL the other workers expire it (it is
+                       slashed), finalize and reclaim its replicas (then the worker is started again)
                 spike  CPU bursts; the resource manager raises the limit, then lowers it
                 roll   publish demo-web 1.<n>.0 and roll the deployment to it
-  down        stop the fleet's workers (recorded PIDs only) and remove their containers
+  down        stop the fleet's workers (recorded PIDs only) and remove the containers of every device
+              of the deployment (the fleet's and any hand-started worker's; stop that worker first)
 
 Options:
   --devices N        devices for \`up\`, 1..${MAX_DEVICES} (default 3: small, medium, large, repeating)

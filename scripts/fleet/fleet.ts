@@ -32,13 +32,15 @@ export const PROFILES: readonly DeviceProfile[] = [
   { name: "large", cpu: "2", memory: "1Gi", stake: "300", labels: ["size=large", "region=eu-central"] },
 ];
 
-/** Hardhat accounts: 0 publishes apps, 1..MAX_DEVICES operate devices, KEEPER_ACCOUNT expires them. */
+/**
+ * Hardhat accounts: 0 publishes apps, 1..MAX_DEVICES operate devices. No account plays keeper: the
+ * workers expire stale devices and finalize their placements themselves.
+ */
 export const MAX_DEVICES = 8;
 export const PUBLISHER_ACCOUNT = 0;
-export const KEEPER_ACCOUNT = 9;
 
 export interface FleetDevice {
-  /** 1-based position in the fleet (also the hardhat account of its operator). */
+  /** 1-based position in the fleet (also the hardhat account of its operator); files go by deviceId. */
   index: number;
   deviceId: number;
   account: number;
@@ -78,7 +80,7 @@ export interface FleetOptions {
   dockerSocket?: string;
   /** deployments/<network>.json of the contracts to use. */
   deploymentsFile: string;
-  /** Root of the fleet's files: device-<i>/ data dirs and fleet.json. */
+  /** Root of the fleet's files: device-<deviceId>/ data dirs and fleet.json. */
   dataDir: string;
   /** Where pid files go (default <dataDir>/run). */
   runDir?: string;
@@ -106,7 +108,11 @@ export interface Fleet {
   startWorker(deviceId: number): void;
   /** Resolves once every worker (or the given ones) logged "worker started". */
   waitStarted(deviceIds?: number[], timeoutMs?: number): Promise<void>;
-  /** Stops the workers (SIGTERM) and, unless `keepContainers`, removes their containers. */
+  /**
+   * Stops the workers (SIGTERM) and, unless `keepContainers`, removes the containers of every device
+   * of this deployment (the fleet's, and any other's such as a hand-started worker's: stop that
+   * worker first, or it starts them again).
+   */
   stop(options?: { keepContainers?: boolean }): Promise<void>;
   saveState(): void;
 }
@@ -121,6 +127,9 @@ function fleetWorkerConfig(overrides: Record<string, unknown> = {}): Record<stri
     pollIntervalMs: 500,
     // 0 = a third of the contract's TTL, which the fleet's short TTL keeps at a few seconds.
     heartbeatIntervalS: 0,
+    // Keepers act within 3 s of a duty coming due (the kill scenario's bounds count on it), and
+    // retry a duty whose event has not come after 10 s.
+    keeper: { jitterMs: 3000, retryMs: 10_000 },
     ...overrides,
   };
 }
@@ -249,6 +258,22 @@ export function openFleet(stateFile: string, options: { logLevel?: string } = {}
               .catch(() => undefined),
           ),
       );
+      // Devices of the same deployment that are not the fleet's (a worker the user started by hand,
+      // README "Run a device worker"): their containers go too, so nothing of this chain is left.
+      const ours = `${state.chainId}-${(state.deviceRegistry ?? "").slice(2, 10).toLowerCase()}-`;
+      const strays = (
+        await docker.listContainers({ all: true, filters: { label: ["io.shoal.managed=true"] } })
+      ).filter((c) => c.Labels["io.shoal.device"]?.startsWith(ours));
+      await Promise.all(
+        strays.map((c) =>
+          docker
+            .getContainer(c.Id)
+            .remove({ force: true })
+            .catch(() => undefined),
+        ),
+      );
+      for (const label of new Set(strays.map((c) => c.Labels["io.shoal.device"])))
+        await removeDeviceCgroup({ deviceId: label }).catch(() => undefined);
       // The workers leave their device cgroups behind (their containers may outlive them); with the
       // containers gone, the fleet removes them too. Best effort: a busy one is left for the next down.
       for (const d of state.devices)
@@ -365,7 +390,8 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       const match = /device (\d+) enrolled: .* operator (0x[0-9a-fA-F]{40})/.exec(out);
       if (!match) throw new FleetError(`device:enroll printed no device id: ${out.trim()}`);
       const deviceId = Number(match[1]);
-      const dataDir = path.join(options.dataDir, `device-${index}`);
+      // Named by the chain's id, the one every tool and log line shows (not the fleet position).
+      const dataDir = path.join(options.dataDir, `device-${deviceId}`);
       rmSync(dataDir, { recursive: true, force: true });
       mkdirSync(dataDir, { recursive: true });
       const device: FleetDevice = {
@@ -375,7 +401,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
         address: match[2],
         profile: { ...profile, labels: [...profile.labels, `fleet=device-${index}`] },
         dataDir,
-        pidFile: path.join(runDir, `fleet-device-${index}.pid`),
+        pidFile: path.join(runDir, `fleet-device-${deviceId}.pid`),
         logFile: path.join(dataDir, "worker.log"),
         configFile: path.join(dataDir, "worker.json"),
       };

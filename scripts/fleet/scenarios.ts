@@ -1,9 +1,10 @@
 /**
  * The fleet's scenarios, each one an action a user takes plus the outcome it should have, checked on
  * the chain and in Docker (the end-to-end test adds MQTT and placement:history on top):
- *   scale  scale a deployment up and down and watch claims move between devices
- *   kill   kill -9 a device's worker: after the heartbeat TTL a keeper expires it on chain, its
- *          stake is slashed, and the other devices reclaim its replicas
+ *   scale  scale a deployment up and down and watch claims move between devices (the workers
+ *          release the surplus themselves)
+ *   kill   kill -9 a device's worker: after the heartbeat TTL the other workers (keepers) expire
+ *          it on chain, its stake is slashed, and they finalize and reclaim its replicas
  *   spike  a CPU load spike: the resource manager raises the container's CPU limit, then lowers it
  *   roll   publish a new app version and roll the deployment to it
  * Each returns a plain result object (printed by the CLI as JSON with --json) and throws a
@@ -18,6 +19,7 @@ import YAML from "yaml";
 import {
   connectContracts,
   livePlacements,
+  PLACEMENT_STATES,
   placementsOfDeployment,
   placementsOfDevice,
   readDeploymentRecord,
@@ -26,7 +28,8 @@ import {
   type Contracts,
   type PlacementInfo,
 } from "./chain";
-import { KEEPER_ACCOUNT, labelMatcher, PUBLISHER_ACCOUNT, type Fleet } from "./fleet";
+import { RELEASE_REASONS } from "../../workers/src/domain/chain-enums";
+import { labelMatcher, type Fleet } from "./fleet";
 import { FleetError, sleep, waitFor } from "./processes";
 
 export class ScenarioError extends FleetError {
@@ -125,42 +128,62 @@ async function noContainers(env: Env, placements: string[], timeoutS = 60): Prom
   );
 }
 
+export interface Released {
+  placementId: string;
+  deviceId: number;
+  /** Who sent the release (PlacementReleased.releasedBy). */
+  releasedBy: string;
+  /** The device's operator: a worker's release is sent with it. */
+  operator: string;
+  /** ReleaseReason name. */
+  reason: string;
+}
+
 /**
- * Workers do not give replicas back on a scale-down or a stop yet (they only replace superseded
- * ones): after a grace period the app owner releases the newest live placements beyond `keep`, which
- * the contract records as ScaleDown (or DeploymentStopped). Returns who released each.
+ * Waits for the workers to give back what the deployment no longer wants (a scale-down or a stop):
+ * the devices holding the surplus release it themselves. Nothing is released here; a worker that
+ * does not do its job fails the scenario. Returns who released each placement of `before` that
+ * ended, read from its PlacementReleased event.
  */
-async function releaseExcess(
+async function waitReleased(
   env: Env,
   deploymentId: number,
   keep: number,
   before: PlacementInfo[],
-): Promise<{ placementId: string; deviceId: number; releasedBy: "worker" | "app owner" }[]> {
-  const released: { placementId: string; deviceId: number; releasedBy: "worker" | "app owner" }[] = [];
-  const graceEnd = Date.now() + env.ms(8);
-  // A stopped deployment's placements read as Superseded until someone releases them.
+  timeoutS = 30,
+): Promise<Released[]> {
+  // A stopped deployment's placements read as Superseded until their devices release them.
   const holding = async () =>
     (await placementsOfDeployment(env.c, deploymentId)).filter((p) =>
       ["Claimed", "Running", "Superseded"].includes(p.state),
     );
-  let live = await holding();
-  while (live.length > keep && Date.now() < graceEnd) {
-    await sleep(500);
-    live = await holding();
+  try {
+    await waitFor(
+      `the workers to release deployment ${deploymentId}'s replicas beyond ${keep}`,
+      async () => (await holding()).length <= keep,
+      { timeoutMs: env.ms(timeoutS), intervalMs: 500 },
+    );
+  } catch {
+    throw new ScenarioError(
+      `no worker released deployment ${deploymentId}'s surplus within ${timeoutS} s: still held ${describe(await holding())}`,
+    );
   }
-  for (const p of before)
-    if (!live.some((l) => l.placementId === p.placementId))
-      released.push({ placementId: pid(p), deviceId: p.deviceId, releasedBy: "worker" });
-  if (live.length > keep) {
-    const excess = [...live]
-      .sort((a, b) => (a.placementId > b.placementId ? -1 : 1))
-      .slice(0, live.length - keep);
-    env.say(`  no worker released ${describe(excess)}; releasing as the app owner`);
-    const owner = env.c.as(PUBLISHER_ACCOUNT);
-    for (const p of excess) {
-      await (await owner.placements.release(p.placementId)).wait();
-      released.push({ placementId: pid(p), deviceId: p.deviceId, releasedBy: "app owner" });
-    }
+  const live = await holding();
+  const released: Released[] = [];
+  for (const p of before) {
+    if (live.some((l) => l.placementId === p.placementId)) continue;
+    const [event] = await env.c.placements.queryFilter(
+      env.c.placements.filters.PlacementReleased(p.placementId),
+    );
+    if (event === undefined)
+      throw new ScenarioError(`placement ${pid(p)} ended without a PlacementReleased event (${p.state})`);
+    released.push({
+      placementId: pid(p),
+      deviceId: p.deviceId,
+      releasedBy: event.args.releasedBy,
+      operator: (await env.c.devices.device(p.deviceId)).operator,
+      reason: RELEASE_REASONS[Number(event.args.reason)],
+    });
   }
   return released;
 }
@@ -184,7 +207,8 @@ export interface ScaleResult {
   deploymentId: number;
   replicas: { original: number; up: number; down: number };
   claimedOnScaleUp: { placementId: string; deviceId: number }[];
-  releasedOnScaleDown: { placementId: string; deviceId: number; releasedBy: "worker" | "app owner" }[];
+  /** Released by the devices' own workers (the scenario releases nothing). */
+  releasedOnScaleDown: Released[];
   claimedOnRestore: { placementId: string; deviceId: number }[];
 }
 
@@ -222,14 +246,19 @@ export function scenarioScale(
       ["app:scale", "--deployment", String(deploymentId), "--replicas", String(down)],
       fleet.taskEnv,
     );
-    const released = await releaseExcess(env, deploymentId, down, afterUp);
+    const released = await waitReleased(env, deploymentId, down, afterUp);
     const afterDown = await settled(env, deploymentId, down);
     await noContainers(
       env,
       released.map((r) => r.placementId),
     );
     say(
-      `  released: ${released.map((r) => `${short(r.placementId)}@device ${r.deviceId} by ${r.releasedBy}`).join(", ")}`,
+      `  released: ${released
+        .map(
+          (r) =>
+            `${short(r.placementId)}@device ${r.deviceId} (${r.reason}) by ${r.releasedBy === r.operator ? "its worker" : r.releasedBy}`,
+        )
+        .join(", ")}`,
     );
 
     say(`restoring ${original} replica(s) (app:scale)`);
@@ -257,17 +286,41 @@ export interface KillResult {
   heartbeatTtlS: number;
   /** Seconds from the kill to the chain reporting the device stale. */
   staleAfterS: number;
+  /** Seconds from the kill to the workers' DeviceExpired, and to the last PlacementExpired. */
+  expiredAfterS: number;
+  finalizedAfterS: number;
+  /** Seconds from the kill to every replica running again on the other devices. */
+  reclaimedAfterS: number;
   expiredPlacements: { placementId: string; deploymentId: number }[];
   stakeBefore: string;
   stakeAfter: string;
   slashed: string;
   bounty: string;
-  keeper: string;
+  /** Who sent expireDevice (DeviceExpired.expiredBy) and who got the bounty (DeviceSlashed). */
+  expiredBy: string;
+  bountyRecipient: string;
+  /** Who sent each finalizeExpired (the PlacementExpired transaction's sender). */
+  finalizedBy: { placementId: string; from: string }[];
+  /** The operators of the fleet's other devices, whose workers keep the chain live. */
+  survivingOperators: string[];
   reclaimed: { placementId: string; deploymentId: number; deviceId: number }[];
   /** Whether the worker was started again (it then removes the expired placements' containers). */
   restarted: boolean;
 }
 
+/**
+ * Bound on the workers' keeping after the TTL (seconds): the keeper notices within a poll, waits
+ * its jitter (the fleet's keeper.jitterMs, 3 s) before expireDevice and again before each
+ * finalizeExpired, then the others claim after their score delay (at most 1.75 s) and start the
+ * replica. docs/worker.md ("Keeper") states the same numbers.
+ */
+export const KILL_BOUNDS_S = { expired: 10, finalized: 20, reclaimed: 45 } as const;
+
+/**
+ * kill -9 a device's worker and watch the fleet heal by itself: no script keeps the chain live. The
+ * other workers notice the device go stale, one of them expires it (and collects the bounty),
+ * they finalize its placements, and the freed replicas are claimed by the others.
+ */
 export function scenarioKill(
   ctx: ScenarioContext,
   options: { deviceId?: number; restart?: boolean } = {},
@@ -284,72 +337,79 @@ export function scenarioKill(
       if (deviceId === undefined)
         throw new ScenarioError("no device of the fleet holds a live placement; deploy something first");
     }
-    fleet.device(deviceId);
-    if (!fleet.running(deviceId)) throw new ScenarioError(`the worker of device ${deviceId} is not running`);
-    const held = (await placementsOfDevice(c, deviceId)).filter(
+    const dead = deviceId;
+    fleet.device(dead);
+    if (!fleet.running(dead)) throw new ScenarioError(`the worker of device ${dead} is not running`);
+    const survivors = fleet.state.devices.filter((d) => d.deviceId !== dead && fleet.running(d.deviceId));
+    if (survivors.length === 0)
+      throw new ScenarioError(`device ${dead} is the fleet's only running device: no worker would keep`);
+    const survivingOperators = await Promise.all(
+      survivors.map(async (d) => (await c.devices.device(d.deviceId)).operator),
+    );
+    const held = (await placementsOfDevice(c, dead)).filter(
       (p) => p.state === "Claimed" || p.state === "Running",
     );
     if (held.length === 0)
-      throw new ScenarioError(`device ${deviceId} holds no live placement; nothing would move`);
-    const stakeBefore = (await c.devices.device(deviceId)).stake;
+      throw new ScenarioError(`device ${dead} holds no live placement; nothing would move`);
+    const stakeBefore = (await c.devices.device(dead)).stake;
     const deployments = [...new Set(held.map((p) => p.deploymentId))];
     const liveBefore = new Set<bigint>();
     for (const id of deployments) for (const p of await livePlacements(c, id)) liveBefore.add(p.placementId);
     const ttl = fleet.state.heartbeatTtlS;
+    const fromBlock = await c.provider.getBlockNumber();
 
-    say(`kill -9 the worker of device ${deviceId} (holds ${describe(held)}); heartbeat TTL ${ttl} s`);
-    await fleet.crashWorker(deviceId);
+    say(`kill -9 the worker of device ${dead} (holds ${describe(held)}); heartbeat TTL ${ttl} s`);
+    await fleet.crashWorker(dead);
     const killedAt = Date.now();
-    await waitFor(`device ${deviceId} to go stale on chain`, async () => c.devices.isStale(deviceId!), {
+    const since = () => Math.round((Date.now() - killedAt) / 1000);
+    await waitFor(`device ${dead} to go stale on chain`, async () => c.devices.isStale(dead), {
       timeoutMs: env.ms(ttl + 30),
       intervalMs: 1000,
     });
-    const staleAfterS = Math.round((Date.now() - killedAt) / 1000);
-    say(
-      `  stale after ${staleAfterS} s; the keeper (account ${KEEPER_ACCOUNT}) calls expireDevice(${deviceId})`,
-    );
+    const staleAfterS = since();
+    say(`  stale after ${staleAfterS} s; waiting for a worker to expire it (nobody else will)`);
 
-    const keeper = c.as(KEEPER_ACCOUNT);
-    const receipt = await (await keeper.placements.expireDevice(deviceId)).wait();
-    let slashed = 0n;
-    let bounty = 0n;
-    for (const log of receipt?.logs ?? []) {
-      const parsed = (() => {
-        try {
-          return c.devices.interface.parseLog(log);
-        } catch {
-          return null;
-        }
-      })();
-      if (parsed?.name === "DeviceSlashed") [slashed, bounty] = [parsed.args.amount, parsed.args.bounty];
-    }
-    const stakeAfter = (await c.devices.device(deviceId)).stake;
+    const expiry = await waitFor(
+      `a worker to expire device ${dead} (expireDevice)`,
+      async () => (await c.placements.queryFilter(c.placements.filters.DeviceExpired(dead), fromBlock))[0],
+      { timeoutMs: env.ms(KILL_BOUNDS_S.expired + 30), intervalMs: 500 },
+    );
+    const expiredAfterS = since();
+    const [slash] = await c.devices.queryFilter(c.devices.filters.DeviceSlashed(dead), expiry.blockNumber);
+    if (slash === undefined) throw new ScenarioError(`device ${dead} was expired but not slashed`);
+    const { amount: slashed, bounty, bountyRecipient } = slash.args;
+    const stakeAfter = (await c.devices.device(dead)).stake;
     if (stakeBefore - stakeAfter !== slashed || slashed === 0n)
       throw new ScenarioError(
-        `device ${deviceId}'s stake went from ${stakeBefore} to ${stakeAfter}, but DeviceSlashed reported ${slashed}`,
+        `device ${dead}'s stake went from ${stakeBefore} to ${stakeAfter}, but DeviceSlashed reported ${slashed}`,
       );
+    const expiredBy = expiry.args.expiredBy;
     say(
-      `  slashed ${fmtTokens(slashed)} SHOAL (bounty ${fmtTokens(bounty)} to the keeper); stake ${fmtTokens(stakeBefore)} -> ${fmtTokens(stakeAfter)}`,
+      `  expired after ${expiredAfterS} s by ${expiredBy} (device ${survivors[survivingOperators.indexOf(expiredBy)]?.deviceId ?? "?"}'s worker); ` +
+        `slashed ${fmtTokens(slashed)} SHOAL, bounty ${fmtTokens(bounty)}; stake ${fmtTokens(stakeBefore)} -> ${fmtTokens(stakeAfter)}`,
     );
 
-    // expireDevice is O(1); each placement is finalized on its own, which frees its replica.
-    for (const p of held) {
-      try {
-        await (await keeper.placements.finalizeExpired(p.placementId)).wait();
-      } catch (error) {
-        // Already finalized by someone else (a re-claim does it too): fine.
-        if (!/InvalidTransition|NotExpired/.test(String(error))) throw error;
-      }
-    }
-    const expired = await Promise.all(
-      held.map(async (p) => ({ p, state: Number(await c.placements.placementState(p.placementId)) })),
+    // expireDevice is O(1); each placement is finalized on its own (by the workers), which frees
+    // its replica. A re-claim by the same device would finalize too; the dead one claims nothing.
+    const finalized = await waitFor(
+      `the workers to finalize ${describe(held)}`,
+      async () => {
+        const events = await c.placements.queryFilter(c.placements.filters.PlacementExpired(), fromBlock);
+        const mine = events.filter((e) => held.some((p) => p.placementId === e.args.placementId));
+        return mine.length === held.length ? mine : undefined;
+      },
+      { timeoutMs: env.ms(KILL_BOUNDS_S.finalized + 30), intervalMs: 500 },
     );
-    const notExpired = expired.filter((e) => e.state !== 5);
-    if (notExpired.length > 0)
-      throw new ScenarioError(
-        `placements ${notExpired.map((e) => pid(e.p)).join(", ")} are not Expired after expireDevice`,
-      );
-    say(`  expired and finalized: ${describe(held)}; waiting for the other devices to reclaim`);
+    const finalizedAfterS = since();
+    const finalizedBy = await Promise.all(
+      finalized.map(async (e) => ({
+        placementId: e.args.placementId.toString(),
+        from: (await e.getTransaction()).from,
+      })),
+    );
+    say(
+      `  finalized after ${finalizedAfterS} s: ${finalizedBy.map((f) => `${short(f.placementId)} by ${f.from}`).join(", ")}; waiting for the other devices to reclaim`,
+    );
 
     const reclaimed: KillResult["reclaimed"] = [];
     for (const deploymentId of deployments) {
@@ -357,35 +417,39 @@ export function scenarioKill(
       if (!summary.active) continue;
       const live = await settled(env, deploymentId, Number(summary.replicas), 90);
       for (const p of live) {
-        if (p.deviceId === deviceId)
-          throw new ScenarioError(`the dead device ${deviceId} holds ${pid(p)} again`);
+        if (p.deviceId === dead) throw new ScenarioError(`the dead device ${dead} holds ${pid(p)} again`);
         if (!liveBefore.has(p.placementId))
           reclaimed.push({ placementId: pid(p), deploymentId, deviceId: p.deviceId });
       }
     }
+    const reclaimedAfterS = since();
     say(
-      `  reclaimed: ${reclaimed.map((r) => `${short(r.placementId)}@device ${r.deviceId}`).join(", ") || "none"}`,
+      `  reclaimed after ${reclaimedAfterS} s: ${reclaimed.map((r) => `${short(r.placementId)}@device ${r.deviceId}`).join(", ") || "none"}`,
     );
 
     const restart = options.restart ?? true;
     if (restart) {
-      say(
-        `restarting the worker of device ${deviceId}: it heartbeats again and removes its expired containers`,
-      );
-      fleet.startWorker(deviceId);
-      await fleet.waitStarted([deviceId]);
+      say(`restarting the worker of device ${dead}: it heartbeats again and removes its expired containers`);
+      fleet.startWorker(dead);
+      await fleet.waitStarted([dead]);
       await noContainers(env, held.map(pid));
     }
     return {
-      deviceId,
+      deviceId: dead,
       heartbeatTtlS: ttl,
       staleAfterS,
+      expiredAfterS,
+      finalizedAfterS,
+      reclaimedAfterS,
       expiredPlacements: held.map((p) => ({ placementId: pid(p), deploymentId: p.deploymentId })),
       stakeBefore: stakeBefore.toString(),
       stakeAfter: stakeAfter.toString(),
       slashed: slashed.toString(),
       bounty: bounty.toString(),
-      keeper: await keeper.signer.getAddress(),
+      expiredBy,
+      bountyRecipient,
+      finalizedBy,
+      survivingOperators,
       reclaimed,
       restarted: restart,
     };
@@ -551,7 +615,7 @@ export function scenarioSpike(
         try {
           const live = await livePlacements(c, deploymentId);
           await runTask(["app:stop", "--deployment", String(deploymentId)], fleet.taskEnv);
-          await releaseExcess(env, deploymentId, 0, live);
+          await waitReleased(env, deploymentId, 0, live);
           await noContainers(env, (await placementsOfDeployment(c, deploymentId)).map(pid));
         } catch (error) {
           say(`  could not stop it: ${(error as Error).message}`);
@@ -618,6 +682,26 @@ export function scenarioRoll(
       { timeoutMs: env.ms(90), intervalMs: 1000 },
     );
     await noContainers(env, before.map(pid));
+    // Make-before-break leaves nothing behind: each replaced placement ends Released (by its
+    // device's claim of the new version, or its release), not Superseded with its reservation held.
+    await waitFor(
+      `the replaced placements ${describe(before)} to end Released`,
+      async () => {
+        for (const p of before)
+          if (PLACEMENT_STATES[Number(await c.placements.placementState(p.placementId))] !== "Released")
+            return false;
+        return true;
+      },
+      { timeoutMs: env.ms(30), intervalMs: 500 },
+    ).catch(async () => {
+      const states = await Promise.all(
+        before.map(
+          async (p) =>
+            `${short(pid(p))} ${PLACEMENT_STATES[Number(await c.placements.placementState(p.placementId))]}`,
+        ),
+      );
+      throw new ScenarioError(`a replaced placement did not end Released within 30 s: ${states.join(", ")}`);
+    });
     const old = await containersOf(env, `io.shoal.deployment=${deploymentId}`);
     const stale = old.filter((x) => x.Labels["io.shoal.version"] !== String(to));
     if (stale.length > 0)

@@ -84,6 +84,31 @@ describe("AppRegistry", () => {
         .withArgs(long);
     });
 
+    it("test_registerApp_onlyCanonicalSlugs", async () => {
+      const { apps, appOwner } = await loadFixture(appFixture);
+      const bad = [
+        "Hello", // case variant of "hello"
+        "HELLO",
+        "h\u0435llo", // Cyrillic e, a homoglyph
+        "hel\u200blo", // zero-width space
+        "hello\u00a0", // no-break space
+        "hello ",
+        "hello-", // ends with '-'
+        "-hello",
+        "1hello", // starts with a digit
+        "hello_world",
+        "hello.world",
+      ];
+      for (const name of bad) {
+        await expect(apps.connect(appOwner).registerApp(name))
+          .to.be.revertedWithCustomError(apps, "AppRegistryInvalidName")
+          .withArgs(name);
+      }
+      for (const name of ["a", "demo-web", "x1", "a--b", "z".repeat(64)]) {
+        await expect(apps.connect(appOwner).registerApp(name)).to.emit(apps, "AppRegistered");
+      }
+    });
+
     it("test_registerApp_failsIfNameTaken", async () => {
       const { apps, other } = await loadFixture(appFixture);
       await expect(apps.connect(other).registerApp("hello"))
@@ -331,6 +356,18 @@ describe("AppRegistry", () => {
         .to.emit(apps, "DeploymentScaled")
         .withArgs(1, 1, 3, 5);
       expect((await apps.deployment(1)).replicas).to.equal(5);
+    });
+
+    it("test_scaleDeployment_upFailsIfVersionDeprecated", async () => {
+      const { apps, appOwner } = await loadFixture(appFixture);
+      await apps.connect(appOwner).createDeployment(1, 1, 2, []);
+      await apps.connect(appOwner).deprecateVersion(1, 1);
+      await expect(apps.connect(appOwner).scaleDeployment(1, 3))
+        .to.be.revertedWithCustomError(apps, "AppRegistryVersionDeprecated")
+        .withArgs(1, 1);
+      await expect(apps.connect(appOwner).scaleDeployment(1, 1))
+        .to.emit(apps, "DeploymentScaled")
+        .withArgs(1, 1, 2, 1);
     });
 
     it("test_scaleDeployment_failsIfZeroOrUnchanged", async () => {

@@ -8,6 +8,8 @@ import {
   DEVICE_MEMORY,
   ENDPOINT,
   MIN_STAKE,
+  COLLATERAL,
+  DEVICE_STAKE,
   ONE,
   TTL,
   UNBONDING,
@@ -207,9 +209,9 @@ describe("DeviceRegistry", () => {
       const tx = devices.connect(deviceOwner).topUp(1, 50n * ONE);
       await expect(tx)
         .to.emit(devices, "DeviceStakeIncreased")
-        .withArgs(1, deviceOwner.address, 50n * ONE, MIN_STAKE + 50n * ONE);
+        .withArgs(1, deviceOwner.address, 50n * ONE, DEVICE_STAKE + 50n * ONE);
       await expect(tx).to.changeTokenBalances(token, [deviceOwner, devices], [-50n * ONE, 50n * ONE]);
-      expect(await devices.totalStaked()).to.equal(MIN_STAKE + 50n * ONE);
+      expect(await devices.totalStaked()).to.equal(DEVICE_STAKE + 50n * ONE);
     });
 
     it("test_topUp_failsIfZeroOrTooLargeOrNotActive", async () => {
@@ -222,7 +224,7 @@ describe("DeviceRegistry", () => {
       await token.connect(admin).mint(deviceOwner.address, huge);
       await expect(devices.connect(deviceOwner).topUp(1, huge))
         .to.be.revertedWithCustomError(devices, "DeviceRegistryStakeTooLarge")
-        .withArgs(huge + MIN_STAKE);
+        .withArgs(huge + DEVICE_STAKE);
       await devices.connect(deviceOwner).requestExit(1);
       await expect(devices.connect(deviceOwner).topUp(1, ONE))
         .to.be.revertedWithCustomError(devices, "DeviceRegistryNotActive")
@@ -233,15 +235,15 @@ describe("DeviceRegistry", () => {
       const { devices, token, deviceOwner } = await loadFixture(deviceFixture);
       const tx = await devices.connect(deviceOwner).requestExit(1);
       const withdrawableAt = (await time.latest()) + UNBONDING;
-      await expect(tx).to.emit(devices, "DeviceExitRequested").withArgs(1, withdrawableAt, MIN_STAKE);
+      await expect(tx).to.emit(devices, "DeviceExitRequested").withArgs(1, withdrawableAt, DEVICE_STAKE);
       expect((await devices.device(1)).status).to.equal(DeviceStatus.Exiting);
       await expect(devices.connect(deviceOwner).completeExit(1))
         .to.be.revertedWithCustomError(devices, "DeviceRegistryUnbonding")
         .withArgs(1, withdrawableAt);
       await time.increaseTo(withdrawableAt);
       const done = devices.connect(deviceOwner).completeExit(1);
-      await expect(done).to.emit(devices, "DeviceExited").withArgs(1, deviceOwner.address, MIN_STAKE);
-      await expect(done).to.changeTokenBalances(token, [deviceOwner, devices], [MIN_STAKE, -MIN_STAKE]);
+      await expect(done).to.emit(devices, "DeviceExited").withArgs(1, deviceOwner.address, DEVICE_STAKE);
+      await expect(done).to.changeTokenBalances(token, [deviceOwner, devices], [DEVICE_STAKE, -DEVICE_STAKE]);
       const d = await devices.device(1);
       expect(d.status).to.equal(DeviceStatus.Exited);
       expect(d.stake).to.equal(0);
@@ -255,7 +257,7 @@ describe("DeviceRegistry", () => {
       await time.increase(UNBONDING);
       await expect(devices.connect(deviceOwner).completeExit(1))
         .to.emit(devices, "DeviceExited")
-        .withArgs(1, deviceOwner.address, MIN_STAKE - 30n * ONE);
+        .withArgs(1, deviceOwner.address, DEVICE_STAKE - 30n * ONE);
       expect(await token.balanceOf(treasury.address)).to.equal(30n * ONE);
     });
 
@@ -272,7 +274,7 @@ describe("DeviceRegistry", () => {
         .to.be.revertedWithCustomError(devices, "DeviceRegistryNotActive")
         .withArgs(1, DeviceStatus.Exiting);
       // A device slashed to nothing exits with nothing to transfer.
-      await devices.connect(slasher).slash(1, MIN_STAKE, EVIDENCE);
+      await devices.connect(slasher).slash(1, DEVICE_STAKE, EVIDENCE);
       await time.increase(UNBONDING);
       await expect(devices.connect(deviceOwner).completeExit(1))
         .to.emit(devices, "DeviceExited")
@@ -283,20 +285,21 @@ describe("DeviceRegistry", () => {
   describe("slash", () => {
     it("test_slash_takesAmountToTreasury", async () => {
       const { devices, token, slasher, treasury } = await loadFixture(deviceFixture);
-      const tx = devices.connect(slasher).slash(1, 40n * ONE, EVIDENCE);
+      const amount = DEVICE_STAKE - MIN_STAKE + 40n * ONE;
+      const tx = devices.connect(slasher).slash(1, amount, EVIDENCE);
       await expect(tx)
         .to.emit(devices, "DeviceSlashed")
         .withArgs(
           1,
           slasher.address,
           SlashKind.Fault,
-          40n * ONE,
+          amount,
           0,
           ethers.ZeroAddress,
           MIN_STAKE - 40n * ONE,
           EVIDENCE,
         );
-      await expect(tx).to.changeTokenBalances(token, [devices, treasury], [-40n * ONE, 40n * ONE]);
+      await expect(tx).to.changeTokenBalances(token, [devices, treasury], [-amount, amount]);
       expect(await devices.totalStaked()).to.equal(MIN_STAKE - 40n * ONE);
       // Below the minimum the device can no longer claim.
       expect((await devices.claimContext(1)).staked).to.equal(false);
@@ -304,9 +307,9 @@ describe("DeviceRegistry", () => {
 
     it("test_slash_capsAtStake", async () => {
       const { devices, slasher } = await loadFixture(deviceFixture);
-      await expect(devices.connect(slasher).slash(1, MIN_STAKE * 2n, EVIDENCE))
+      await expect(devices.connect(slasher).slash(1, DEVICE_STAKE * 2n, EVIDENCE))
         .to.emit(devices, "DeviceSlashed")
-        .withArgs(1, slasher.address, SlashKind.Fault, MIN_STAKE, 0, ethers.ZeroAddress, 0, EVIDENCE);
+        .withArgs(1, slasher.address, SlashKind.Fault, DEVICE_STAKE, 0, ethers.ZeroAddress, 0, EVIDENCE);
       await expect(devices.connect(slasher).slash(1, 1, EVIDENCE))
         .to.be.revertedWithCustomError(devices, "DeviceRegistryNothingToSlash")
         .withArgs(1);
@@ -343,7 +346,8 @@ describe("DeviceRegistry", () => {
     it("test_slashLiveness_paysBountyAndTreasury", async () => {
       const { devices, token, admin, other, treasury } = await loadFixture(deviceFixture);
       await devices.connect(admin).grantRole(await devices.PLACEMENT_ROLE(), admin.address);
-      const slashed = (MIN_STAKE * 1000n) / 10_000n;
+      // 10 % of the stake plus the collateral of the 2 placements held.
+      const slashed = (DEVICE_STAKE * 1000n) / 10_000n + 2n * COLLATERAL;
       const bounty = (slashed * 2000n) / 10_000n;
       const tx = devices.connect(admin).slashLiveness(1, other.address, 2);
       await expect(tx)
@@ -355,7 +359,7 @@ describe("DeviceRegistry", () => {
           slashed,
           bounty,
           other.address,
-          MIN_STAKE - slashed,
+          DEVICE_STAKE - slashed,
           "",
         );
       await expect(tx).to.changeTokenBalances(
@@ -376,18 +380,19 @@ describe("DeviceRegistry", () => {
       await devices.connect(admin).grantRole(await devices.PLACEMENT_ROLE(), admin.address);
       await devices.connect(admin).setParameters({
         minStake: MIN_STAKE,
+        collateralPerPlacement: COLLATERAL,
         heartbeatTtl: TTL,
         unbondingDelay: UNBONDING,
         livenessSlashBps: 1000,
         bountyBps: 0,
       });
-      const slashed = (MIN_STAKE * 1000n) / 10_000n;
+      const slashed = (DEVICE_STAKE * 1000n) / 10_000n + COLLATERAL;
       await expect(devices.connect(admin).slashLiveness(1, other.address, 1)).to.changeTokenBalances(
         token,
         [other, treasury],
         [0, slashed],
       );
-      await devices.connect(slasher).slash(1, MIN_STAKE, EVIDENCE);
+      await devices.connect(slasher).slash(1, DEVICE_STAKE, EVIDENCE);
       await expect(devices.connect(admin).slashLiveness(1, other.address, 1)).not.to.emit(
         devices,
         "DeviceSlashed",
@@ -401,14 +406,15 @@ describe("DeviceRegistry", () => {
       const { devices, admin } = await loadFixture(deployFixture);
       const p = {
         minStake: ONE,
+        collateralPerPlacement: 2n * ONE,
         heartbeatTtl: 60,
-        unbondingDelay: 60,
+        unbondingDelay: 61,
         livenessSlashBps: 10_000,
         bountyBps: 10_000,
       };
       await expect(devices.connect(admin).setParameters(p))
         .to.emit(devices, "ParametersChanged")
-        .withArgs([ONE, 60, 60, 10_000, 10_000]);
+        .withArgs([ONE, 2n * ONE, 60, 61, 10_000, 10_000]);
       const q = await devices.parameters();
       expect(q.minStake).to.equal(ONE);
       expect(q.heartbeatTtl).to.equal(60);
@@ -418,22 +424,31 @@ describe("DeviceRegistry", () => {
       const { devices, admin, other } = await loadFixture(deployFixture);
       const base = {
         minStake: ONE,
+        collateralPerPlacement: ONE,
         heartbeatTtl: 60,
-        unbondingDelay: 60,
+        unbondingDelay: 61,
         livenessSlashBps: 100,
         bountyBps: 100,
       };
       const bad = [
         { ...base, minStake: 0n },
         { ...base, heartbeatTtl: 0 },
-        { ...base, unbondingDelay: 59 },
+        // Equal to the TTL is not enough: the device must be slashable before it can withdraw.
+        { ...base, unbondingDelay: 60 },
         { ...base, livenessSlashBps: 10_001 },
         { ...base, bountyBps: 10_001 },
       ];
       for (const p of bad) {
         await expect(devices.connect(admin).setParameters(p))
           .to.be.revertedWithCustomError(devices, "DeviceRegistryInvalidParameters")
-          .withArgs([p.minStake, p.heartbeatTtl, p.unbondingDelay, p.livenessSlashBps, p.bountyBps]);
+          .withArgs([
+            p.minStake,
+            p.collateralPerPlacement,
+            p.heartbeatTtl,
+            p.unbondingDelay,
+            p.livenessSlashBps,
+            p.bountyBps,
+          ]);
       }
       await expect(devices.connect(other).setParameters(base))
         .to.be.revertedWithCustomError(devices, "AccessControlUnauthorizedAccount")

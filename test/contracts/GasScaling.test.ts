@@ -23,7 +23,7 @@ async function world(others: number) {
     mintTo: [crowd.address, measured.address],
     mintAmount: 10_000_000n * 10n ** 18n,
   });
-  const stake = DEFAULT_PARAMETERS.minStake;
+  const stake = DEFAULT_PARAMETERS.minStake + 10n * DEFAULT_PARAMETERS.collateralPerPlacement;
   await token.connect(crowd).approve(await devices.getAddress(), ethers.MaxUint256);
   await token.connect(measured).approve(await devices.getAddress(), ethers.MaxUint256);
   await apps.connect(appOwner).registerApp("crowded");

@@ -60,6 +60,7 @@ async function invariantFixture() {
     admin,
     mintTo: [...owners.map((o) => o.address)],
     mintAmount: 1_000_000n * 10n ** 18n,
+    governance: "direct",
   });
   const { token, devices, apps } = shoal;
   await devices.grantRole(await devices.SLASHER_ROLE(), slasher.address);

@@ -14,8 +14,10 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { deployDemo, labelMatcher, startFleet, tail, type Fleet } from "../../scripts/fleet/fleet";
-import { livePlacements, connectContracts } from "../../scripts/fleet/chain";
+import { livePlacements, connectContracts, PLACEMENT_STATES } from "../../scripts/fleet/chain";
+import { FAILURE_CODES, RELEASE_REASONS } from "../../workers/src/domain/chain-enums";
 import {
+  KILL_BOUNDS_S,
   scenarioKill,
   scenarioRoll,
   scenarioScale,
@@ -31,6 +33,17 @@ const urls = serviceUrls();
 const ROOT = path.resolve(__dirname, "../..");
 const TTL_S = 20;
 const MiB = 1024 * 1024;
+
+/** What every view says of a placement. */
+interface PlacementFacts {
+  deviceId: number;
+  deploymentId: number;
+  version: number;
+  state: string;
+  releaseReason: string | null;
+  failure: string | null;
+  band: { cpuMinMillicores: number; cpuMaxMillicores: number; memoryMinMiB: number; memoryMaxMiB: number };
+}
 
 interface Received {
   topic: string;
@@ -99,6 +112,15 @@ describe("e2e: a three-device fleet through scale, kill, spike and roll", functi
       filters: { label: ["io.shoal.managed=true", label] },
     });
     return all.filter((c) => deviceOf(c.Labels["io.shoal.device"]) !== undefined);
+  };
+  /** A device as the chain has it now. */
+  const connectedDevice = async (deviceId: number) => {
+    const c = connectContracts(urls.rpcUrl, record as Parameters<typeof connectContracts>[1]);
+    try {
+      return await c.devices.device(deviceId);
+    } finally {
+      c.close();
+    }
   };
   const inspectLimits = async (id: string) => {
     const host = (await docker.getContainer(id).inspect()).HostConfig;
@@ -185,13 +207,19 @@ describe("e2e: a three-device fleet through scale, kill, spike and roll", functi
     expect(r.claimedOnRestore).to.have.length(1);
     expect(devices).to.include(r.claimedOnScaleUp[0].deviceId);
 
+    // The devices' own workers released the surplus, each with its operator key, as ScaleDown: the
+    // scenario releases nothing, so a worker that keeps its replica fails this.
+    for (const released of r.releasedOnScaleDown) {
+      expect(released.releasedBy, `releaser of ${released.placementId}`).to.equal(released.operator);
+      expect(released.reason, `reason of ${released.placementId}`).to.equal("ScaleDown");
+    }
     // chain: the auditor's timeline shows the claim and the ScaleDown releases.
     const rows = await history("--deployment", String(r.deploymentId));
     for (const released of r.releasedOnScaleDown) {
       const row = rows.find(
         (x) => String(x.placementId) === released.placementId && x.event === "PlacementReleased",
       );
-      expect(row?.reason, `release of ${released.placementId}`).to.match(/^ScaleDown by /);
+      expect(row?.reason, `release of ${released.placementId}`).to.equal(`ScaleDown by ${released.operator}`);
     }
     expect(
       rows.some(
@@ -209,16 +237,40 @@ describe("e2e: a three-device fleet through scale, kill, spike and roll", functi
     expect(restored.State).to.equal("running");
   });
 
-  it("(b) kill -9 a worker: after the TTL it is expired and slashed, and the others reclaim its replicas", async function () {
+  it("(b) kill -9 a worker: after the TTL the other workers expire and slash it, finalize and reclaim its replicas", async function () {
     const since = received.length;
     const r = await scenarioKill(ctx);
     expect(r.staleAfterS).to.be.at.most(TTL_S + 5);
-    // 10 % liveness slash, 20 % of it to the keeper.
-    expect(BigInt(r.slashed)).to.equal(BigInt(r.stakeBefore) / 10n);
+    // No script keeps: the fleet heals by itself within the TTL + the documented bounds.
+    expect(r.expiredAfterS, "expired (s after the kill)").to.be.at.most(TTL_S + KILL_BOUNDS_S.expired);
+    expect(r.finalizedAfterS, "finalized (s after the kill)").to.be.at.most(TTL_S + KILL_BOUNDS_S.finalized);
+    expect(r.reclaimedAfterS, "reclaimed (s after the kill)").to.be.at.most(TTL_S + KILL_BOUNDS_S.reclaimed);
+    // The transactions came from the surviving workers' operator keys: not the test's, not the
+    // dead device's own (its bounty is never its own).
+    const dead = (await connectedDevice(r.deviceId)).operator;
+    expect(r.survivingOperators).to.have.length(fleet.state.devices.length - 1);
+    expect(r.survivingOperators).to.include(r.expiredBy);
+    expect(r.bountyRecipient).to.equal(r.expiredBy);
+    expect(r.finalizedBy.map((f) => f.placementId).sort()).to.deep.equal(
+      r.expiredPlacements.map((x) => x.placementId).sort(),
+    );
+    for (const f of r.finalizedBy)
+      expect(r.survivingOperators, `finalizer of ${f.placementId}`).to.include(f.from);
+    expect([r.expiredBy, ...r.finalizedBy.map((f) => f.from)]).to.not.include(dead);
+    // 10 % liveness slash plus the collateral (10 SHOAL by default) of each placement it held; 20 % of it
+    // to the keeper.
+    const collateral = 10n * 10n ** 18n;
+    expect(BigInt(r.slashed)).to.equal(
+      BigInt(r.stakeBefore) / 10n + collateral * BigInt(r.expiredPlacements.length),
+    );
     expect(BigInt(r.bounty)).to.equal(BigInt(r.slashed) / 5n);
     expect(BigInt(r.stakeAfter)).to.equal(BigInt(r.stakeBefore) - BigInt(r.slashed));
     expect(r.reclaimed.length).to.equal(r.expiredPlacements.length);
     for (const x of r.reclaimed) expect(x.deviceId).to.not.equal(r.deviceId);
+    console.log(
+      `      (b) TTL ${TTL_S} s; after the kill: stale ${r.staleAfterS} s, expired ${r.expiredAfterS} s, ` +
+        `finalized ${r.finalizedAfterS} s, reclaimed ${r.reclaimedAfterS} s`,
+    );
 
     // chain: the expired placements end Expired; the reclaims are claims by other devices.
     const rows = await history();
@@ -281,10 +333,27 @@ describe("e2e: a three-device fleet through scale, kill, spike and roll", functi
     expect(r.placements).to.have.length(2);
     expect(r.page).to.include(r.semver);
 
+    // Each replaced placement ended Released (its reservation freed), not left Superseded: on
+    // chain, in the auditor's timeline (its last recorded event), and on MQTT.
     const rows = await history("--deployment", String(r.deploymentId));
-    for (const old of r.replaced) {
-      const last = rows.filter((row) => String(row.placementId) === old.placementId).at(-1);
-      expect(["Superseded", "Released"], `placement ${old.placementId}`).to.include(last?.state);
+    const c = connectContracts(urls.rpcUrl, record as Parameters<typeof connectContracts>[1]);
+    try {
+      for (const old of r.replaced) {
+        expect(
+          PLACEMENT_STATES[Number(await c.placements.placementState(old.placementId))],
+          `chain state of ${old.placementId}`,
+        ).to.equal("Released");
+        const last = rows
+          .filter((row) => String(row.placementId) === old.placementId && row.block > 0)
+          .at(-1);
+        expect(last?.event, `last event of ${old.placementId}`).to.equal("PlacementReleased");
+        await waitFor(
+          `MQTT: placement ${old.placementId} Released`,
+          async () => mqttPlacements().get(old.placementId)?.state === "Released",
+        );
+      }
+    } finally {
+      c.close();
     }
     await waitFor("MQTT: the deployment at the new version", async () =>
       received.some(
@@ -298,38 +367,116 @@ describe("e2e: a three-device fleet through scale, kill, spike and roll", functi
     ]);
   });
 
-  it("the three views agree: placement:history, the MQTT retained states and Docker; no event lost", async function () {
+  it("the three views agree: chain, placement:history, the MQTT retained states and Docker; no event lost", async function () {
     const rows = await history();
-    const finalState = new Map<string, TimelineRow>();
-    for (const row of rows) finalState.set(String(row.placementId), row);
-    const fromMqtt = mqttPlacements();
-    const normal = (state: string) => (state === "Superseded" ? "Released" : state);
-    const bands = new Map<
-      string,
-      { cpuMinMillicores: number; cpuMaxMillicores: number; memoryMinMiB: number; memoryMaxMiB: number }
-    >();
-    for (const [id, p] of fromMqtt) bands.set(id, p.band as never);
+    // The chain's own view of every placement, band from the registry (the version it was claimed
+    // for), release reason and failure from its code.
+    const chain = new Map<string, PlacementFacts>();
+    const c = connectContracts(urls.rpcUrl, record as Parameters<typeof connectContracts>[1]);
+    try {
+      for (const deploymentId of new Set(rows.map((r) => r.deploymentId))) {
+        for (const p of await c.placements.placementsOfDeployment(deploymentId, 0, 1000)) {
+          const state = PLACEMENT_STATES[Number(p.state)];
+          const b = await c.apps.bandAt(deploymentId, p.deploymentGeneration);
+          chain.set(p.placementId.toString(), {
+            deviceId: Number(p.deviceId),
+            deploymentId: Number(p.deploymentId),
+            version: Number(p.version),
+            state,
+            releaseReason: state === "Released" ? RELEASE_REASONS[Number(p.code)] : null,
+            failure: state === "Failed" ? FAILURE_CODES[Number(p.code)] : null,
+            band: {
+              cpuMinMillicores: Number(b.cpuMinMillicores),
+              cpuMaxMillicores: Number(b.cpuMaxMillicores),
+              memoryMinMiB: Number(b.memoryMinMiB),
+              memoryMaxMiB: Number(b.memoryMaxMiB),
+            },
+          });
+        }
+      }
+    } finally {
+      c.close();
+    }
+    expect([...chain.keys()].sort(), "placements on chain vs in the timeline").to.deep.equal(
+      [...new Set(rows.map((r) => String(r.placementId)))].sort(),
+    );
 
+    // MQTT: every field the bridge derives equals the chain's.
+    const fromMqtt = (id: string): PlacementFacts | undefined => {
+      const m = mqttPlacements().get(id);
+      if (m === undefined) return undefined;
+      const band = m.band as PlacementFacts["band"];
+      return {
+        deviceId: Number(m.deviceId),
+        deploymentId: Number(m.deploymentId),
+        version: Number(m.version),
+        state: String(m.state),
+        releaseReason: (m.releaseReason as string | null) ?? null,
+        failure: (m.failure as string | null) ?? null,
+        band: {
+          cpuMinMillicores: band.cpuMinMillicores,
+          cpuMaxMillicores: band.cpuMaxMillicores,
+          memoryMinMiB: band.memoryMinMiB,
+          memoryMaxMiB: band.memoryMaxMiB,
+        },
+      };
+    };
     await waitFor(
       "MQTT's retained state of every placement to match the chain",
-      async () => {
-        const m = mqttPlacements();
-        return [...finalState].every(([id, row]) => normal(String(m.get(id)?.state)) === normal(row.state));
-      },
+      async () => [...chain].every(([id, facts]) => JSON.stringify(fromMqtt(id)) === JSON.stringify(facts)),
       30_000,
-    );
-    for (const [id, row] of finalState) {
+    ).catch(() => undefined);
+    for (const [id, facts] of chain) expect(fromMqtt(id), `MQTT's placement ${id}`).to.deep.equal(facts);
+
+    // placement:history: the same device, deployment, version, band minimum (the claim's
+    // reservation), release reason and failure; its last recorded event gives the state.
+    for (const [id, facts] of chain) {
+      const mine = rows.filter((r) => String(r.placementId) === id);
+      const claim = mine.find((r) => r.event === "PlacementClaimed");
+      const recorded = mine.filter((r) => r.block > 0).at(-1)!;
+      const release = mine.filter((r) => r.event === "PlacementReleased").at(-1);
+      const failed = mine.filter((r) => r.event === "PlacementFailed").at(-1);
+      const fromHistory = {
+        deviceId: recorded.deviceId,
+        deploymentId: recorded.deploymentId,
+        version: Number(/ v(\d+),/.exec(claim?.reason ?? "")?.[1]),
+        reserved: claim?.reason
+          .match(/(\d+)m\/(\d+)MiB reserved$/)
+          ?.slice(1)
+          .map(Number),
+        state: {
+          PlacementReleased: "Released",
+          PlacementFailed: "Failed",
+          PlacementExpired: "Expired",
+          PlacementConfirmed: "Running",
+          PlacementClaimed: "Claimed",
+        }[recorded.event],
+        releaseReason: release ? release.reason.split(" by ")[0] : null,
+        failure: failed ? failed.reason : null,
+      };
+      expect(fromHistory, `placement:history of ${id}`).to.deep.equal({
+        deviceId: facts.deviceId,
+        deploymentId: facts.deploymentId,
+        version: facts.version,
+        reserved: [facts.band.cpuMinMillicores, facts.band.memoryMinMiB],
+        state: facts.state,
+        releaseReason: facts.releaseReason,
+        failure: facts.failure,
+      });
+    }
+
+    // Docker: one running container per Running placement, on its device, within its band.
+    for (const [id, facts] of chain) {
       const cs = await containersOf(`io.shoal.placement=${id}`);
-      if (row.state === "Running") {
+      if (facts.state === "Running") {
         expect(cs, `containers of running placement ${id}`).to.have.length(1);
         expect(cs[0].State).to.equal("running");
-        expect(deviceOf(cs[0].Labels["io.shoal.device"])).to.equal(row.deviceId);
-        const band = bands.get(id)!;
+        expect(deviceOf(cs[0].Labels["io.shoal.device"])).to.equal(facts.deviceId);
         const limits = await inspectLimits(cs[0].Id);
-        expect(limits.cpuMillicores).to.be.within(band.cpuMinMillicores, band.cpuMaxMillicores);
-        expect(limits.memoryMiB).to.be.within(band.memoryMinMiB, band.memoryMaxMiB);
+        expect(limits.cpuMillicores).to.be.within(facts.band.cpuMinMillicores, facts.band.cpuMaxMillicores);
+        expect(limits.memoryMiB).to.be.within(facts.band.memoryMinMiB, facts.band.memoryMaxMiB);
       } else {
-        expect(cs, `containers of ${row.state} placement ${id}`).to.deep.equal([]);
+        expect(cs, `containers of ${facts.state} placement ${id}`).to.deep.equal([]);
       }
     }
 

@@ -7,10 +7,14 @@ import type { IAppRegistry } from "../../typechain-types";
 
 export const ONE = 10n ** 18n;
 export const MIN_STAKE = DEFAULT_PARAMETERS.minStake;
+export const COLLATERAL = DEFAULT_PARAMETERS.collateralPerPlacement;
+/** The fixture device's stake: the minimum plus the collateral of 10 placements. */
+export const DEVICE_STAKE = MIN_STAKE + 10n * COLLATERAL;
 export const TTL = DEFAULT_PARAMETERS.heartbeatTtl;
 export const UNBONDING = DEFAULT_PARAMETERS.unbondingDelay;
 export const SLASH_BPS = BigInt(DEFAULT_PARAMETERS.livenessSlashBps);
 export const BOUNTY_BPS = BigInt(DEFAULT_PARAMETERS.bountyBps);
+export const CLAIM_DEADLINE = DEFAULT_PARAMETERS.claimDeadline;
 
 export const AMD64 = "linux/amd64";
 export const ARM64 = "linux/arm64";
@@ -53,6 +57,8 @@ export async function deployFixture() {
     treasury: treasury.address,
     mintTo: [deviceOwner.address, deviceOwner2.address, other.address],
     mintAmount: 100_000n * ONE,
+    // The registries' own rules, with the admin acting at once; Governance.test.ts covers the timelock.
+    governance: "direct",
   });
   const { token, devices } = shoal;
   await devices.grantRole(await devices.SLASHER_ROLE(), slasher.address);
@@ -84,12 +90,12 @@ export async function appFixture() {
   return f;
 }
 
-/** + device 1 (amd64, DEVICE_CPU/DEVICE_MEMORY, DEVICE_LABELS, operator) staked with MIN_STAKE. */
+/** + device 1 (amd64, DEVICE_CPU/DEVICE_MEMORY, DEVICE_LABELS, operator) staked with DEVICE_STAKE. */
 export async function deviceFixture() {
   const f = await appFixture();
   await f.devices
     .connect(f.deviceOwner)
-    .enroll(f.operator.address, AMD64, DEVICE_CPU, DEVICE_MEMORY, DEVICE_LABELS, ENDPOINT, MIN_STAKE);
+    .enroll(f.operator.address, AMD64, DEVICE_CPU, DEVICE_MEMORY, DEVICE_LABELS, ENDPOINT, DEVICE_STAKE);
   return f;
 }
 

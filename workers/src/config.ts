@@ -36,6 +36,12 @@ export interface WorkerConfig {
   claim: { enabled: boolean; maxDelayMs: number; jitterMs: number };
   bridge: { enabled: boolean };
   /**
+   * The keeper: expires stale devices and finalizes expired placements and overdue claims of other
+   * devices, each duty `0..jitterMs` after it comes due (drawn per duty), and at most once per
+   * `retryMs` while its event has not arrived. See docs/worker.md.
+   */
+  keeper: { enabled: boolean; jitterMs: number; retryMs: number };
+  /**
    * The resource manager: caps the device's containers at its enrolled capacity (a per-device
    * cgroup) and resizes each container within its band every `periodMs`; between two periods its
    * fast path reads the CPU counters every `fastPeriodMs` and raises a throttled container at once
@@ -64,6 +70,7 @@ const DEFAULTS: Omit<WorkerConfig, "operatorKey" | "deviceId"> = {
   metricsHost: "127.0.0.1",
   claim: { enabled: true, maxDelayMs: 2000, jitterMs: 250 },
   bridge: { enabled: true },
+  keeper: { enabled: true, jitterMs: 5000, retryMs: 30_000 },
   resources: { enabled: true, periodMs: 1000, fastPeriodMs: 100 },
   logLevel: "info",
 };
@@ -198,6 +205,7 @@ export function loadConfig(
     );
   const claim = nested("claim", DEFAULTS.claim);
   const bridge = nested("bridge", DEFAULTS.bridge);
+  const keeper = nested("keeper", DEFAULTS.keeper);
   const resources = nested("resources", DEFAULTS.resources);
   const logLevel = merged.logLevel;
   if (!LOG_LEVELS.includes(logLevel as (typeof LOG_LEVELS)[number]))
@@ -224,6 +232,11 @@ export function loadConfig(
       jitterMs: integer("claim.jitterMs", claim.jitterMs, 0, 60_000),
     },
     bridge: { enabled: flag("bridge.enabled", bridge.enabled) },
+    keeper: {
+      enabled: flag("keeper.enabled", keeper.enabled),
+      jitterMs: integer("keeper.jitterMs", keeper.jitterMs, 0, 600_000),
+      retryMs: integer("keeper.retryMs", keeper.retryMs, 1000, 3_600_000),
+    },
     resources: {
       enabled: flag("resources.enabled", resources.enabled),
       periodMs: integer("resources.periodMs", resources.periodMs, 100, 60_000),

@@ -24,6 +24,7 @@ import { createBridge } from "./bridge";
 import { createClaimer, deploymentsTouchedBy } from "./claimer";
 import { ConfigError, ENV, loadConfig, type WorkerConfig } from "./config";
 import { createDelivery } from "./delivery";
+import { createKeeper } from "./keeper";
 import type { Platform } from "./domain/manifest";
 import { isRetryable, ShoalError } from "./errors";
 import { createWorkerMetrics, serveMetrics } from "./metrics";
@@ -280,6 +281,19 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
     confirmations: config.confirmations,
     pollIntervalMs: config.pollIntervalMs,
   });
+  const keeper = config.keeper.enabled
+    ? createKeeper({
+        registry,
+        deviceId,
+        source,
+        dataDir: config.dataDir,
+        logger: logger.child({ component: "keeper" }),
+        jitterMs: config.keeper.jitterMs,
+        retryMs: config.keeper.retryMs,
+        onOutcome: (o) =>
+          o.result === "sent" && metrics.chainTransactions.inc({ method: o.duty.kind, result: "ok" }),
+      })
+    : undefined;
   const bridge = createBridge({
     source,
     bus,
@@ -333,11 +347,13 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
     );
   const chain = (async () => {
     if (config.bridge.enabled) await bridge.open({ signal });
+    await keeper?.open({ signal });
     await source.run(
       async (batch, options) => {
         if (batch.type === "reorg") onChange("reorg", "reorg");
         else if (batch.logs.length > 0) onChange("chain", batch.logs);
         if (config.bridge.enabled) await bridge.handle(batch, options);
+        await keeper?.handle(batch, options);
         const status = source.status();
         if (status.head !== null)
           metrics.bridgeLagBlocks.set(Math.max(0, status.head - status.checkpoint.number));
@@ -347,12 +363,20 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
   })();
   const reconciling = reconciler.run({ signal });
   const resizing = resourceManager?.run({ signal });
+  const keeping = keeper?.run({ signal });
   logger.info(
     { deviceId, heartbeatS, bridge: config.bridge.enabled, claim: config.claim.enabled },
     "worker started",
   );
 
-  const results = await Promise.allSettled([chain, reconciling, resizing, heartbeat.done, claims?.done]);
+  const results = await Promise.allSettled([
+    chain,
+    reconciling,
+    resizing,
+    keeping,
+    heartbeat.done,
+    claims?.done,
+  ]);
   for (const result of results) if (result.status === "rejected" && !signal.aborted) throw result.reason;
   await bus.close().catch((error: unknown) => logger.warn({ err: error }, "could not announce offline"));
   await metricsServer?.close();

@@ -19,6 +19,7 @@ import {
   type Band,
   type DeploymentView,
   type FailureCode,
+  type KeeperRegistry,
   type PlacementView,
   type Registry,
   type TxResult,
@@ -118,9 +119,10 @@ export function createEthersRegistry({
   contracts,
   operatorKey,
   deviceId,
-}: EthersRegistryOptions): Registry {
-  // One nonce sequence per worker: heartbeats, claims and confirms may overlap.
-  const signer = new NonceManager(new Wallet(operatorKey, provider));
+}: EthersRegistryOptions): Registry & KeeperRegistry {
+  // One nonce sequence per worker: heartbeats, claims, confirms and keeper calls may overlap.
+  const wallet = new Wallet(operatorKey, provider);
+  const signer = new NonceManager(wallet);
   const apps = AppRegistry__factory.connect(contracts.AppRegistry.address, signer);
   const devices = DeviceRegistry__factory.connect(contracts.DeviceRegistry.address, signer);
   const placements = PlacementRegistry__factory.connect(contracts.PlacementRegistry.address, signer);
@@ -363,6 +365,43 @@ export function createEthersRegistry({
           () => placements.release(BigInt(placementId)),
           options?.signal,
         ),
+      ),
+
+    address: wallet.address,
+
+    expireDevice: async (id) => {
+      const action = `expiring device ${id}`;
+      await read(action, () => placements.expireDevice.staticCall(id));
+      return txResult(await send(action, () => placements.expireDevice(id)));
+    },
+
+    finalizeExpired: async (placementId) => {
+      const action = `finalizing expired placement ${placementId}`;
+      await read(action, () => placements.finalizeExpired.staticCall(BigInt(placementId)));
+      return txResult(await send(action, () => placements.finalizeExpired(BigInt(placementId))));
+    },
+
+    finalizeOverdueClaim: async (placementId) => {
+      const action = `finalizing overdue claim ${placementId}`;
+      await read(action, () => placements.finalizeOverdueClaim.staticCall(BigInt(placementId)));
+      return txResult(await send(action, () => placements.finalizeOverdueClaim(BigInt(placementId))));
+    },
+
+    claimDeadlineS: (options) =>
+      read("reading the claim deadline", async () => {
+        try {
+          return Number(await placements.claimDeadline(overrides(options)));
+        } catch (error) {
+          // A registry deployed before claim deadlines has no such function: an empty revert.
+          const e = error as { code?: string; data?: string | null };
+          if (e.code === "CALL_EXCEPTION" && (e.data === "0x" || e.data == null)) return undefined;
+          throw error;
+        }
+      }),
+
+    heartbeatTtlS: (options) =>
+      read("reading the heartbeat TTL", async () =>
+        Number((await devices.parameters(overrides(options))).heartbeatTtl),
       ),
   };
 }

@@ -20,6 +20,7 @@ export const FAILURE_CODES = [
   "Evicted",
   "HealthCheckFailed",
   "Other",
+  "ClaimDeadlineMissed",
 ] as const;
 export const RELEASE_REASONS = [
   "None",

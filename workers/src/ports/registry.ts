@@ -107,3 +107,23 @@ export interface Registry {
   fail(placementId: string, code: FailureCode, options?: { signal?: AbortSignal }): Promise<TxResult>;
   release(placementId: string, options?: { signal?: AbortSignal }): Promise<TxResult>;
 }
+
+/**
+ * What a keeper sends: the permissionless liveness transactions. Each first simulates the call
+ * (an `eth_call` from the operator's address, no nonce used), so a keeper that lost the race learns
+ * it from a revert that cost nothing; only then does it send.
+ */
+export interface KeeperRegistry {
+  /** The signing address (the device's operator): who collects an expiry bounty. */
+  readonly address: string;
+  /** Expires a stale device's open placements at once; the caller collects the bounty. */
+  expireDevice(deviceId: number, options?: { signal?: AbortSignal }): Promise<TxResult>;
+  /** Records a placement of an expired device generation as Expired, freeing its replica. */
+  finalizeExpired(placementId: string, options?: { signal?: AbortSignal }): Promise<TxResult>;
+  /** Ends a claim not confirmed within the claim deadline as Failed (ClaimDeadlineMissed). */
+  finalizeOverdueClaim(placementId: string, options?: { signal?: AbortSignal }): Promise<TxResult>;
+  /** The claim deadline in seconds, or undefined when the deployed registry has none. */
+  claimDeadlineS(options?: ReadOptions): Promise<number | undefined>;
+  /** The heartbeat TTL in seconds. */
+  heartbeatTtlS(options?: ReadOptions): Promise<number>;
+}
