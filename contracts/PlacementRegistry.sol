@@ -36,7 +36,8 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         Expired
     }
 
-    /// @dev Slot 1 is written once, by the claim; slot 2 by the confirm and by the end.
+    /// @dev Slot 1 is written once, by the claim; slot 2 by the confirm and by the end. The phase is in
+    /// slot 2: Claimed is 0, so the claim leaves it alone and the confirm writes one slot only.
     struct PlacementRecord {
         uint32 deviceId;
         uint32 deviceGeneration;
@@ -44,12 +45,12 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         uint40 claimedAt;
         uint40 claimedBlock;
         uint64 previousOfDevice;
-        Phase phase;
-        uint8 code;
         uint40 runningAt;
         uint40 runningBlock;
         uint40 endedAt;
         uint40 endedBlock;
+        Phase phase;
+        uint8 code;
     }
 
     /// @dev When a device generation ended by expiry.
