@@ -442,8 +442,8 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
             revert PlacementRegistryPlatformUnsupported(deploymentId, deviceId, platformKey);
         }
         if (t.requiredLabels.length != 0) {
-            bytes16 missing = _devices.missingLabel(deviceId, t.requiredLabels);
-            if (missing != bytes16(0)) revert PlacementRegistryLabelMissing(deploymentId, deviceId, missing);
+            bytes8 missing = _devices.missingLabel(deviceId, t.requiredLabels);
+            if (missing != bytes8(0)) revert PlacementRegistryLabelMissing(deploymentId, deviceId, missing);
         }
     }
 

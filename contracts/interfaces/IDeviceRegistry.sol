@@ -64,7 +64,7 @@ interface IDeviceRegistry {
         uint40 lastHeartbeat;
         uint40 withdrawableAt;
         string platform;
-        bytes16[] labels;
+        bytes8[] labels;
     }
 
     /// @notice A device's reputation counters.
@@ -370,7 +370,7 @@ interface IDeviceRegistry {
     function claimContext(uint32 deviceId) external view returns (ClaimContext memory);
 
     /// @notice The first of `required` the device does not offer, or zero when it offers all.
-    function missingLabel(uint32 deviceId, bytes16[] calldata required) external view returns (bytes16);
+    function missingLabel(uint32 deviceId, bytes8[] calldata required) external view returns (bytes8);
 
     /// @notice Whether `account` is the device's owner or operator.
     function isAuthorized(uint32 deviceId, address account) external view returns (bool);

@@ -485,7 +485,7 @@ describe("DeviceRegistry", () => {
     it("test_missingLabel_returnsFirstMissing", async () => {
       const { devices } = await loadFixture(deviceFixture);
       expect(await devices.missingLabel(1, [labelKey("tier=edge"), labelKey("region=eu-west")])).to.equal(
-        "0x" + "00".repeat(16),
+        "0x" + "00".repeat(8),
       );
       expect(await devices.missingLabel(1, [labelKey("tier=edge"), labelKey("gpu=a100")])).to.equal(
         labelKey("gpu=a100"),
