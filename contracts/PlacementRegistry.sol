@@ -347,7 +347,7 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         else if (_placements[cursor].deviceId != deviceId || deviceId == 0)
             revert PlacementRegistryInvalidCursor(cursor);
         // Two walks, the second over warm slots: the first sizes the page.
-        uint256 n;
+        uint256 n = 0;
         for (uint64 id = cursor; id != 0 && n < limit; id = _placements[id].previousOfDevice) ++n;
         page = new Placement[](n);
         next = cursor;
@@ -643,7 +643,8 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         IAppRegistry.DeploymentSummary memory s
     ) private view {
         DeploymentUsage storage du = _deploymentUsage[deploymentId];
-        uint32 running = du.generation == s.generation ? du.runningReplicas : 0;
+        // The usage is of an older generation only without an observer (it never runs ahead).
+        uint32 running = du.generation < s.generation ? 0 : du.runningReplicas;
         if (running < s.replicas && !_devices.isStale(deviceId))
             revert PlacementRegistryRollInProgress(placementId, running, s.replicas);
     }

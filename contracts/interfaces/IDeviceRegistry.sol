@@ -317,7 +317,7 @@ interface IDeviceRegistry {
     function completeExit(uint32 deviceId) external;
 
     /// @notice Links the PlacementRegistry whose live placements block an exit. The deployer, once.
-    function setPlacementRegistry(address placementRegistry) external;
+    function setPlacementRegistry(address placementRegistry_) external;
 
     /// @notice Slashes a fault proven off chain. SLASHER_ROLE; slashable while active or exiting.
     /// @dev The amount is capped at the stake; the slashed tokens go to the treasury.
