@@ -62,7 +62,8 @@ async function main(): Promise<void> {
   });
   await devices.grantRole(await devices.SLASHER_ROLE(), slasher.address);
   await token.connect(owner).approve(await devices.getAddress(), hre.ethers.MaxUint256);
-  const stake = DEFAULT_PARAMETERS.minStake;
+  // The minimum plus the collateral of 10 placements.
+  const stake = DEFAULT_PARAMETERS.minStake + 10n * DEFAULT_PARAMETERS.collateralPerPlacement;
   const rows: [string, bigint][] = [];
   const measure = async (name: string, tx: Promise<ContractTransactionResponse>) => {
     rows.push([name, await gasOf(tx)]);
@@ -116,9 +117,14 @@ async function main(): Promise<void> {
   await measure("PlacementRegistry.release (Running, by device)", p.release(id(1, 1)));
   await measure("PlacementRegistry.fail", p.fail(id(2, 1), 4));
   await measure("AppRegistry.rollDeployment", a.rollDeployment(3, 2));
+  await measure("PlacementRegistry.release (superseded, by device)", p.release(id(3, 1)));
+
+  // A claim that is never confirmed: anyone fails it once the claim deadline has passed.
+  await p.claim(2, 2);
+  await time.increase(DEFAULT_PARAMETERS.claimDeadline);
   await measure(
-    "PlacementRegistry.release (superseded, by anyone)",
-    placements.connect(other).release(id(3, 1)),
+    "PlacementRegistry.finalizeOverdueClaim",
+    placements.connect(other).finalizeOverdueClaim(id(2, 3)),
   );
 
   // Liveness: device 3 holds three placements and goes stale.

@@ -33,7 +33,7 @@ contract AppRegistry is IAppRegistry {
         mapping(bytes32 platformKey => string imageCid) images;
     }
 
-    /// @dev The first slot holds every field a claim reads; required label keys follow, two per slot.
+    /// @dev The first slot holds every field a claim reads; required label keys follow, four per slot.
     struct DeploymentRecord {
         uint32 appId;
         uint32 version;
@@ -41,7 +41,7 @@ contract AppRegistry is IAppRegistry {
         uint32 replicas;
         bool active;
         uint8 labelCount;
-        bytes16[8] requiredLabels;
+        bytes8[8] requiredLabels;
         mapping(uint32 generation => uint32 version) versionAt;
     }
 
@@ -344,7 +344,7 @@ contract AppRegistry is IAppRegistry {
         uint32 appId,
         uint32 versionNumber,
         uint32 replicas,
-        bytes16[] memory keys
+        bytes8[] memory keys
     ) private returns (uint32 deploymentId) {
         _checkDeployable(appId, versionNumber);
         if (replicas == 0) revert AppRegistryInvalidReplicas(replicas);
@@ -407,9 +407,9 @@ contract AppRegistry is IAppRegistry {
         if (!d.active) revert AppRegistryDeploymentStopped(deploymentId);
     }
 
-    function _requiredLabels(DeploymentRecord storage d) private view returns (bytes16[] memory keys) {
+    function _requiredLabels(DeploymentRecord storage d) private view returns (bytes8[] memory keys) {
         uint256 n = d.labelCount;
-        keys = new bytes16[](n);
+        keys = new bytes8[](n);
         for (uint256 i; i < n; ++i) {
             keys[i] = d.requiredLabels[i];
         }

@@ -48,7 +48,7 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl, Pausable, ReentrancyG
         uint32 failed;
         uint32 expired;
         string platform;
-        bytes16[8] labels;
+        bytes8[8] labels;
     }
 
     IERC20 private immutable _token;
@@ -296,7 +296,7 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl, Pausable, ReentrancyG
         out.withdrawableAt = d.withdrawableAt;
         out.platform = d.platform;
         uint256 n = d.labelCount;
-        out.labels = new bytes16[](n);
+        out.labels = new bytes8[](n);
         for (uint256 i; i < n; ++i) {
             out.labels[i] = d.labels[i];
         }
@@ -327,17 +327,17 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl, Pausable, ReentrancyG
     }
 
     /// @inheritdoc IDeviceRegistry
-    function missingLabel(uint32 deviceId, bytes16[] calldata required) external view returns (bytes16) {
+    function missingLabel(uint32 deviceId, bytes8[] calldata required) external view returns (bytes8) {
         DeviceRecord storage d = _existingDevice(deviceId);
         uint256 n = d.labelCount;
         // At most 8 x 8 comparisons; after the first read of each slot, reads are warm.
         for (uint256 r = 0; r < required.length; ++r) {
-            bytes16 wanted = required[r];
+            bytes8 wanted = required[r];
             uint256 i = 0;
             while (i < n && d.labels[i] != wanted) ++i;
             if (i == n) return wanted;
         }
-        return bytes16(0);
+        return bytes8(0);
     }
 
     /// @inheritdoc IDeviceRegistry
@@ -401,7 +401,7 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl, Pausable, ReentrancyG
         uint256 minStake = _parameters.minStake;
         if (stake < minStake) revert DeviceRegistryInsufficientStake(stake, minStake);
         if (stake > type(uint96).max) revert DeviceRegistryStakeTooLarge(stake);
-        bytes16[] memory keys = Labels.toKeys(labels);
+        bytes8[] memory keys = Labels.toKeys(labels);
 
         deviceId = ++_deviceCount;
         DeviceRecord storage d = _devices[deviceId];

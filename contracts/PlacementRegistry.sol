@@ -36,7 +36,8 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         Expired
     }
 
-    /// @dev Slot 1 is written once, by the claim; slot 2 by the confirm and by the end.
+    /// @dev Slot 1 is written once, by the claim; slot 2 by the confirm and by the end. The phase is in
+    /// slot 2: Claimed is 0, so the claim leaves it alone and the confirm writes one slot only.
     struct PlacementRecord {
         uint32 deviceId;
         uint32 deviceGeneration;
@@ -44,12 +45,12 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         uint40 claimedAt;
         uint40 claimedBlock;
         uint64 previousOfDevice;
-        Phase phase;
-        uint8 code;
         uint40 runningAt;
         uint40 runningBlock;
         uint40 endedAt;
         uint40 endedBlock;
+        Phase phase;
+        uint8 code;
     }
 
     /// @dev When a device generation ended by expiry.
@@ -346,7 +347,7 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         else if (_placements[cursor].deviceId != deviceId || deviceId == 0)
             revert PlacementRegistryInvalidCursor(cursor);
         // Two walks, the second over warm slots: the first sizes the page.
-        uint256 n;
+        uint256 n = 0;
         for (uint64 id = cursor; id != 0 && n < limit; id = _placements[id].previousOfDevice) ++n;
         page = new Placement[](n);
         next = cursor;
@@ -441,8 +442,8 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
             revert PlacementRegistryPlatformUnsupported(deploymentId, deviceId, platformKey);
         }
         if (t.requiredLabels.length != 0) {
-            bytes16 missing = _devices.missingLabel(deviceId, t.requiredLabels);
-            if (missing != bytes16(0)) revert PlacementRegistryLabelMissing(deploymentId, deviceId, missing);
+            bytes8 missing = _devices.missingLabel(deviceId, t.requiredLabels);
+            if (missing != bytes8(0)) revert PlacementRegistryLabelMissing(deploymentId, deviceId, missing);
         }
     }
 
@@ -642,7 +643,8 @@ contract PlacementRegistry is IPlacementRegistry, AccessControl, Pausable, Reent
         IAppRegistry.DeploymentSummary memory s
     ) private view {
         DeploymentUsage storage du = _deploymentUsage[deploymentId];
-        uint32 running = du.generation == s.generation ? du.runningReplicas : 0;
+        // The usage is of an older generation only without an observer (it never runs ahead).
+        uint32 running = du.generation < s.generation ? 0 : du.runningReplicas;
         if (running < s.replicas && !_devices.isStale(deviceId))
             revert PlacementRegistryRollInProgress(placementId, running, s.replicas);
     }

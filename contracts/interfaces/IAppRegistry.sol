@@ -43,7 +43,7 @@ interface IAppRegistry {
         uint32 generation;
         uint32 replicas;
         bool active;
-        bytes16[] requiredLabels;
+        bytes8[] requiredLabels;
     }
 
     /// @notice The fields of a deployment that releases and views need, with the app's owner.
@@ -68,7 +68,7 @@ interface IAppRegistry {
         bool platformSupported;
         bool deprecated;
         ResourceBand band;
-        bytes16[] requiredLabels;
+        bytes8[] requiredLabels;
     }
 
     // ---------------------------------------------------------------- errors

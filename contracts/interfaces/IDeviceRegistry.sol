@@ -64,7 +64,7 @@ interface IDeviceRegistry {
         uint40 lastHeartbeat;
         uint40 withdrawableAt;
         string platform;
-        bytes16[] labels;
+        bytes8[] labels;
     }
 
     /// @notice A device's reputation counters.
@@ -317,7 +317,7 @@ interface IDeviceRegistry {
     function completeExit(uint32 deviceId) external;
 
     /// @notice Links the PlacementRegistry whose live placements block an exit. The deployer, once.
-    function setPlacementRegistry(address placementRegistry) external;
+    function setPlacementRegistry(address placementRegistry_) external;
 
     /// @notice Slashes a fault proven off chain. SLASHER_ROLE; slashable while active or exiting.
     /// @dev The amount is capped at the stake; the slashed tokens go to the treasury.
@@ -370,7 +370,7 @@ interface IDeviceRegistry {
     function claimContext(uint32 deviceId) external view returns (ClaimContext memory);
 
     /// @notice The first of `required` the device does not offer, or zero when it offers all.
-    function missingLabel(uint32 deviceId, bytes16[] calldata required) external view returns (bytes16);
+    function missingLabel(uint32 deviceId, bytes8[] calldata required) external view returns (bytes8);
 
     /// @notice Whether `account` is the device's owner or operator.
     function isAuthorized(uint32 deviceId, address account) external view returns (bool);

@@ -161,7 +161,7 @@ interface IPlacementRegistry is IDeploymentObserver {
 
     /// @notice The device lacks a label the deployment requires.
     /// @param labelKey The key of the missing label.
-    error PlacementRegistryLabelMissing(uint32 deploymentId, uint32 deviceId, bytes16 labelKey);
+    error PlacementRegistryLabelMissing(uint32 deploymentId, uint32 deviceId, bytes8 labelKey);
 
     /// @notice The band's CPU minimum does not fit in the device's free CPU.
     error PlacementRegistryCpuCapacityExceeded(uint32 deviceId, uint32 requested, uint32 free);

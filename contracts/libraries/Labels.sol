@@ -3,9 +3,11 @@ pragma solidity 0.8.28;
 
 /// @title Labels
 /// @notice Validation and hashing of `key=value` labels (devices offer them, deployments require them).
-/// @dev A label is stored as its key: the first 16 bytes of keccak256 of its text
-/// (ethers: `id(label).slice(0, 34)`). Two keys fit in one
-/// storage slot, which keeps enrollment and claims cheap; 128 bits leave a second preimage out of reach.
+/// @dev A label is stored as its key: the first 8 bytes of keccak256 of its text
+/// (ethers: `id(label).slice(0, 18)`). Four keys fit in one storage slot, which keeps enrollment (8 labels
+/// in 2 slots) and claims cheap. 64 bits make an accidental collision of two real labels negligible; they do
+/// not stop a device that grinds for a label it lacks, but nothing needs to: labels are self-declared, a
+/// device may simply enroll with the label text itself.
 /// Sets are small (at most {MAX_LABELS}), so the quadratic checks here are bounded by 8 x 8.
 library Labels {
     /// @notice The largest number of labels a device offers or a deployment requires.
@@ -28,14 +30,14 @@ library Labels {
 
     /// @notice Validates a set of labels and returns their keys, in the given order.
     /// @dev Reverts with {LabelsTooMany}, {LabelsInvalid} or {LabelsDuplicate}.
-    function toKeys(string[] calldata labels) internal pure returns (bytes16[] memory keys) {
+    function toKeys(string[] calldata labels) internal pure returns (bytes8[] memory keys) {
         uint256 n = labels.length;
         if (n > MAX_LABELS) revert LabelsTooMany(n, MAX_LABELS);
-        keys = new bytes16[](n);
+        keys = new bytes8[](n);
         for (uint256 i; i < n; ++i) {
             bytes calldata text = bytes(labels[i]);
             if (!_wellFormed(text)) revert LabelsInvalid(labels[i]);
-            bytes16 k = bytes16(keccak256(text));
+            bytes8 k = bytes8(keccak256(text));
             for (uint256 j; j < i; ++j) {
                 if (keys[j] == k) revert LabelsDuplicate(labels[i]);
             }

@@ -35,6 +35,9 @@ describe("AppRegistry", () => {
       await bare.registerApp("solo");
       await bare.publishVersion(1, MANIFEST_V1, [AMD64], [IMAGE_AMD64], BAND);
       await expect(bare.createDeployment(1, 1, 1, [])).to.emit(bare, "DeploymentCreated");
+      await bare.publishVersion(1, MANIFEST_V1, [AMD64], [IMAGE_AMD64], BAND);
+      await expect(bare.rollDeployment(1, 2)).to.emit(bare, "DeploymentRolled");
+      await expect(bare.stopDeployment(1)).to.emit(bare, "DeploymentStopped");
       await expect(bare.connect(other).setObserver(other.address))
         .to.be.revertedWithCustomError(bare, "AppRegistryNotDeployer")
         .withArgs(other.address);

@@ -375,6 +375,73 @@ describe("DeviceRegistry", () => {
       expect([r.completed, r.failed, r.expired]).to.deep.equal([1n, 1n, 3n]);
     });
 
+    it("test_slashLiveness_collateralCappedAtStake", async () => {
+      const { devices, admin, other } = await loadFixture(deviceFixture);
+      await devices.connect(admin).grantRole(await devices.PLACEMENT_ROLE(), admin.address);
+      // 10 % of the stake plus 100 placements' collateral is more than the stake: all of it goes.
+      await expect(devices.connect(admin).slashLiveness(1, other.address, 100))
+        .to.emit(devices, "DeviceSlashed")
+        .withArgs(
+          1,
+          admin.address,
+          SlashKind.Liveness,
+          DEVICE_STAKE,
+          (DEVICE_STAKE * 2000n) / 10_000n,
+          other.address,
+          0,
+          "",
+        );
+    });
+
+    it("test_slashLiveness_noBountyWithoutRecipient", async () => {
+      const { devices, token, admin, treasury } = await loadFixture(deviceFixture);
+      await devices.connect(admin).grantRole(await devices.PLACEMENT_ROLE(), admin.address);
+      const slashed = (DEVICE_STAKE * 1000n) / 10_000n + COLLATERAL;
+      const tx = devices.connect(admin).slashLiveness(1, ethers.ZeroAddress, 1);
+      await expect(tx)
+        .to.emit(devices, "DeviceSlashed")
+        .withArgs(
+          1,
+          admin.address,
+          SlashKind.Liveness,
+          slashed,
+          0,
+          ethers.ZeroAddress,
+          DEVICE_STAKE - slashed,
+          "",
+        );
+      await expect(tx).to.changeTokenBalances(token, [devices, treasury], [-slashed, slashed]);
+    });
+
+    it("test_requestExit_withoutLinkedPlacementRegistry", async () => {
+      const [admin, owner] = await ethers.getSigners();
+      const token = await ethers.deployContract("ShoalToken", [admin.address]);
+      const bare = await ethers.deployContract("DeviceRegistry", [
+        await token.getAddress(),
+        admin.address,
+        admin.address,
+        {
+          minStake: ONE,
+          collateralPerPlacement: ONE,
+          heartbeatTtl: 60,
+          unbondingDelay: 61,
+          livenessSlashBps: 1000,
+          bountyBps: 2000,
+        },
+      ]);
+      expect(await bare.placementRegistry()).to.equal(ethers.ZeroAddress);
+      await token.mint(owner.address, ONE);
+      await token.connect(owner).approve(await bare.getAddress(), ONE);
+      await bare.connect(owner).enroll(owner.address, AMD64, 1000, 1024, [], ENDPOINT, ONE);
+      await expect(bare.connect(owner).requestExit(1)).to.emit(bare, "DeviceExitRequested");
+      await expect(bare.setPlacementRegistry(ethers.ZeroAddress))
+        .to.be.revertedWithCustomError(bare, "DeviceRegistryInvalidPlacementRegistry")
+        .withArgs(ethers.ZeroAddress);
+      await expect(bare.setPlacementRegistry(owner.address))
+        .to.emit(bare, "PlacementRegistrySet")
+        .withArgs(owner.address);
+    });
+
     it("test_slashLiveness_zeroStakeAndZeroBounty", async () => {
       const { devices, token, admin, other, slasher, treasury } = await loadFixture(deviceFixture);
       await devices.connect(admin).grantRole(await devices.PLACEMENT_ROLE(), admin.address);
@@ -485,7 +552,7 @@ describe("DeviceRegistry", () => {
     it("test_missingLabel_returnsFirstMissing", async () => {
       const { devices } = await loadFixture(deviceFixture);
       expect(await devices.missingLabel(1, [labelKey("tier=edge"), labelKey("region=eu-west")])).to.equal(
-        "0x" + "00".repeat(16),
+        "0x" + "00".repeat(8),
       );
       expect(await devices.missingLabel(1, [labelKey("tier=edge"), labelKey("gpu=a100")])).to.equal(
         labelKey("gpu=a100"),

@@ -5,7 +5,15 @@
  * - a device's reserved CPU and memory equal the sum over its live placements, and never exceed its capacity;
  * - a deployment's live replicas equal the count of its live placements of the current generation, and a
  *   claim never takes them above N (after a scale-down they only fall until they are under N);
- * - the stakes add up to totalStaked and to the registry's token balance.
+ * - the stakes add up to totalStaked and to the registry's token balance;
+ * - a deployment's running replicas equal the count of its Running placements of the current generation,
+ *   and nothing is confirmed after a roll or stop;
+ * - a stranger releases a superseded placement of an active deployment exactly when the new generation runs
+ *   in full or the device is stale (make-before-break);
+ * - a claim succeeds only with stake for the minimum plus the collateral of every live placement; an overdue
+ *   claim is failed by a keeper exactly when its deadline has passed; a device's own expiry pays no bounty;
+ * - admin changes (TTL, collateral, slash amounts, claim deadline) go through the timelock and apply only
+ *   once its delay has passed since they were scheduled.
  * Set SHOAL_SEED to replay a sequence; SHOAL_STEPS to change its length.
  */
 import { expect } from "chai";
@@ -18,6 +26,7 @@ const SEED = Number(process.env.SHOAL_SEED ?? 0x5eed);
 const STEPS = Number(process.env.SHOAL_STEPS ?? 500);
 const TTL = DEFAULT_PARAMETERS.heartbeatTtl;
 const MIN_STAKE = DEFAULT_PARAMETERS.minStake;
+const DELAY = 600;
 const CID = "bafkreidgvpkjawlxz6sffxzwgooowe5yt7i6wsyg236mfoks77nywkptdq";
 const BANDS = [
   { cpuMinMillicores: 250, cpuMaxMillicores: 1000, memoryMinMiB: 128, memoryMaxMiB: 512 },
@@ -60,10 +69,19 @@ async function invariantFixture() {
     admin,
     mintTo: [...owners.map((o) => o.address)],
     mintAmount: 1_000_000n * 10n ** 18n,
-    governance: "direct",
+    parameters: { timelockDelay: DELAY },
   });
   const { token, devices, apps } = shoal;
-  await devices.grantRole(await devices.SLASHER_ROLE(), slasher.address);
+  const timelock = shoal.timelock!;
+  // Even the fixture's slasher is granted through the timelock.
+  const grant = devices.interface.encodeFunctionData("grantRole", [
+    await devices.SLASHER_ROLE(),
+    slasher.address,
+  ]);
+  const to = await devices.getAddress();
+  await timelock.connect(admin).schedule(to, 0, grant, ethers.ZeroHash, ethers.ZeroHash, DELAY);
+  await time.increase(DELAY);
+  await timelock.connect(other).execute(to, 0, grant, ethers.ZeroHash, ethers.ZeroHash);
   await apps.connect(appOwner).registerApp("random");
   for (let v = 0; v < VERSIONS; v++) {
     // Every third version has no arm64 image, so arm64 devices meet PlatformUnsupported after some rolls.
@@ -105,7 +123,8 @@ describe("Invariants (randomized)", function () {
 
   it(`test_randomSequence_keepsAccountsBalanced (seed ${SEED}, ${STEPS} steps)`, async () => {
     const f = await loadFixture(invariantFixture);
-    const { devices, apps, placements, token, appOwner, other, slasher, owners } = f;
+    const { devices, apps, placements, token, appOwner, other, slasher, owners, admin } = f;
+    const timelock = f.timelock!;
     const random = rng(SEED);
     const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)];
     const nDev = DEVICES.length;
@@ -117,6 +136,9 @@ describe("Invariants (randomized)", function () {
     const depVersion = new Map<number, number>(DEPLOYMENTS.map((_, i) => [i + 1, 1]));
     const prevLive = new Map<number, number>(DEPLOYMENTS.map((_, i) => [i + 1, 0]));
     const counts: Record<string, number> = {};
+    /** Timelock operations scheduled and not yet executed, with the time they were scheduled. */
+    const pending: { target: string; data: string; salt: string; at: number; what: string }[] = [];
+    let salt = 0;
 
     const apply = (logs: readonly Log[]) => {
       for (const log of logs) {
@@ -135,9 +157,12 @@ describe("Invariants (randomized)", function () {
               running: false,
             });
             break;
-          case "PlacementConfirmed":
-            model.get(a.placementId)!.running = true;
+          case "PlacementConfirmed": {
+            const p = model.get(a.placementId)!;
+            expect(p.depGen, `confirm of ${a.placementId} after a roll or stop`).to.equal(depGen.get(p.dep));
+            p.running = true;
             break;
+          }
           case "PlacementReleased":
             model.get(a.placementId)!.ended = "Released";
             break;
@@ -217,6 +242,10 @@ describe("Invariants (randomized)", function () {
           (p) => p.dep === dep && !p.ended && p.depGen === depGen.get(dep),
         );
         expect(chainLive, `${ctx}: deployment ${dep} live`).to.equal(modelLive.length);
+        expect(
+          (await placements.deploymentUsage(dep)).runningReplicas,
+          `${ctx}: deployment ${dep} running`,
+        ).to.equal(modelLive.filter((p) => p.running).length);
         if (claimedDep === dep) expect(chainLive, `${ctx}: claim above N`).to.be.lte(Number(d.replicas));
         if (chainLive > Number(d.replicas)) {
           // Over N only after a scale-down, and only ever falling from there.
@@ -251,7 +280,15 @@ describe("Invariants (randomized)", function () {
         action = `claim(${dep}, ${dev})`;
         // Workers heartbeat often; most claims come from fresh devices.
         if (random() < 0.6) await send("heartbeat", () => devices.connect(owners[dev - 1]).heartbeat(dev));
-        if (await send("claim", () => placements.connect(owners[dev - 1]).claim(dep, dev))) claimedDep = dep;
+        const stake = (await devices.device(dev)).stake;
+        const params = await devices.parameters();
+        if (await send("claim", () => placements.connect(owners[dev - 1]).claim(dep, dev))) {
+          claimedDep = dep;
+          const live = (await placements.deviceUsage(dev)).livePlacements;
+          expect(stake, `claim(${dep}, ${dev}) without collateral`).to.be.gte(
+            params.minStake + params.collateralPerPlacement * live,
+          );
+        }
       } else if (r < 40) {
         const id = anyPlacement();
         action = `confirm(${id})`;
@@ -267,17 +304,92 @@ describe("Invariants (randomized)", function () {
         action = `release(${id})`;
         if (id !== undefined) {
           const caller = who < 0.6 ? ownerOf(id) : who < 0.85 ? appOwner : other;
-          await send("release", () => placements.connect(caller).release(id));
+          const p = model.get(id)!;
+          const d = await apps.deployment(p.dep);
+          const strangerMidRoll =
+            caller === other &&
+            !p.ended &&
+            p.devGen === devGen.get(p.dev) &&
+            p.depGen !== depGen.get(p.dep) &&
+            d.active;
+          const running = (await placements.deploymentUsage(p.dep)).runningReplicas;
+          const stale = await devices.isStale(p.dev);
+          const ok = await send("release", () => placements.connect(caller).release(id));
+          if (strangerMidRoll)
+            expect(
+              ok,
+              `stranger's release of superseded ${id} (running ${running}/${d.replicas}, stale ${stale})`,
+            ).to.equal(running >= d.replicas || stale);
         }
-      } else if (r < 70) {
+      } else if (r < 64) {
         const dev = 1 + Math.floor(random() * nDev);
         action = `heartbeat(${dev})`;
         await send("heartbeat", () => devices.connect(owners[dev - 1]).heartbeat(dev));
-      } else if (r < 73) {
+      } else if (r < 67) {
         const seconds = 1 + Math.floor(random() * 120);
         action = `time +${seconds}s`;
         await time.increase(seconds);
-      } else if (r < 77) {
+      } else if (r < 70) {
+        // A keeper fails an unconfirmed claim: only once its deadline has passed.
+        const claimed = [...model.entries()].filter(
+          ([, p]) => !p.ended && !p.running && p.devGen === devGen.get(p.dev),
+        );
+        const id = claimed.length > 0 ? pick(claimed)[0] : anyPlacement();
+        action = `finalizeOverdueClaim(${id})`;
+        if (random() < 0.5) await time.increase(Number(await placements.claimDeadline()));
+        if (id !== undefined) {
+          const p = await placements.placement(id);
+          const deadline = Number(p.claimedAt) + Number(await placements.claimDeadline());
+          // Claimed, or superseded while still unconfirmed (it can no longer be confirmed): both fail late.
+          const m = model.get(id)!;
+          const open = !m.ended && !m.running && m.devGen === devGen.get(m.dev);
+          const due = (await time.latest()) + 1 >= deadline && open;
+          const ok = await send("finalizeOverdueClaim", () =>
+            placements.connect(other).finalizeOverdueClaim(id),
+          );
+          expect(ok, `finalizeOverdueClaim(${id}) due ${due}`).to.equal(due);
+        }
+      } else if (r < 72) {
+        // Governance: schedule a change of the TTL, collateral, slash share or claim deadline.
+        const p = await devices.parameters();
+        const ttl = 60 + Math.floor(random() * 600);
+        const kind = Math.floor(random() * 2);
+        const target = kind === 0 ? devices : placements;
+        const data =
+          kind === 0
+            ? devices.interface.encodeFunctionData("setParameters", [
+                {
+                  minStake: p.minStake,
+                  collateralPerPlacement: BigInt(Math.floor(random() * 20)) * 10n ** 18n,
+                  heartbeatTtl: ttl,
+                  unbondingDelay: ttl + 3600,
+                  livenessSlashBps: 500 + Math.floor(random() * 1000),
+                  bountyBps: p.bountyBps,
+                },
+              ])
+            : placements.interface.encodeFunctionData("setClaimDeadline", [60 + Math.floor(random() * 900)]);
+        const s = ethers.toBeHex(++salt, 32);
+        action = `schedule(${kind === 0 ? "setParameters" : "setClaimDeadline"})`;
+        const to = await target.getAddress();
+        if (
+          await send("schedule", () =>
+            timelock.connect(admin).schedule(to, 0, data, ethers.ZeroHash, s, DELAY),
+          )
+        )
+          pending.push({ target: to, data, salt: s, at: await time.latest(), what: action });
+      } else if (r < 74) {
+        // Anyone executes a scheduled change: it applies only once the delay has passed.
+        const op = pending.length > 0 ? pick(pending) : undefined;
+        action = `execute(${op?.what})`;
+        if (op !== undefined) {
+          const ready = (await time.latest()) + 1 >= op.at + DELAY;
+          const ok = await send("execute", () =>
+            timelock.connect(other).execute(op.target, 0, op.data, ethers.ZeroHash, op.salt),
+          );
+          expect(ok, `${action} ready ${ready}`).to.equal(ready);
+          if (ok) pending.splice(pending.indexOf(op), 1);
+        }
+      } else if (r < 78) {
         action = `time +TTL`;
         await time.increase(TTL + 1);
       } else if (r < 83) {
@@ -289,7 +401,13 @@ describe("Invariants (randomized)", function () {
         ];
         const dev = holders.length > 0 && random() < 0.8 ? pick(holders) : 1 + Math.floor(random() * nDev);
         action = `expireDevice(${dev})`;
-        await send("expireDevice", () => placements.connect(other).expireDevice(dev));
+        const keeper = random() < 0.8 ? other : owners[dev - 1];
+        const before = await token.balanceOf(keeper.address);
+        await send("expireDevice", () => placements.connect(keeper).expireDevice(dev));
+        if (keeper !== other)
+          expect(await token.balanceOf(keeper.address), `bounty for expiring own device ${dev}`).to.equal(
+            before,
+          );
       } else if (r < 88) {
         const stale = [...model.entries()].filter(([, p]) => !p.ended && p.devGen !== devGen.get(p.dev));
         const id = stale.length > 0 && random() < 0.8 ? pick(stale)[0] : anyPlacement();
@@ -332,6 +450,9 @@ describe("Invariants (randomized)", function () {
       "finalizeExpired",
       "scale",
       "roll",
+      "finalizeOverdueClaim",
+      "schedule",
+      "execute",
     ]) {
       expect(counts[name] ?? 0, `${name} never succeeded: ${JSON.stringify(counts)}`).to.be.greaterThan(0);
     }

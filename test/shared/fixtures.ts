@@ -40,8 +40,8 @@ export const DEVICE_CPU = 4000;
 export const DEVICE_MEMORY = 8192;
 export const DEVICE_LABELS = ["region=eu-west", "tier=edge"];
 
-/** The 16-byte key of a label, as Labels.key computes it. */
-export const labelKey = (label: string): string => ethers.id(label).slice(0, 34);
+/** The 8-byte key of a label, as Labels.key computes it. */
+export const labelKey = (label: string): string => ethers.id(label).slice(0, 18);
 /** The key of a platform, as Platforms.key computes it. */
 export const platformKey = (platform: string): string => ethers.id(platform);
 /** A placement id from its deployment and its number within the deployment. */

@@ -26,7 +26,7 @@ export interface DeviceView {
   deviceId: number;
   status: DeviceStatus;
   platform: string;
-  /** Label keys as the chain stores them (bytes16 hex); compare, do not display. */
+  /** Label keys as the chain stores them (bytes8 hex); compare, do not display. */
   labelKeys: string[];
   cpuCapacityMillicores: number;
   memoryCapacityMiB: number;
