@@ -209,7 +209,7 @@ export interface Verdict {
 /**
  * The rules after the signer is known (docs/mqtt.md "Verification rules"), in this order:
  * authority (device topic belongs to the sender; the signer is the sender's operator; a bridged
- * message needs an active sender), then age for events, then replay. `lastSeq` is read here and
+ * message needs an active sender), then replay, then age for events. `lastSeq` is read here and
  * advanced by the caller only for accepted messages.
  */
 export function judge(input: {
@@ -227,7 +227,7 @@ export function judge(input: {
   if (sender === undefined) return { ok: false, reason: "unknown-device" };
   if (sender.operator.toLowerCase() !== signer.toLowerCase()) return { ok: false, reason: "forged" };
   if (owner === undefined && !sender.active) return { ok: false, reason: "unknown-device" };
-  if (e.r === 0 && Math.abs(input.nowMs - e.t) > input.maxAgeMs) return { ok: false, reason: "stale" };
   if (input.lastSeq !== undefined && e.n <= input.lastSeq) return { ok: false, reason: "replayed" };
+  if (e.r === 0 && Math.abs(input.nowMs - e.t) > input.maxAgeMs) return { ok: false, reason: "stale" };
   return { ok: true };
 }
