@@ -1,7 +1,7 @@
 /**
  * The signed envelope of every message a worker publishes (docs/mqtt.md, "Signed messages"), pure:
  * how it is written into a JSON payload, read back out, and the rules a consumer applies. Hashing
- * and signatures are injected (the signed bus passes ethers' keccak256 and EIP-191 recovery) so this
+ * is injected (the signed bus passes Node.js' SHA-256; signing and recovery stay in the bus) so this
  * file stays free of libraries and clocks.
  *
  * Format: the publisher's JSON object payload gains one last member,
@@ -9,14 +9,16 @@
  * appended before its closing brace, so every existing reader of the payload keeps working and the
  * signed bytes are exactly the bytes before the member (no canonical JSON needed).
  *
- * What is signed: messages published together (one bridge batch, or whatever one event-loop turn
- * publishes) are the leaves of a Merkle tree; the device's operator key signs the root once with
- * EIP-191 personal_sign and each message carries its proof `p`. A leaf commits to the topic, the
- * sender device `d`, its sequence number `n`, time `t`, retain flag `r` and the payload bytes:
- *   leaf = keccak256(0x00 || utf8("shoal/v1 envelope\n<topic>\n<d>\n<n>\n<t>\n<r>\n") || payload)
- *   node = keccak256(0x01 || min(a, b) || max(a, b))          (sorted pairs: no index needed)
- * One signature per batch keeps the bridge above 2,000 events/s and a consumer's cost per message
- * at a few hashes (a recovery per batch, cached).
+ * What is signed: messages published together (whatever the worker publishes within a couple of
+ * milliseconds, up to 1,000) are the leaves of a Merkle tree; the device's operator key signs the
+ * root once with EIP-191 personal_sign and each message carries its proof `p`. A leaf commits to
+ * the topic, the sender device `d`, its sequence number `n`, time `t`, retain flag `r` and the
+ * payload bytes:
+ *   leaf = sha256(0x00 || utf8("shoal/v1 envelope\n<topic>\n<d>\n<n>\n<t>\n<r>\n") || payload)
+ *   node = sha256(0x01 || min(a, b) || max(a, b))          (sorted pairs: no index needed)
+ * SHA-256, not keccak256: it is native in Node.js and browsers (WebCrypto), ~20x faster here than
+ * a JavaScript keccak on a 600-byte payload. One signature per batch keeps the bridge above 2,000
+ * events/s and a consumer's cost per message at a few hashes (a recovery per batch, cached).
  */
 
 export const ENVELOPE_VERSION = 1;
@@ -38,9 +40,9 @@ export interface Envelope {
   s: string;
 }
 
-/** Injected primitives: keccak256 of bytes as 0x-hex, and hex <-> bytes. */
+/** Injected primitive: SHA-256 of bytes as 0x-hex. */
 export interface EnvelopeCrypto {
-  keccak256(data: Uint8Array): string;
+  sha256(data: Uint8Array): string;
 }
 
 const encoder = new TextEncoder();
@@ -74,12 +76,12 @@ export interface LeafFields {
 
 export function leafHash(f: LeafFields, c: EnvelopeCrypto): string {
   const head = encoder.encode(`shoal/v1 envelope\n${f.topic}\n${f.d}\n${f.n}\n${f.t}\n${f.r}\n`);
-  return c.keccak256(concat([Uint8Array.of(0), head, encoder.encode(f.payload)]));
+  return c.sha256(concat([Uint8Array.of(0), head, encoder.encode(f.payload)]));
 }
 
 export function nodeHash(a: string, b: string, c: EnvelopeCrypto): string {
   const [lo, hi] = a.toLowerCase() < b.toLowerCase() ? [a, b] : [b, a];
-  return c.keccak256(concat([Uint8Array.of(1), hexToBytes(lo), hexToBytes(hi)]));
+  return c.sha256(concat([Uint8Array.of(1), hexToBytes(lo), hexToBytes(hi)]));
 }
 
 /** The root of `leaves` and each leaf's proof (an odd node is carried up unpaired). */
