@@ -35,6 +35,7 @@ import {
 } from "../workers/src/adapters/ethers-chain-source";
 import { createMqttBus } from "../workers/src/adapters/mqtt-bus";
 import { createBridge } from "../workers/src/bridge";
+import { createSealer, createSignedBus, createVerifier } from "../workers/src/signed-bus";
 import { chainEventMessage, createTopics } from "../workers/src/domain/topics";
 import type { ChainEvent, ChainSource, PollOutcome } from "../workers/src/ports/chain-source";
 import { runHardhat, devWallet } from "../scripts/lib/local-chain";
@@ -311,6 +312,69 @@ async function main(): Promise<void> {
       `lag: median ${quantile(sortedLags, 0.5).toFixed(0)} ms, p95 ${quantile(sortedLags, 0.95).toFixed(0)} ms over ${sortedLags.length}`,
     );
 
+    // ---- the same backlog again through the signed bus (issue 16): one EIP-191 signature per batch
+    const signedDir = path.join(tmp, "bridge-signed");
+    const signedSource = createEthersChainSource({
+      rpcUrl: urls.rpcUrl,
+      logger,
+      chainId,
+      contracts,
+      startBlock,
+      confirmations: 0,
+      pollIntervalMs: LAG_POLL_MS,
+      dataDir: signedDir,
+    });
+    const operator = devWallet(4);
+    const sealer = createSealer({ operatorKey: operator.privateKey, deviceId: 1 });
+    const lookup = async () => ({ operator: operator.address, active: true });
+    const signedInner = createMqttBus({
+      url: urls.mqttUrl,
+      clientId: `bench-${RUN}-signed`,
+      logger,
+      topicRoot: ROOT,
+    });
+    cleanups.push(() => signedInner.close());
+    await signedInner.ready();
+    const signedBus = createSignedBus({ bus: signedInner, sealer, verifier: createVerifier({ lookup }) });
+    const signedBridge = createBridge({
+      source: signedSource,
+      bus: signedBus,
+      dataDir: signedDir,
+      logger,
+      topicRoot: ROOT,
+    });
+    await signedBridge.open();
+    t0 = clock();
+    await drain(signedSource, signedBridge.handle);
+    const signedMs = clock() - t0;
+    const signedBridged = signedBridge.stats().events;
+    console.log(`signed bridge: ${signedBridged} events in ${signedMs.toFixed(0)} ms to the last PUBACK`);
+
+    // ---- a consumer's verification cost per message: batches as the bridge seals them (1,000 per
+    // turn), and batches of one (a lone presence or decision: one recovery each)
+    const verifyCost = async (batch: number, count: number) => {
+      const sample = messages.slice(0, count);
+      const sealed: { topic: string; payload: string }[] = [];
+      for (let i = 0; i < sample.length; i += batch) {
+        const part = sample.slice(i, i + batch);
+        sealer
+          .seal(part.map((m) => ({ topic: m.topic, payload: m.payload, retain: false })))
+          .forEach((payload, j) => sealed.push({ topic: part[j].topic, payload }));
+      }
+      const verifier = createVerifier({ lookup });
+      const start = clock();
+      for (const m of sealed) {
+        const result = await verifier.verify(m.topic, m.payload);
+        if (!result.ok) throw new Error(`a genuine message failed verification: ${result.reason}`);
+      }
+      return (clock() - start) / sealed.length;
+    };
+    const verifyBatchedMs = await verifyCost(1_000, messages.length);
+    const verifySingleMs = await verifyCost(1, 300);
+    console.log(
+      `verify: ${(verifyBatchedMs * 1000).toFixed(0)} us/message batched, ${(verifySingleMs * 1000).toFixed(0)} us/message alone`,
+    );
+
     // ---- results
     const cpus = os.cpus();
     const row = (name: string, n: number, ms: number, note = "") =>
@@ -319,10 +383,13 @@ async function main(): Promise<void> {
     const md = `# Event bridge throughput and lag
 
 Command: \`npx hardhat run bench/bridge-throughput.ts --network localhost\` (chain at ${urls.rpcUrl},
-Mosquitto at ${urls.mqttUrl}, both local; ${EVENTS} heartbeats requested)
+Mosquitto at ${urls.mqttUrl.replace(/\/\/[^@/]*@/, "//")}, both local; ${EVENTS} heartbeats requested)
 
 - Date: ${new Date().toISOString()}
-- Machine: ${cpus.length} x ${cpus[0]?.model ?? "unknown CPU"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${os.type()} ${os.release()}
+- Machine: ${cpus.length} x ${cpus[0]?.model ?? "unknown CPU"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${os.type()} ${os.release()}; load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(" / ")} (1/5/15 min) when the run ended
 - Node.js ${process.version}; Hardhat node (EDR) ${record.network ?? "localhost"}, chain ${chainId}; Mosquitto from Debian
 
 ## Throughput from a backlog
@@ -337,6 +404,12 @@ ${row("(for comparison) the same eth_getLogs through ethers' JsonRpcProvider.sen
 ${row("chain source, no-op handler (baseline, no MQTT)", sourceEvents, sourceMs, "+ header fetches, hash checks, atomic checkpoint")}
 ${row("raw mqtt.js QoS 1 publish (baseline, no chain)", messages.length, mqttMs, "same payloads, all in flight, until the last PUBACK")}
 ${row("**bridge: backlog -> last PUBACK**", bridged, bridgeMs, `target >= ${TARGET_EVENTS_PER_S} events/s: ${bridgeRate >= TARGET_EVENTS_PER_S ? "met" : "NOT met"}`)}
+${row("**bridge, signed (issue 16): backlog -> last PUBACK**", signedBridged, signedMs, `every message sealed by the signed bus (one EIP-191 signature per batch, a Merkle proof each); target >= ${TARGET_EVENTS_PER_S} events/s: ${rate(signedBridged, signedMs) >= TARGET_EVENTS_PER_S ? "met" : "NOT met"}`)}
+
+A consumer's verification cost (createVerifier, operator lookup cached): ${(verifyBatchedMs * 1000).toFixed(0)} us per message
+when messages come in the bridge's batches (${messages.length} messages sealed 1,000 per batch: one signature recovery per
+batch, then a leaf hash and ~10 proof hashes each), ${(verifySingleMs * 1000).toFixed(0)} us per message when each is alone
+in its batch (300 messages: one recovery each).
 
 The independent QoS 1 subscriber (its own process) received ${received} of ${total} distinct ids, the last
 ${receivedMs.toFixed(0)} ms after the bridge started.${

@@ -176,8 +176,10 @@ async function down(keepContainers: boolean): Promise<void> {
 /** An observer of this fleet's devices: MQTT, chain and Docker. */
 function observe(fleet: Fleet) {
   return createObserver({
-    mqttUrl: fleet.state.mqttUrl,
+    // Read-only is all the view needs: the viewer user when services.sh made one.
+    mqttUrl: process.env.SHOAL_MQTT_VIEW_URL || fleet.state.mqttUrl,
     chainId: fleet.state.chainId,
+    deviceRegistry: fleet.state.deviceRegistry,
     deviceIds: fleet.state.devices.map((d) => d.deviceId),
     deviceOfLabel: labelMatcher(fleet.state),
     cgroupNames: (id) => deviceLabels(fleet.state, id),

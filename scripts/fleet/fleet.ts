@@ -8,6 +8,7 @@
  * file (fleet.json), so that the fleet can be stopped, inspected or driven by scenarios from another
  * process (`fleet down`, `fleet view`, `fleet scenario ...`, `npm run down`).
  */
+import { deviceCredentials, provisionDevice, withoutCredentials } from "./credentials";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import Docker from "dockerode";
@@ -135,13 +136,17 @@ function fleetWorkerConfig(overrides: Record<string, unknown> = {}): Record<stri
 }
 
 function workerEnv(state: FleetState, device: FleetDevice, logLevel: string): NodeJS.ProcessEnv {
+  // The device's own broker user (provisioned at enrollment), never the admin of state.mqttUrl.
+  const credentials = deviceCredentials(state.mqttUrl, state.deviceRegistry, device.deviceId);
   return {
     ...process.env,
     SHOAL_RPC_URL: state.rpcUrl,
     SHOAL_OPERATOR_KEY: devWallet(device.account).privateKey,
     SHOAL_DEVICE_ID: String(device.deviceId),
     SHOAL_DEPLOYMENTS_FILE: state.deploymentsFile,
-    SHOAL_MQTT_URL: state.mqttUrl,
+    SHOAL_MQTT_URL: withoutCredentials(state.mqttUrl),
+    SHOAL_MQTT_USERNAME: credentials?.username ?? "",
+    SHOAL_MQTT_PASSWORD: credentials?.password ?? "",
     SHOAL_KUBO_URL: state.kuboUrl,
     SHOAL_DOCKER_SOCKET: state.dockerSocket,
     SHOAL_DATA_DIR: device.dataDir,
@@ -288,7 +293,8 @@ export function openFleet(stateFile: string, options: { logLevel?: string } = {}
           }
     },
     saveState() {
-      writeFileSync(stateFile, JSON.stringify(state, null, 2) + "\n");
+      // Owner-only: mqttUrl may carry the broker admin's credentials.
+      writeFileSync(stateFile, JSON.stringify(state, null, 2) + "\n", { mode: 0o600 });
     },
   };
   return fleet;
@@ -412,6 +418,10 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     }),
   );
 
+  for (const d of enrolled)
+    if (await provisionDevice(options.mqttUrl, record.contracts.DeviceRegistry.address, d.deviceId))
+      say(`  device ${d.deviceId}: broker user provisioned`);
+
   const state: FleetState = {
     v: 1,
     createdAt: new Date().toISOString(),
@@ -430,7 +440,8 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   for (const d of enrolled)
     writeFileSync(d.configFile, JSON.stringify(fleetWorkerConfig(options.workerConfig), null, 2) + "\n");
   const stateFile = path.join(options.dataDir, "fleet.json");
-  writeFileSync(stateFile, JSON.stringify(state, null, 2) + "\n");
+  // Owner-only: mqttUrl may carry the broker admin's credentials.
+  writeFileSync(stateFile, JSON.stringify(state, null, 2) + "\n", { mode: 0o600 });
 
   const fleet = openFleet(stateFile, { logLevel: options.logLevel });
   say(

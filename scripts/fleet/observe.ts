@@ -3,10 +3,15 @@
  * internals: MQTT (retained placement, deployment and device state, worker presence, resource
  * decisions, bridged chain events de-duplicated by id) and Docker (each container's CPU and memory
  * limits from `inspect`, and its usage from its cgroup files: cheap, no `docker stats` stream).
+ * Every MQTT message is verified first (workers/src/signed-bus.ts): only what a device's operator on
+ * chain signed, for a topic that device may speak on, neither replayed nor stale, is shown; the rest
+ * is counted in the snapshot's `dropped`.
  */
 import { readFileSync } from "node:fs";
 import Docker from "dockerode";
+import { JsonRpcProvider } from "ethers";
 import mqtt from "mqtt";
+import { chainSenderLookup, createVerifier } from "../../workers/src/signed-bus";
 
 export interface PlacementView {
   placementId: string;
@@ -95,11 +100,16 @@ export interface FleetSnapshot {
   chainTime?: number;
   /** Messages that repeated an id already seen (every worker bridges; consumers de-duplicate). */
   repeats: number;
+  /** Messages refused by verification, by reason (unsigned, forged, replayed, stale...). */
+  dropped: Readonly<Record<string, number>>;
 }
 
 export interface ObserverOptions {
+  /** A read-only broker user is enough (SHOAL_MQTT_VIEW_URL of scripts/services.sh). */
   mqttUrl: string;
   chainId: number;
+  /** The DeviceRegistry whose operators sign the messages (fleet.json's deviceRegistry). */
+  deviceRegistry: string;
   deviceIds: number[];
   /** io.shoal.device label -> device id (labelMatcher), for the fleet's devices only. */
   deviceOfLabel: (label: string | undefined) => number | undefined;
@@ -109,8 +119,8 @@ export interface ObserverOptions {
   sinceTimestamp: number;
   dockerSocket?: string;
   cgroupRoot?: string;
-  /** JSON-RPC endpoint, read for the latest block time (heartbeat ages); optional. */
-  rpcUrl?: string;
+  /** JSON-RPC endpoint: each device's operator (to verify messages) and the latest block time. */
+  rpcUrl: string;
   /** How often Docker is sampled (ms); default 2000. */
   dockerIntervalMs?: number;
 }
@@ -183,7 +193,11 @@ export async function createObserver(options: ObserverOptions): Promise<Observer
     events: [],
     eventCount: 0,
     repeats: 0,
+    dropped: {},
   };
+  const provider = new JsonRpcProvider(options.rpcUrl, options.chainId, { staticNetwork: true });
+  const verifier = createVerifier({ lookup: chainSenderLookup(provider, options.deviceRegistry) });
+  snap.dropped = verifier.dropped;
   let newestBlockTime: { timestamp: number; seenAtMs: number } | undefined;
   const sawBlockTime = (timestamp: unknown) => {
     const t = Number(timestamp);
@@ -217,11 +231,21 @@ export async function createObserver(options: ObserverOptions): Promise<Observer
   });
   client.on("close", () => (snap.mqttConnected = false));
   client.on("error", () => undefined); // reconnects; the view shows "MQTT down"
+  // Verified one at a time in arrival order (a device's cache miss must not reorder its messages).
+  let verifying = Promise.resolve();
   client.on("message", (topic, buffer) => {
     if (buffer.length === 0) return; // a cleared retained state
+    verifying = verifying
+      .then(async () => {
+        const result = await verifier.verify(topic, buffer);
+        if (result.ok) show(topic, result.payload);
+      })
+      .catch(() => undefined);
+  });
+  const show = (topic: string, text: string) => {
     let payload: Record<string, unknown>;
     try {
-      payload = JSON.parse(buffer.toString("utf8")) as Record<string, unknown>;
+      payload = JSON.parse(text) as Record<string, unknown>;
     } catch {
       return;
     }
@@ -265,13 +289,12 @@ export async function createObserver(options: ObserverOptions): Promise<Observer
       const d = payload as unknown as DeploymentView;
       snap.deployments.set(Number(d.deploymentId), d);
     }
-  });
+  };
 
   const previous = new Map<string, { cpuNs: number; atMs: number }>();
   const previousDevice = new Map<number, { cpuNs: number; atMs: number }>();
   let sampling: Promise<void> | undefined;
   async function latestBlockTime(): Promise<void> {
-    if (options.rpcUrl === undefined) return;
     try {
       const response = await fetch(options.rpcUrl, {
         method: "POST",
@@ -388,6 +411,7 @@ export async function createObserver(options: ObserverOptions): Promise<Observer
       clearInterval(timer);
       await sampling?.catch(() => undefined);
       await client.endAsync(true).catch(() => undefined);
+      provider.destroy();
     },
   };
 }

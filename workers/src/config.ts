@@ -17,6 +17,12 @@ export interface WorkerConfig {
   /** deployments/<network>.json written by scripts/deploy.ts. */
   deploymentsFile: string;
   mqttUrl: string;
+  /**
+   * The device's own broker credentials (docs/operate-a-device.md): from mqttUsername/mqttPassword
+   * or the user:password of mqttUrl, which is then stored without them so no log line shows them.
+   */
+  mqttUsername?: string;
+  mqttPassword?: string;
   kuboUrl: string;
   /** Docker Engine socket path. */
   dockerSocket: string;
@@ -55,7 +61,7 @@ export class ConfigError extends ShoalError {
   override name = "ConfigError";
 }
 
-const DEFAULTS: Omit<WorkerConfig, "operatorKey" | "deviceId"> = {
+const DEFAULTS: Omit<WorkerConfig, "operatorKey" | "deviceId" | "mqttUsername" | "mqttPassword"> = {
   rpcUrl: "http://127.0.0.1:8545",
   deploymentsFile: "deployments/localhost.json",
   mqttUrl: "mqtt://127.0.0.1:1883",
@@ -82,6 +88,8 @@ export const ENV: Record<string, keyof WorkerConfig> = {
   SHOAL_DEVICE_ID: "deviceId",
   SHOAL_DEPLOYMENTS_FILE: "deploymentsFile",
   SHOAL_MQTT_URL: "mqttUrl",
+  SHOAL_MQTT_USERNAME: "mqttUsername",
+  SHOAL_MQTT_PASSWORD: "mqttPassword",
   SHOAL_KUBO_URL: "kuboUrl",
   SHOAL_DOCKER_SOCKET: "dockerSocket",
   SHOAL_DATA_DIR: "dataDir",
@@ -133,6 +141,31 @@ function flag(field: string, value: unknown): boolean {
   return value;
 }
 
+/** Splits user:password out of the broker URL; explicit settings win over the URL's. */
+function mqttCredentials(
+  mqttUrl: string,
+  merged: Record<string, unknown>,
+): Pick<WorkerConfig, "mqttUrl" | "mqttUsername" | "mqttPassword"> {
+  const parsed = new URL(mqttUrl);
+  const fromUrl = {
+    username: parsed.username ? decodeURIComponent(parsed.username) : undefined,
+    password: parsed.password ? decodeURIComponent(parsed.password) : undefined,
+  };
+  parsed.username = "";
+  parsed.password = "";
+  const username = merged.mqttUsername ?? fromUrl.username;
+  const password = merged.mqttPassword ?? fromUrl.password;
+  if (username !== undefined) text("mqttUsername", username);
+  // Never echo a password, even a malformed one.
+  if (password !== undefined && (typeof password !== "string" || password === ""))
+    throw new ConfigError("mqttPassword: the value is not a password; use a non-empty string");
+  return {
+    mqttUrl: parsed.toString().replace(/\/$/, ""),
+    ...(username === undefined ? {} : { mqttUsername: username as string }),
+    ...(password === undefined ? {} : { mqttPassword: password as string }),
+  };
+}
+
 /** Reads, merges and validates the configuration; relative paths resolve against `cwd`. */
 export function loadConfig(
   options: { file?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {},
@@ -155,7 +188,13 @@ export function loadConfig(
     if (typeof fromFile !== "object" || fromFile === null || Array.isArray(fromFile)) {
       bad("--config", fromFile, "the file must hold a JSON object");
     }
-    const known = new Set([...Object.keys(DEFAULTS), "operatorKey", "deviceId"]);
+    const known = new Set([
+      ...Object.keys(DEFAULTS),
+      "operatorKey",
+      "deviceId",
+      "mqttUsername",
+      "mqttPassword",
+    ]);
     for (const key of Object.keys(fromFile)) {
       if (!known.has(key))
         bad(
@@ -208,6 +247,7 @@ export function loadConfig(
   const keeper = nested("keeper", DEFAULTS.keeper);
   const resources = nested("resources", DEFAULTS.resources);
   const logLevel = merged.logLevel;
+  const mqtt = mqttCredentials(url("mqttUrl", merged.mqttUrl, ["mqtt:", "mqtts:", "ws:", "wss:"]), merged);
   if (!LOG_LEVELS.includes(logLevel as (typeof LOG_LEVELS)[number]))
     bad("logLevel", logLevel, `use one of ${LOG_LEVELS.join(", ")}`);
 
@@ -216,7 +256,7 @@ export function loadConfig(
     operatorKey: merged.operatorKey,
     deviceId: integer("deviceId", merged.deviceId, 1, 2 ** 32 - 1),
     deploymentsFile: path.resolve(cwd, text("deploymentsFile", merged.deploymentsFile)),
-    mqttUrl: url("mqttUrl", merged.mqttUrl, ["mqtt:", "mqtts:", "ws:", "wss:"]),
+    ...mqtt,
     kuboUrl: url("kuboUrl", merged.kuboUrl, ["http:", "https:"]),
     dockerSocket: path.resolve(cwd, text("dockerSocket", merged.dockerSocket)),
     dataDir: path.resolve(cwd, text("dataDir", merged.dataDir)),

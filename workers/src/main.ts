@@ -31,6 +31,7 @@ import { createWorkerMetrics, serveMetrics } from "./metrics";
 import type { ChainEvent } from "./ports/chain-source";
 import type { Band } from "./ports/registry";
 import { createReconciler } from "./reconciler";
+import { chainSenderLookup, createSealer, createSignedBus, createVerifier } from "./signed-bus";
 import { createResourceManager } from "./resource-manager";
 
 const HELP = `Usage: shoal-worker [--config FILE]
@@ -177,12 +178,25 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
     platform,
     logger: logger.child({ component: "delivery" }),
   });
-  const bus = createMqttBus({
-    url: config.mqttUrl,
-    clientId: `shoal-worker-${chainId}-${deviceId}`,
-    deviceId,
-    logger,
-    onPublishFailure: () => metrics.mqttPublishFailures.inc(),
+  // Every message out is sealed with the operator key, every message in verified against the chain.
+  const sealer = createSealer({ operatorKey: config.operatorKey, deviceId });
+  const bus = createSignedBus({
+    bus: createMqttBus({
+      url: config.mqttUrl,
+      username: config.mqttUsername,
+      password: config.mqttPassword,
+      clientId: `shoal-worker-${chainId}-${deviceId}`,
+      deviceId,
+      logger,
+      onPublishFailure: () => metrics.mqttPublishFailures.inc(),
+      seal: (topic, payload) => sealer.seal([{ topic, payload, retain: true }])[0],
+    }),
+    sealer,
+    verifier: createVerifier({
+      lookup: chainSenderLookup(provider, record.contracts.DeviceRegistry.address),
+      droppedCounter: metrics.busMessagesDropped,
+      onDrop: (topic, reason) => logger.debug({ topic, reason }, "dropped an unverified message"),
+    }),
   });
 
   // The device's name in Docker and the cgroup tree: chain, registry and id, so devices of several

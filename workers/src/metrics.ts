@@ -8,6 +8,8 @@ export interface WorkerMetrics {
   placements: Gauge<"state">;
   bridgeLagBlocks: Gauge;
   mqttPublishFailures: Counter;
+  /** Received messages the signed bus refused (workers/src/signed-bus.ts), by reason. */
+  busMessagesDropped: Counter<"reason">;
   claims: Counter<"result">;
   chainTransactions: Counter<"method" | "result">;
   /** Resource manager (workers/src/resource-manager.ts): decisions, limits and usage per placement. */
@@ -49,6 +51,12 @@ export function createWorkerMetrics(labels: { deviceId: number }): WorkerMetrics
     mqttPublishFailures: new Counter({
       name: "shoal_mqtt_publish_failures_total",
       help: "MQTT publishes that failed (broker unreachable or refused)",
+      registers: [registry],
+    }),
+    busMessagesDropped: new Counter({
+      name: "shoal_bus_messages_dropped_total",
+      help: "Received MQTT messages dropped by signature verification, by reason (unsigned, malformed, forged, unknown-device, replayed, stale)",
+      labelNames: ["reason"],
       registers: [registry],
     }),
     claims: new Counter({

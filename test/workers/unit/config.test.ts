@@ -24,6 +24,24 @@ describe("worker config", function () {
     expect(config.mqttUrl).to.equal("mqtt://127.0.0.1:1883");
   });
 
+  it("takes broker credentials from the URL or their own settings and keeps them out of the URL", function () {
+    const fromUrl = loadConfig({ env: { ...base, SHOAL_MQTT_URL: "mqtts://device-7:p%40ss@broker:8883" } });
+    expect([fromUrl.mqttUrl, fromUrl.mqttUsername, fromUrl.mqttPassword]).to.deep.equal([
+      "mqtts://broker:8883",
+      "device-7",
+      "p@ss",
+    ]);
+    const explicit = loadConfig({
+      env: { ...base, SHOAL_MQTT_URL: "mqtt://u:x@h:1", SHOAL_MQTT_USERNAME: "v", SHOAL_MQTT_PASSWORD: "y" },
+    });
+    expect([explicit.mqttUrl, explicit.mqttUsername, explicit.mqttPassword]).to.deep.equal([
+      "mqtt://h:1",
+      "v",
+      "y",
+    ]);
+    expect(loadConfig({ env: base })).not.to.have.any.keys("mqttUsername", "mqttPassword");
+  });
+
   const cases: Array<[string, NodeJS.ProcessEnv, string]> = [
     [
       "a missing key",

@@ -44,6 +44,11 @@ export interface MqttBusDeps {
   keepaliveSeconds?: number;
   /** Called on every failed publish: the worker counts them ("mqtt publish failures"). */
   onPublishFailure?: (topic: string, error: BusError) => void;
+  /**
+   * Seals the status messages this bus publishes itself (online, offline, the Last Will) as the
+   * signed bus seals everything else (workers/src/signed-bus.ts); returns the payload to send.
+   */
+  seal?: (topic: string, payload: string) => string;
   /** Clock for the `at` of status messages; injectable for tests. */
   now?: () => Date;
 }
@@ -57,6 +62,8 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
   const { url, clientId, deviceId, publishTimeoutMs = 10_000 } = deps;
   const now = deps.now ?? (() => new Date());
   const log = deps.logger.child({ component: "mqtt-bus", clientId });
+  // What logs and errors show: never the credentials a URL may carry (mqtt://user:password@host).
+  const shownUrl = url.replace(/\/\/[^@/]*@/, "//");
   const listeners = new Set<(event: BusEvent) => void>();
   const subscriptions = new Map<number, { filter: string; handler: MessageHandler }>();
   const filterCounts = new Map<string, number>();
@@ -64,12 +71,17 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
   let state: BusState = "connecting";
 
   const topicNames = createTopics(deps.topicRoot);
-  const status = (status: DeviceStatusPayload["status"], reason: DeviceStatusPayload["reason"]) =>
-    deviceStatusMessage(
+  const status = (status: DeviceStatusPayload["status"], reason: DeviceStatusPayload["reason"]) => {
+    const m = deviceStatusMessage(
       { deviceId: String(deviceId), status, clientId, reason, at: now().toISOString() },
       topicNames,
     );
+    return deps.seal ? { ...m, payload: deps.seal(m.topic, m.payload) } : m;
+  };
 
+  // Sealed before each connection attempt, online first: a sealed message's sequence number must
+  // be above the last one consumers accepted on the topic, and the Will fires after the online.
+  let online = deviceId === undefined ? undefined : status("online", "connected");
   const will = deviceId === undefined ? undefined : status("offline", "connection-lost");
   const options: IClientOptions = {
     clientId,
@@ -105,10 +117,9 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
 
   client.on("connect", () => {
     state = "connected";
-    log.info({ url }, "connected");
+    log.info({ url: shownUrl }, "connected");
     emit({ type: "connected" });
-    if (deviceId !== undefined) {
-      const online = status("online", "connected");
+    if (online !== undefined) {
       bus.publish(online.topic, online.payload, { qos: 1, retain: true }).catch((error: unknown) => {
         log.warn({ err: error }, "could not announce online status");
       });
@@ -116,7 +127,7 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
   });
   client.on("close", () => {
     if (state === "connected") {
-      log.warn({ url }, "disconnected");
+      log.warn({ url: shownUrl }, "disconnected");
       emit({ type: "disconnected", reason: "connection closed" });
     }
     if (state !== "closed") state = "reconnecting";
@@ -124,6 +135,11 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
   client.on("reconnect", () => {
     if (state === "closed") return;
     state = "reconnecting";
+    if (deps.seal && deviceId !== undefined) {
+      online = status("online", "connected");
+      const next = status("offline", "connection-lost");
+      client.options.will = { topic: next.topic, payload: Buffer.from(next.payload), qos: 1, retain: true };
+    }
     emit({ type: "reconnecting" });
   });
   // mqtt.js keeps reconnecting after errors; they are only worth a log line.
@@ -172,9 +188,12 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
     publish(topic, payload, opts = {}) {
       if (opts.signal?.aborted) return Promise.reject(abortError(`publishing ${topic}`));
       if (state !== "connected" || !client.connected) {
-        const error = new BusError(`the MQTT broker at ${url} is not connected; ${topic} was not published`, {
-          retryable: true,
-        });
+        const error = new BusError(
+          `the MQTT broker at ${shownUrl} is not connected; ${topic} was not published`,
+          {
+            retryable: true,
+          },
+        );
         fail(topic, error);
         return Promise.reject(error);
       }

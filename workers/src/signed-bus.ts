@@ -1,0 +1,304 @@
+/**
+ * Trust on the wire (docs/mqtt.md, "Signed messages"): a Bus decorator that seals every message the
+ * worker publishes with its operator key and verifies every message it receives, and the verifier
+ * that the fleet view uses on its own MQTT client.
+ *
+ * Publishing: messages published within batchWindowMs of the first (default 2 ms; at most 1,000)
+ * form one batch; the operator key signs the batch's Merkle root once (EIP-191) and each message
+ * carries its proof (domain/envelope.ts). The inner bus receives the messages in call order, in the
+ * same turn the batch is sealed. The window matters under load: a bridge with 1,000 publishes in
+ * flight gets its acknowledgements a few at a time, and a signature per few messages (~1 ms each)
+ * would cap it near 1,000 events/s.
+ *
+ * Receiving: a message is delivered to the handler only if its signer is, on chain, the operator of
+ * the device it names (DeviceRegistry.device(id).operator, cached for ttlMs and forgotten at once
+ * when a verified bridged event says the device's operator or status changed), the device may speak
+ * on that topic, and it is neither replayed nor stale. Everything else is dropped and counted by
+ * reason. Verification runs in arrival order, one message at a time.
+ */
+import { createHash } from "node:crypto";
+import { JsonRpcProvider, Wallet, getBytes, keccak256, verifyMessage } from "ethers";
+import type { Counter } from "prom-client";
+import { DeviceRegistry__factory } from "../../typechain-types";
+import {
+  attachEnvelope,
+  detachEnvelope,
+  ENVELOPE_VERSION,
+  judge,
+  leafHash,
+  merkle,
+  nextSequence,
+  rootOf,
+  type DropReason,
+  type Envelope,
+  type EnvelopeCrypto,
+  type SenderView,
+} from "./domain/envelope";
+import { DEVICE_STATUSES } from "./domain/chain-enums";
+import type { Bus, BusMessage, PublishOptions } from "./ports/bus";
+
+const crypto: EnvelopeCrypto = { sha256: (data) => `0x${createHash("sha256").update(data).digest("hex")}` };
+
+// ---------------------------------------------------------------------------------------------------
+// Sealing
+
+export interface Sealer {
+  readonly deviceId: string;
+  readonly address: string;
+  /** Seals messages as one batch: one signature, one proof each. Synchronous. */
+  seal(messages: readonly { topic: string; payload: string; retain: boolean }[]): string[];
+}
+
+export function createSealer(deps: {
+  operatorKey: string;
+  deviceId: string | number;
+  now?: () => number;
+}): Sealer {
+  const wallet = new Wallet(deps.operatorKey);
+  const now = deps.now ?? Date.now;
+  const d = String(deps.deviceId);
+  let last = 0;
+  return {
+    deviceId: d,
+    address: wallet.address,
+    seal(messages) {
+      const t = now();
+      const fields = messages.map((m) => {
+        last = nextSequence(last, t);
+        return { topic: m.topic, d, n: last, t, r: (m.retain ? 1 : 0) as 0 | 1, payload: m.payload };
+      });
+      const { root, proofs } = merkle(
+        fields.map((f) => leafHash(f, crypto)),
+        crypto,
+      );
+      const s = wallet.signingKey.sign(hashRoot(root)).serialized;
+      return fields.map((f, i) =>
+        attachEnvelope(f.payload, { v: ENVELOPE_VERSION, d, n: f.n, t, r: f.r, p: proofs[i], s }),
+      );
+    },
+  };
+}
+
+/** EIP-191 personal_sign digest of the 32-byte root (what `signMessage(getBytes(root))` signs). */
+function hashRoot(root: string): string {
+  const bytes = getBytes(root);
+  const prefix = new TextEncoder().encode(`\x19Ethereum Signed Message:\n${bytes.length}`);
+  const all = new Uint8Array(prefix.length + bytes.length);
+  all.set(prefix);
+  all.set(bytes, prefix.length);
+  return keccak256(all);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Verifying
+
+/** The device's operator and whether it is active, or undefined when it is not enrolled. */
+export type SenderLookup = (deviceId: string) => Promise<SenderView | undefined>;
+
+/** Reads DeviceRegistry.device(id) over JSON-RPC. */
+export function chainSenderLookup(provider: JsonRpcProvider, deviceRegistry: string): SenderLookup {
+  const registry = DeviceRegistry__factory.connect(deviceRegistry, provider);
+  return async (deviceId) => {
+    const device = await registry.device(BigInt(deviceId));
+    const status = DEVICE_STATUSES[Number(device.status)];
+    if (status === undefined || status === "None") return undefined;
+    return { operator: device.operator, active: status === "Active" };
+  };
+}
+
+/** Bridged events after which a device's operator or status may have changed. */
+const DEVICE_EVENTS = new Set([
+  "DeviceEnrolled",
+  "DeviceOperatorChanged",
+  "DeviceExitRequested",
+  "DeviceExited",
+  "DeviceSlashed",
+]);
+
+export type VerifyResult =
+  { ok: true; payload: string; envelope: Envelope; signer: string } | { ok: false; reason: DropReason };
+
+export interface Verifier {
+  /** Verifies one received message; empty payloads (cleared retained topics) pass unjudged. */
+  verify(topic: string, payload: Uint8Array | string): Promise<VerifyResult>;
+  /** Drops the cached view of a device (its operator or status changed). */
+  forget(deviceId: string): void;
+  /** Drops counted by reason since creation. */
+  readonly dropped: Readonly<Record<string, number>>;
+}
+
+export interface VerifierOptions {
+  lookup: SenderLookup;
+  /** An event (r=0) sealed longer ago than this, or this far in the future, is stale (default 60 s). */
+  maxAgeMs?: number;
+  /** How long a device's operator is cached when no event says it changed (default 60 s). */
+  ttlMs?: number;
+  /** shoal_bus_messages_dropped_total{reason} of the worker's /metrics. */
+  droppedCounter?: Counter<"reason">;
+  onDrop?: (topic: string, reason: DropReason) => void;
+  now?: () => number;
+}
+
+export function createVerifier(options: VerifierOptions): Verifier {
+  const now = options.now ?? Date.now;
+  const maxAgeMs = options.maxAgeMs ?? 60_000;
+  const ttlMs = options.ttlMs ?? 60_000;
+  const senders = new Map<string, { at: number; view: Promise<SenderView | undefined> }>();
+  // Root+signature -> recovered signer: one recovery per batch, bounded.
+  const signers = new Map<string, string>();
+  const lastSeq = new Map<string, number>();
+  const dropped: Record<string, number> = {};
+  const decoder = new TextDecoder();
+
+  const sender = (d: string) => {
+    const cached = senders.get(d);
+    if (cached && now() - cached.at < ttlMs) return cached.view;
+    const view = options.lookup(d);
+    senders.set(d, { at: now(), view });
+    view.catch(() => senders.delete(d));
+    return view;
+  };
+
+  const drop = (topic: string, reason: DropReason): VerifyResult => {
+    dropped[reason] = (dropped[reason] ?? 0) + 1;
+    options.droppedCounter?.inc({ reason });
+    options.onDrop?.(topic, reason);
+    return { ok: false, reason };
+  };
+
+  return {
+    dropped,
+    forget: (d) => void senders.delete(d),
+    async verify(topic, raw) {
+      const text = typeof raw === "string" ? raw : decoder.decode(raw);
+      if (text === "") return { ok: true, payload: "", envelope: undefined as never, signer: "" };
+      const parsed = detachEnvelope(text);
+      if (!parsed.ok) return drop(topic, parsed.reason);
+      const { envelope: e, payload } = parsed;
+      const root = rootOf(leafHash({ topic, d: e.d, n: e.n, t: e.t, r: e.r, payload }, crypto), e.p, crypto);
+      const key = `${root}${e.s}`;
+      let signer = signers.get(key);
+      if (signer === undefined) {
+        try {
+          signer = verifyMessage(getBytes(root), e.s);
+        } catch {
+          return drop(topic, "forged");
+        }
+        if (signers.size >= 10_000) signers.delete(signers.keys().next().value!);
+        signers.set(key, signer);
+      }
+      let view: SenderView | undefined;
+      try {
+        view = await sender(e.d);
+      } catch {
+        // The chain is unreachable: nothing can be believed; the message is dropped, not queued.
+        return drop(topic, "unknown-device");
+      }
+      const seqKey = `${e.d} ${topic}`;
+      const verdict = judge({
+        topic,
+        envelope: e,
+        signer,
+        sender: view,
+        lastSeq: lastSeq.get(seqKey),
+        nowMs: now(),
+        maxAgeMs,
+      });
+      if (!verdict.ok) return drop(topic, verdict.reason!);
+      lastSeq.set(seqKey, e.n);
+      const event = /\/chain\/\d+\/DeviceRegistry\/([^/]+)$/.exec(topic)?.[1];
+      if (event && DEVICE_EVENTS.has(event)) {
+        try {
+          const args = (JSON.parse(payload) as { args?: { deviceId?: unknown } }).args;
+          if (args?.deviceId !== undefined) senders.delete(String(args.deviceId));
+        } catch {
+          // a signed but unparsable event changes no cache
+        }
+      }
+      return { ok: true, payload, envelope: e, signer };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The decorator
+
+export interface SignedBusDeps {
+  bus: Bus;
+  sealer: Sealer;
+  verifier: Verifier;
+  /** How long the first message of a batch waits for others (default 2 ms). */
+  batchWindowMs?: number;
+  /** A batch this large is sealed at once (default 1,000). */
+  maxBatch?: number;
+}
+
+/** The Bus with every publish sealed and every received message verified (see the file comment). */
+export function createSignedBus(deps: SignedBusDeps): Bus {
+  const { bus, sealer, verifier, batchWindowMs = 2, maxBatch = 1_000 } = deps;
+  let timer: NodeJS.Timeout | undefined;
+  type Pending = {
+    topic: string;
+    payload: string;
+    options: PublishOptions;
+    resolve: () => void;
+    reject: (error: unknown) => void;
+  };
+  let queue: Pending[] = [];
+
+  const flush = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    const batch = queue;
+    queue = [];
+    // A cleared retained topic (empty payload) carries no signature: it asserts nothing.
+    const signable = batch.filter((m) => m.payload !== "");
+    let sealed: string[];
+    try {
+      sealed = sealer.seal(
+        signable.map((m) => ({ topic: m.topic, payload: m.payload, retain: m.options.retain ?? false })),
+      );
+    } catch (error) {
+      for (const m of batch) m.reject(error);
+      return;
+    }
+    let i = 0;
+    for (const m of batch) {
+      const payload = m.payload === "" ? "" : sealed[i++];
+      bus.publish(m.topic, payload, m.options).then(m.resolve, m.reject);
+    }
+  };
+
+  return {
+    get state() {
+      return bus.state;
+    },
+    ready: (options) => bus.ready(options),
+    on: (listener) => bus.on(listener),
+    close: (options) => bus.close(options),
+    publish(topic, payload, options = {}) {
+      const text = typeof payload === "string" ? payload : new TextDecoder().decode(payload);
+      return new Promise<void>((resolve, reject) => {
+        queue.push({ topic, payload: text, options, resolve, reject });
+        if (queue.length >= maxBatch) flush();
+        else timer ??= setTimeout(flush, batchWindowMs);
+      });
+    },
+    subscribe(filter, handler, options) {
+      let tail = Promise.resolve();
+      return bus.subscribe(
+        filter,
+        (message: BusMessage) => {
+          tail = tail
+            .then(async () => {
+              const result = await verifier.verify(message.topic, message.payload);
+              if (!result.ok) return;
+              handler({ ...message, payload: new TextEncoder().encode(result.payload) });
+            })
+            .catch(() => undefined); // the inner bus logs handler errors; one must not stall the rest
+        },
+        options,
+      );
+    },
+  };
+}
