@@ -23,6 +23,7 @@ Settings (environment):
   SHOAL_CHAIN_PORT     Hardhat node JSON-RPC port                          [8545]
   SHOAL_KUBO_API_PORT  Kubo RPC API port                                   [5401]
   SHOAL_MQTT_PORT      Mosquitto port                                      [1883]
+  SHOAL_MQTT_WS_PORT   Mosquitto's MQTT-over-WebSockets port (the console)  [MQTT port + 1]
   SHOAL_KUBO_VERSION   Kubo version to use or build                        [v0.42.0]
 
 Nothing listens on anything but 127.0.0.1. Docker is a machine-wide service: when one already
@@ -36,6 +37,7 @@ SHOAL_CACHE=${SHOAL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shoal}
 SHOAL_CHAIN_PORT=${SHOAL_CHAIN_PORT:-8545}
 SHOAL_KUBO_API_PORT=${SHOAL_KUBO_API_PORT:-5401}
 SHOAL_MQTT_PORT=${SHOAL_MQTT_PORT:-1883}
+SHOAL_MQTT_WS_PORT=${SHOAL_MQTT_WS_PORT:-$((SHOAL_MQTT_PORT + 1))}
 # v0.43.x replaces go-libp2p with a fork that the Go module proxy does not serve; v0.42.0 builds.
 SHOAL_KUBO_VERSION=${SHOAL_KUBO_VERSION:-v0.42.0}
 
@@ -244,6 +246,9 @@ mosquitto_up() {
   if port_open "$SHOAL_MQTT_PORT"; then
     die "mosquitto: 127.0.0.1:$SHOAL_MQTT_PORT is already taken by another process; set SHOAL_MQTT_PORT"
   fi
+  if port_open "$SHOAL_MQTT_WS_PORT"; then
+    die "mosquitto: 127.0.0.1:$SHOAL_MQTT_WS_PORT is already taken by another process; set SHOAL_MQTT_WS_PORT"
+  fi
   local dir=$SHOAL_HOME/mosquitto
   mkdir -p "$dir/data"
   # The ACL file is prepared for hardening but not active yet: to require per-device credentials,
@@ -261,6 +266,12 @@ listener $SHOAL_MQTT_PORT 127.0.0.1
 allow_anonymous true
 #acl_file $dir/acl
 #password_file $dir/passwd
+# MQTT over WebSockets for the console in the browser (read-only use; anonymous until broker
+# credentials exist, issue 16). Mosquitto 2.0.11 hands the word after the port to libwebsockets as
+# an interface: "lo" binds loopback only, while 127.0.0.1 never binds (the listener then serves
+# every interface) and bind_interface is ignored for websockets (checked from a network namespace).
+listener $SHOAL_MQTT_WS_PORT lo
+protocol websockets
 persistence true
 persistence_location $dir/data/
 # A backlog of bridged chain events arrives faster than a slow subscriber acknowledges it; the
@@ -272,9 +283,10 @@ log_type warning
 log_type notice
 user $(id -un)
 EOF
-  log "mosquitto: starting (127.0.0.1:$SHOAL_MQTT_PORT)"
+  log "mosquitto: starting (127.0.0.1:$SHOAL_MQTT_PORT, websockets 127.0.0.1:$SHOAL_MQTT_WS_PORT)"
   spawn mosquitto "$bin" -c "$dir/mosquitto.conf"
   wait_for mosquitto 20 port_open "$SHOAL_MQTT_PORT"
+  wait_for mosquitto 20 port_open "$SHOAL_MQTT_WS_PORT"
 }
 
 mosquitto_status() {
@@ -324,6 +336,7 @@ export SHOAL_HOME=$SHOAL_HOME
 export SHOAL_RPC_URL=http://127.0.0.1:$SHOAL_CHAIN_PORT
 export SHOAL_KUBO_URL=http://127.0.0.1:$SHOAL_KUBO_API_PORT
 export SHOAL_MQTT_URL=mqtt://127.0.0.1:$SHOAL_MQTT_PORT
+export SHOAL_MQTT_WS_URL=ws://127.0.0.1:$SHOAL_MQTT_WS_PORT
 export DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}
 EOF
 }
