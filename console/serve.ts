@@ -48,11 +48,17 @@ export interface ConsoleServer {
 export async function serveConsole(options: ConsoleServerOptions): Promise<ConsoleServer> {
   const dir = options.dir ?? CONSOLE_DIR;
   if (!existsSync(path.join(dir, "index.html")))
-    throw new Error(`${path.relative(process.cwd(), dir) || dir}/index.html is missing; run npm run build:console first`);
+    throw new Error(
+      `${path.relative(process.cwd(), dir) || dir}/index.html is missing; run npm run build:console first`,
+    );
   const host = options.host ?? "127.0.0.1";
   const server: Server = createServer((req, res) => {
     const send = (status: number, type: string, body: string | Buffer) => {
-      res.writeHead(status, { "content-type": type, "cache-control": "no-store", "x-content-type-options": "nosniff" });
+      res.writeHead(status, {
+        "content-type": type,
+        "cache-control": "no-store",
+        "x-content-type-options": "nosniff",
+      });
       res.end(req.method === "HEAD" ? undefined : body);
     };
     if (req.method !== "GET" && req.method !== "HEAD") return send(405, "text/plain", "GET or HEAD only\n");
@@ -94,7 +100,9 @@ function fromEnv(): ConsoleServerOptions {
     throw new Error(`SHOAL_CONSOLE_PORT "${port}" is not allowed; give a port number from 0 to 65535`);
   return {
     port: Number(port),
-    deploymentsFile: path.resolve(process.env.SHOAL_DEPLOYMENTS_FILE ?? path.join(ROOT, "deployments/localhost.json")),
+    deploymentsFile: path.resolve(
+      process.env.SHOAL_DEPLOYMENTS_FILE ?? path.join(ROOT, "deployments/localhost.json"),
+    ),
     rpcUrl: process.env.SHOAL_RPC_URL ?? "http://127.0.0.1:8545",
     mqttUrl: process.env.SHOAL_MQTT_WS_URL ?? "ws://127.0.0.1:1884",
   };

@@ -314,7 +314,9 @@ chain_up() {
   fi
   [[ -x $repo/node_modules/.bin/hardhat ]] || die "chain: node_modules is missing; run npm ci first"
   log "chain: starting a Hardhat node (http://127.0.0.1:$SHOAL_CHAIN_PORT)"
-  (cd "$repo" && spawn chain node_modules/.bin/hardhat node --hostname 127.0.0.1 --port "$SHOAL_CHAIN_PORT")
+  # http-keep-alive.js: keep-alive sockets outlive a busy client's stalls (see the file).
+  (cd "$repo" && NODE_OPTIONS="${NODE_OPTIONS:-} --require $repo/scripts/lib/http-keep-alive.js" \
+    spawn chain node_modules/.bin/hardhat node --hostname 127.0.0.1 --port "$SHOAL_CHAIN_PORT")
   wait_for chain 60 rpc_ready
 }
 

@@ -304,7 +304,8 @@ export function createChainReader(config: ConsoleConfig) {
             live: page
               .filter(
                 (p) =>
-                  Number(p.deploymentGeneration) === generation && LIVE.has(PLACEMENT_STATES[Number(p.state)]),
+                  Number(p.deploymentGeneration) === generation &&
+                  LIVE.has(PLACEMENT_STATES[Number(p.state)]),
               )
               .map((p) => ({
                 placementId: Number(p.placementId),

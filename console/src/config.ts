@@ -77,7 +77,9 @@ export async function loadConfig(search: string, fetchImpl: typeof fetch = fetch
     throw new ConfigError(`no JSON-RPC URL: ${fileError ?? `${fileUrl} has no rpcUrl`}; give ?rpc=<url>`);
   const mqttUrl = params.get("mqtt") ?? file.mqttUrl ?? "";
   if (mqttUrl !== "" && !/^wss?:\/\//.test(mqttUrl))
-    throw new ConfigError(`mqtt "${mqttUrl}" is not allowed; give a ws:// or wss:// URL (MQTT over WebSockets)`);
+    throw new ConfigError(
+      `mqtt "${mqttUrl}" is not allowed; give a ws:// or wss:// URL (MQTT over WebSockets)`,
+    );
   return {
     rpcUrl,
     mqttUrl,

@@ -45,7 +45,15 @@ export function table(
       "table",
       { id: options.id, class: "stack" },
       h("caption", {}, caption),
-      h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col" }, x)))),
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          headers.map((x) => h("th", { scope: "col" }, x)),
+        ),
+      ),
       h("tbody", {}, body),
     ),
   );
@@ -96,7 +104,8 @@ export function replaceKeepingFocus(region: Element, ...nodes: Node[]): void {
   let selector: string | undefined;
   if (active instanceof HTMLElement && region.contains(active)) {
     if (active.id) selector = `#${CSS.escape(active.id)}`;
-    else if (active instanceof HTMLAnchorElement) selector = `a[href="${CSS.escape(active.getAttribute("href") ?? "")}"]`;
+    else if (active instanceof HTMLAnchorElement)
+      selector = `a[href="${CSS.escape(active.getAttribute("href") ?? "")}"]`;
   }
   region.replaceChildren(...nodes);
   if (selector) (region.querySelector(selector) as HTMLElement | null)?.focus({ preventScroll: true });

@@ -54,13 +54,18 @@ async function start(): Promise<void> {
   const drawBanner = () => {
     const broker = live.state.broker;
     const lines: string[] = [];
-    if (chainError) lines.push(`The chain cannot be read at ${config.rpcUrl}: ${chainError}. What is shown may be out of date.`);
+    if (chainError)
+      lines.push(
+        `The chain cannot be read at ${config.rpcUrl}: ${chainError}. What is shown may be out of date.`,
+      );
     if (broker === "unreachable")
       lines.push(
         `MQTT unreachable: the broker at ${config.mqttUrl} does not answer (${live.state.error}). Presence, measured usage and resource decisions are not live; chain data is still read from the chain and current.`,
       );
     if (broker === "off")
-      lines.push("No MQTT broker is configured (give ?mqtt=ws://…): presence, usage and resource decisions are not shown.");
+      lines.push(
+        "No MQTT broker is configured (give ?mqtt=ws://…): presence, usage and resource decisions are not shown.",
+      );
     banner.hidden = lines.length === 0;
     banner.className = chainError ? "banner bad" : "banner";
     banner.replaceChildren(...lines.map((l) => h("p", {}, l)));

@@ -17,7 +17,17 @@ export function appsPage(ctx: AppContext): Page {
     lede.textContent = `${data.apps.length} app(s), ${data.deployments.length} deployment(s), read from the chain at block ${ctx.head.number}.`;
     const deployments = table(
       "Deployments",
-      ["Deployment", "App", "Version", "Generation", "Replicas wanted", "Replicas live", "Active", "Required labels", "Placements (device, endpoint)"],
+      [
+        "Deployment",
+        "App",
+        "Version",
+        "Generation",
+        "Replicas wanted",
+        "Replicas live",
+        "Active",
+        "Required labels",
+        "Placements (device, endpoint)",
+      ],
       data.deployments.map((d) => ({
         attrs: { "data-deployment": String(d.deploymentId) },
         cells: [
@@ -40,7 +50,9 @@ export function appsPage(ctx: AppContext): Page {
                     {},
                     `placement ${p.placementId} (${p.state}) on `,
                     link(`#/device/${p.deviceId}`, `device ${p.deviceId}`),
-                    endpoint.get(p.deviceId) ? h("code", { class: "wrap" }, ` ${endpoint.get(p.deviceId)}`) : "",
+                    endpoint.get(p.deviceId)
+                      ? h("code", { class: "wrap" }, ` ${endpoint.get(p.deviceId)}`)
+                      : "",
                   ),
                 ),
               ),
@@ -52,7 +64,12 @@ export function appsPage(ctx: AppContext): Page {
       h(
         "section",
         { class: "app", "aria-labelledby": `app-${a.appId}` },
-        h("h3", { id: `app-${a.appId}` }, `${a.name} `, h("small", {}, `app ${a.appId}, owner `, h("code", { title: a.owner }, short(a.owner)))),
+        h(
+          "h3",
+          { id: `app-${a.appId}` },
+          `${a.name} `,
+          h("small", {}, `app ${a.appId}, owner `, h("code", { title: a.owner }, short(a.owner))),
+        ),
         table(
           `Versions of ${a.name}`,
           ["Version", "Published", "Manifest CID", "Images (platform: CID)", "Band", "Deprecated"],
@@ -64,7 +81,9 @@ export function appsPage(ctx: AppContext): Page {
               h(
                 "ul",
                 { class: "plain" },
-                v.platforms.map((p, i) => h("li", {}, `${p}: `, h("code", { class: "wrap" }, v.imageCids[i] ?? ""))),
+                v.platforms.map((p, i) =>
+                  h("li", {}, `${p}: `, h("code", { class: "wrap" }, v.imageCids[i] ?? "")),
+                ),
               ),
               bandText(v.band),
               v.deprecated ? "yes" : "no",

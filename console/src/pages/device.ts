@@ -53,7 +53,10 @@ export function devicePage(ctx: AppContext, deviceId: number): Page {
         item("Status", d.status),
         item("Stake", `${tokens(d.stake)} SHOAL`),
         item("Capacity", `${cpu(d.cpuMillicores)} / ${mib(d.memoryMiB)}`),
-        item("Reserved", `${cpu(d.cpuReservedMillicores)} / ${mib(d.memoryReservedMiB)} by ${d.livePlacements} live placement(s)`),
+        item(
+          "Reserved",
+          `${cpu(d.cpuReservedMillicores)} / ${mib(d.memoryReservedMiB)} by ${d.livePlacements} live placement(s)`,
+        ),
         item(
           "Reputation",
           `${d.reputation.completed} completed, ${d.reputation.failed} failed, ${d.reputation.expired} expired`,
@@ -86,13 +89,28 @@ export function devicePage(ctx: AppContext, deviceId: number): Page {
       const cpuSeries = decisionSeries(decisions, "cpu");
       const memSeries = decisionSeries(decisions, "memory");
       const charts = h("div", { class: "charts" });
-      if (cpuSeries.length) charts.append(stepChart({ title: "CPU limit (millicores)", unit: "m", series: cpuSeries, until: Date.now() }));
-      if (memSeries.length) charts.append(stepChart({ title: "Memory limit (MiB)", unit: "", series: memSeries, until: Date.now() }));
+      if (cpuSeries.length)
+        charts.append(
+          stepChart({ title: "CPU limit (millicores)", unit: "m", series: cpuSeries, until: Date.now() }),
+        );
+      if (memSeries.length)
+        charts.append(
+          stepChart({ title: "Memory limit (MiB)", unit: "", series: memSeries, until: Date.now() }),
+        );
       parts.push(charts);
       parts.push(
         table(
           "Latest decisions (newest first)",
-          ["Time (UTC)", "Seq", "Placement", "Resource", "From", "To", "Reason", "Metric (value / threshold)"],
+          [
+            "Time (UTC)",
+            "Seq",
+            "Placement",
+            "Resource",
+            "From",
+            "To",
+            "Reason",
+            "Metric (value / threshold)",
+          ],
           decisions
             .slice(-20)
             .reverse()

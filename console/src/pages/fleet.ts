@@ -23,7 +23,11 @@ export function fleetPage(ctx: AppContext): Page {
         cells: [
           link(`#/device/${d.deviceId}`, `device ${d.deviceId}`),
           h("span", { class: `pill ${online.cls}`, "data-field": "online" }, online.text),
-          h("span", { "data-field": "heartbeat" }, d.lastHeartbeat ? seconds(now - d.lastHeartbeat) : "never"),
+          h(
+            "span",
+            { "data-field": "heartbeat" },
+            d.lastHeartbeat ? seconds(now - d.lastHeartbeat) : "never",
+          ),
           `${cpu(d.cpuMillicores)} / ${mib(d.memoryMiB)}`,
           h(
             "span",

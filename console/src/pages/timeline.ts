@@ -55,14 +55,30 @@ export function timelinePage(ctx: AppContext, query: URLSearchParams, embedded?:
   const region = h("div", { class: "region" });
   const appSelect = h("select", { id: "filter-app", name: "app" });
   const deviceSelect = h("select", { id: "filter-device", name: "device" });
-  const fromInput = h("input", { id: "filter-from", name: "from", type: "datetime-local", step: 1, value: filters.from });
-  const toInput = h("input", { id: "filter-to", name: "to", type: "datetime-local", step: 1, value: filters.to });
+  const fromInput = h("input", {
+    id: "filter-from",
+    name: "from",
+    type: "datetime-local",
+    step: 1,
+    value: filters.from,
+  });
+  const toInput = h("input", {
+    id: "filter-to",
+    name: "to",
+    type: "datetime-local",
+    step: 1,
+    value: filters.to,
+  });
   const fileBase = () =>
-    ["placement-history", filters.app, filters.device && `device-${filters.device}`].filter(Boolean).join("-");
+    ["placement-history", filters.app, filters.device && `device-${filters.device}`]
+      .filter(Boolean)
+      .join("-");
   const csvButton = h("button", { type: "button", id: "export-csv" }, "Export CSV");
   const jsonButton = h("button", { type: "button", id: "export-json" }, "Export JSON");
   csvButton.addEventListener("click", () => download(`${fileBase()}.csv`, "text/csv", timelineCsv(shown)));
-  jsonButton.addEventListener("click", () => download(`${fileBase()}.json`, "application/json", timelineJson(shown)));
+  jsonButton.addEventListener("click", () =>
+    download(`${fileBase()}.json`, "application/json", timelineJson(shown)),
+  );
 
   const options = (select: HTMLSelectElement, values: [string, string][], current: string) => {
     const same =
@@ -87,8 +103,16 @@ export function timelinePage(ctx: AppContext, query: URLSearchParams, embedded?:
   };
 
   const redraw = () => {
-    options(appSelect, apps.map((a) => [a.name, a.name]), filters.app);
-    options(deviceSelect, devices.map((d) => [String(d.deviceId), `device ${d.deviceId}`]), filters.device);
+    options(
+      appSelect,
+      apps.map((a) => [a.name, a.name]),
+      filters.app,
+    );
+    options(
+      deviceSelect,
+      devices.map((d) => [String(d.deviceId), `device ${d.deviceId}`]),
+      filters.device,
+    );
     const spans = durations(rows);
     const kept = rows.map((r, i) => ({ r, d: spans[i] })).filter(({ r }) => inTime(r));
     shown = kept.map(({ r }) => r);
@@ -97,7 +121,19 @@ export function timelinePage(ctx: AppContext, query: URLSearchParams, embedded?:
       region,
       table(
         embedded ? `Placements of device ${embedded.deviceId}` : "Placement timeline",
-        ["Time (UTC)", "Block", "Transaction", "Event", "Placement", "Deployment", "Device", "State", "Reason", "Since claim", "Since previous"],
+        [
+          "Time (UTC)",
+          "Block",
+          "Transaction",
+          "Event",
+          "Placement",
+          "Deployment",
+          "Device",
+          "State",
+          "Reason",
+          "Since claim",
+          "Since previous",
+        ],
         kept.map(({ r, d }) => ({
           attrs: { "data-placement": String(r.placementId), "data-event": r.event },
           cells: [
@@ -126,11 +162,16 @@ export function timelinePage(ctx: AppContext, query: URLSearchParams, embedded?:
     filters.to = toInput.value;
     if (!embedded) {
       const q = new URLSearchParams(Object.entries(filters).filter(([, v]) => v !== ""));
-      history.replaceState(null, "", `${location.pathname}${location.search}#/timeline${q.size ? `?${q}` : ""}`);
+      history.replaceState(
+        null,
+        "",
+        `${location.pathname}${location.search}#/timeline${q.size ? `?${q}` : ""}`,
+      );
     }
     ctx.requestRefresh();
   };
-  for (const control of [appSelect, deviceSelect, fromInput, toInput]) control.addEventListener("change", apply);
+  for (const control of [appSelect, deviceSelect, fromInput, toInput])
+    control.addEventListener("change", apply);
 
   const page: Page = {
     title: "Placement timeline",
