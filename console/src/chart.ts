@@ -24,8 +24,9 @@ export function stepChart(options: {
   until: number;
 }): SVGSVGElement {
   const W = 640;
-  const H = 220;
-  const pad = { l: 56, r: 12, t: 24, b: 32 };
+  const H = 240;
+  // The legend takes one line per series under the title, above the plot.
+  const pad = { l: 56, r: 12, t: 30 + 14 * options.series.length, b: 32 };
   const all = options.series.flatMap((s) => s.points);
   const t0 = Math.min(...all.map((p) => p[0]));
   const t1 = Math.max(options.until, ...all.map((p) => p[0]), t0 + 1000);
@@ -67,7 +68,12 @@ export function stepChart(options: {
     const last = s.points.at(-1);
     if (last) d += `H${x(t1)}`;
     svg.append(el("path", { d, class: `series s${i % 6}` }));
-    text(s.name, { x: W - pad.r, y: pad.t + 12 + 14 * i, "text-anchor": "end", class: `legend s${i % 6}` });
+    text(`— ${s.name}`, {
+      x: W - pad.r,
+      y: 14 + 14 * (i + 1),
+      "text-anchor": "end",
+      class: `legend s${i % 6}`,
+    });
   });
   return svg;
 }
