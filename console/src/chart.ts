@@ -2,13 +2,9 @@
  * A step chart in plain SVG (no chart library): one line per series, each a limit that holds until
  * the next decision changes it. Axis labels in the page's font; colours from CSS variables.
  */
-const NS = "http://www.w3.org/2000/svg";
+import type { Series } from "./model";
 
-export interface Series {
-  name: string;
-  /** [time ms, value], in time order; the value holds until the next point. */
-  points: [number, number][];
-}
+const NS = "http://www.w3.org/2000/svg";
 
 function el<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number>) {
   const e = document.createElementNS(NS, tag);

@@ -45,7 +45,8 @@ export async function loadConfig(search: string, fetchImpl: typeof fetch = fetch
   let file: DeploymentsFile = {};
   let fileError: string | undefined;
   try {
-    const response = await fetchImpl(fileUrl, { cache: "no-store" });
+    // The console server sends it with cache-control: no-store.
+    const response = await fetchImpl(fileUrl);
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     file = (await response.json()) as DeploymentsFile;
   } catch (error) {

@@ -5,6 +5,9 @@
  * for chain facts; the broker is anonymous until broker credentials land (issue 16).
  */
 import mqtt from "mqtt";
+import type { Decision } from "./model";
+
+export type { Decision };
 
 export type BrokerState = "off" | "connecting" | "connected" | "unreachable";
 
@@ -24,21 +27,6 @@ export interface DeviceMetrics {
     cpuMillicores?: number;
     memoryWorkingSetMiB?: number;
   }[];
-}
-
-/** A resource-manager decision as published on `<root>/devices/<id>/resources`. */
-export interface Decision {
-  seq: number;
-  at: string;
-  deviceId: string;
-  placementId: string;
-  resource: string;
-  from: number;
-  to: number;
-  reason: string;
-  metric: string;
-  value: number;
-  threshold: number;
 }
 
 export interface LiveState {

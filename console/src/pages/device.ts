@@ -3,28 +3,12 @@
  * slashes), its placements, and its resource manager's decisions over time as a chart (received
  * over MQTT since the page opened: the broker does not retain them).
  */
-import { stepChart, type Series } from "../chart";
+import { stepChart } from "../chart";
 import type { DeviceView, SlashView } from "../chain";
 import { cpu, h, mib, replaceKeepingFocus, seconds, short, table, tokens } from "../dom";
-import type { Decision } from "../live";
+import { decisionSeries } from "../model";
 import { onlineText, type AppContext, type Page } from "./page";
 import { timelinePage } from "./timeline";
-
-/** One step series per placement and resource, starting from the first decision's old limit. */
-export function decisionSeries(decisions: readonly Decision[], resource: "cpu" | "memory"): Series[] {
-  const byPlacement = new Map<string, [number, number][]>();
-  for (const d of decisions) {
-    if (d.resource !== resource) continue;
-    const t = Date.parse(d.at);
-    let points = byPlacement.get(d.placementId);
-    if (points === undefined) {
-      points = [[t, d.from]];
-      byPlacement.set(d.placementId, points);
-    }
-    points.push([t, d.to]);
-  }
-  return [...byPlacement].map(([placementId, points]) => ({ name: `placement ${placementId}`, points }));
-}
 
 export function devicePage(ctx: AppContext, deviceId: number): Page {
   const summary = h("div", { class: "region" }, h("p", { class: "lede" }, "Reading the chain…"));

@@ -8,6 +8,7 @@ import type { TimelineRow } from "../../../tasks/lib/timeline";
 import type { AppView, DeviceView } from "../chain";
 import { h, isoSeconds, link, replaceKeepingFocus, seconds, short, table } from "../dom";
 import { download, timelineCsv, timelineJson } from "../export";
+import { durations } from "../model";
 import type { AppContext, Page } from "./page";
 
 export interface TimelineFilters {
@@ -25,23 +26,6 @@ export function readFilters(query: URLSearchParams): TimelineFilters {
     from: query.get("from") ?? "",
     to: query.get("to") ?? "",
   };
-}
-
-/** Seconds since the placement's claim and since its previous row, for every row with a time. */
-export function durations(rows: readonly TimelineRow[]): { sinceClaim?: number; sincePrevious?: number }[] {
-  const claimed = new Map<number, number>();
-  const previous = new Map<number, number>();
-  return rows.map((r) => {
-    if (r.time === "") return {};
-    const t = Date.parse(r.time) / 1000;
-    const out = {
-      sinceClaim: claimed.has(r.placementId) ? t - claimed.get(r.placementId)! : undefined,
-      sincePrevious: previous.has(r.placementId) ? t - previous.get(r.placementId)! : undefined,
-    };
-    if (r.event === "PlacementClaimed") claimed.set(r.placementId, t);
-    previous.set(r.placementId, t);
-    return out;
-  });
 }
 
 export function timelinePage(ctx: AppContext, query: URLSearchParams, embedded?: { deviceId: number }): Page {
