@@ -22,14 +22,16 @@ fleet running), --detach (never stay in the view). Without a terminal npm start 
 SHOAL_HEARTBEAT_TTL (seconds, default 30 here) is the contracts' heartbeat TTL; SHOAL_TIMELOCK_DELAY
 (seconds, default 60 here) delays every admin change.
 
-Ports: chain 8545, Kubo API 5401, MQTT 1883 (SHOAL_CHAIN_PORT, SHOAL_KUBO_API_PORT,
-SHOAL_MQTT_PORT override them). State lives in .shoal/; the Kubo binary is cached in ~/.cache/shoal.
+Ports: chain 8545, Kubo API 5401, MQTT 1883, MQTT over WebSockets 1884, console 4173
+(SHOAL_CHAIN_PORT, SHOAL_KUBO_API_PORT, SHOAL_MQTT_PORT, SHOAL_MQTT_WS_PORT, SHOAL_CONSOLE_PORT
+override them). State lives in .shoal/; the Kubo binary is cached in ~/.cache/shoal.
 TXT
     exit 0
     ;;
   down)
     if [[ -x node_modules/.bin/ts-node ]]; then
       node_modules/.bin/ts-node --transpile-only scripts/fleet/cli.ts down || true
+      node_modules/.bin/ts-node --transpile-only console/serve.ts stop || true
     fi
     exec bash scripts/services.sh down
     ;;
@@ -61,6 +63,13 @@ SHOAL_HEARTBEAT_TTL=${SHOAL_HEARTBEAT_TTL:-30} SHOAL_TIMELOCK_DELAY=${SHOAL_TIME
 say "services"
 bash scripts/services.sh status
 echo "Contracts: deployments/localhost.json. Environment for clients: source .shoal/env" >&2
+
+say "console (static web app: reads the chain and MQTT from the browser)"
+if npm run -s build:console >/dev/null && node_modules/.bin/ts-node --transpile-only console/serve.ts start; then
+  export SHOAL_CONSOLE_URL=http://127.0.0.1:${SHOAL_CONSOLE_PORT:-4173}/
+else
+  echo "The console did not start (see .shoal/logs/console.log); the fleet starts without it." >&2
+fi
 
 say "fleet"
 exec "${fleet[@]}" up "$@"

@@ -23,6 +23,7 @@ Settings (environment):
   SHOAL_CHAIN_PORT     Hardhat node JSON-RPC port                          [8545]
   SHOAL_KUBO_API_PORT  Kubo RPC API port                                   [5401]
   SHOAL_MQTT_PORT      Mosquitto port                                      [1883]
+  SHOAL_MQTT_WS_PORT   Mosquitto's MQTT-over-WebSockets port (the console)  [MQTT port + 1]
   SHOAL_KUBO_VERSION   Kubo version to use or build                        [v0.42.0]
 
 Nothing listens on anything but 127.0.0.1. Docker is a machine-wide service: when one already
@@ -36,6 +37,7 @@ SHOAL_CACHE=${SHOAL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shoal}
 SHOAL_CHAIN_PORT=${SHOAL_CHAIN_PORT:-8545}
 SHOAL_KUBO_API_PORT=${SHOAL_KUBO_API_PORT:-5401}
 SHOAL_MQTT_PORT=${SHOAL_MQTT_PORT:-1883}
+SHOAL_MQTT_WS_PORT=${SHOAL_MQTT_WS_PORT:-$((SHOAL_MQTT_PORT + 1))}
 # v0.43.x replaces go-libp2p with a fork that the Go module proxy does not serve; v0.42.0 builds.
 SHOAL_KUBO_VERSION=${SHOAL_KUBO_VERSION:-v0.42.0}
 
@@ -296,6 +298,9 @@ mosquitto_up() {
   if port_open "$SHOAL_MQTT_PORT"; then
     die "mosquitto: 127.0.0.1:$SHOAL_MQTT_PORT is already taken by another process; set SHOAL_MQTT_PORT"
   fi
+  if port_open "$SHOAL_MQTT_WS_PORT"; then
+    die "mosquitto: 127.0.0.1:$SHOAL_MQTT_WS_PORT is already taken by another process; set SHOAL_MQTT_WS_PORT"
+  fi
   local dir=$SHOAL_HOME/mosquitto plugin
   mkdir -p "$dir/data"
   plugin=$(compgen -G "/usr/lib/*/mosquitto_dynamic_security.so" | head -n1 || true)
@@ -314,6 +319,12 @@ allow_anonymous false
 plugin $plugin
 plugin_opt_config_file $dir/dynamic-security.json
 listener $SHOAL_MQTT_PORT 127.0.0.1
+# MQTT over WebSockets for the console in the browser, which logs in as the read-only
+# shoal-viewer (SHOAL_MQTT_WS_URL). Mosquitto 2.0.11 hands the word after the port to libwebsockets as
+# an interface: "lo" binds loopback only, while 127.0.0.1 never binds (the listener then serves
+# every interface) and bind_interface is ignored for websockets (checked from a network namespace).
+listener $SHOAL_MQTT_WS_PORT lo
+protocol websockets
 persistence true
 persistence_location $dir/data/
 # A backlog of bridged chain events arrives faster than a slow subscriber acknowledges it; the
@@ -325,9 +336,10 @@ log_type warning
 log_type notice
 user $(id -un)
 EOF
-  log "mosquitto: starting (127.0.0.1:$SHOAL_MQTT_PORT)"
+  log "mosquitto: starting (127.0.0.1:$SHOAL_MQTT_PORT, websockets 127.0.0.1:$SHOAL_MQTT_WS_PORT)"
   spawn mosquitto "$bin" -c "$dir/mosquitto.conf"
   wait_for mosquitto 20 port_open "$SHOAL_MQTT_PORT"
+  wait_for mosquitto 20 port_open "$SHOAL_MQTT_WS_PORT"
 }
 
 mosquitto_status() {
@@ -355,7 +367,9 @@ chain_up() {
   fi
   [[ -x $repo/node_modules/.bin/hardhat ]] || die "chain: node_modules is missing; run npm ci first"
   log "chain: starting a Hardhat node (http://127.0.0.1:$SHOAL_CHAIN_PORT)"
-  (cd "$repo" && spawn chain node_modules/.bin/hardhat node --hostname 127.0.0.1 --port "$SHOAL_CHAIN_PORT")
+  # http-keep-alive.js: keep-alive sockets outlive a busy client's stalls (see the file).
+  (cd "$repo" && NODE_OPTIONS="${NODE_OPTIONS:-} --require $repo/scripts/lib/http-keep-alive.js" \
+    spawn chain node_modules/.bin/hardhat node --hostname 127.0.0.1 --port "$SHOAL_CHAIN_PORT")
   wait_for chain 60 rpc_ready
 }
 
@@ -382,6 +396,7 @@ export SHOAL_RPC_URL=http://127.0.0.1:$SHOAL_CHAIN_PORT
 export SHOAL_KUBO_URL=http://127.0.0.1:$SHOAL_KUBO_API_PORT
 export SHOAL_MQTT_URL=mqtt://${admin:+shoal-admin:$admin@}127.0.0.1:$SHOAL_MQTT_PORT
 export SHOAL_MQTT_VIEW_URL=mqtt://${viewer:+shoal-viewer:$viewer@}127.0.0.1:$SHOAL_MQTT_PORT
+export SHOAL_MQTT_WS_URL=ws://${viewer:+shoal-viewer:$viewer@}127.0.0.1:$SHOAL_MQTT_WS_PORT
 export DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}
 EOF
 }

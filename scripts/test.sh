@@ -38,6 +38,13 @@ bash scripts/services.sh status
 say "building local images"
 bash scripts/images/build.sh
 
+# The console's browser tests drive Debian's Chromium (browser downloads do not work here).
+if ! command -v chromium >/dev/null; then
+  say "installing chromium (console tests)"
+  [[ $(id -u) -eq 0 ]] || { echo "chromium is missing; run as root or apt-get install chromium" >&2; exit 1; }
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 say "lint"
 bash scripts/lint.sh
 

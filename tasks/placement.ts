@@ -4,32 +4,12 @@
  * device expired before anyone finalized it).
  */
 import { task, types } from "hardhat/config";
-import type { EventLog, Log } from "ethers";
-import { FAILURE_CODES, PLACEMENT_STATES, RELEASE_REASONS } from "../workers/src/domain/chain-enums";
+import type { EventLog } from "ethers";
 import { shoalContext } from "./lib/context";
 import { fail, table } from "./lib/output";
+import { buildTimeline, PLACEMENT_EVENTS, timelineJson, type TimelineRow } from "./lib/timeline";
 
-export interface TimelineRow {
-  time: string;
-  block: number;
-  tx: string;
-  logIndex: number;
-  event: string;
-  placementId: number;
-  deploymentId: number;
-  deviceId: number;
-  /** The placement's state after this row. */
-  state: string;
-  reason: string;
-}
-
-const EVENTS = [
-  "PlacementClaimed",
-  "PlacementConfirmed",
-  "PlacementReleased",
-  "PlacementFailed",
-  "PlacementExpired",
-];
+export type { TimelineRow };
 
 task("placement:history", "Prints the placement timeline rebuilt from chain events and views")
   .addOptionalParam("app", "Only placements of this app's deployments")
@@ -69,57 +49,16 @@ task("placement:history", "Prints the placement timeline rebuilt from chain even
     const fromBlock = args.fromBlock ?? ctx.deployment.contracts.PlacementRegistry.blockNumber;
     const logs = (
       await Promise.all(
-        EVENTS.map((name) =>
+        PLACEMENT_EVENTS.map((name) =>
           ctx.placements.queryFilter(ctx.placements.getEvent(name as "PlacementClaimed"), fromBlock),
         ),
       )
     ).flat() as unknown as EventLog[];
-    const keep = (p: number, dep: number, dev: number) =>
-      (args.placement === undefined || p === args.placement) &&
-      (args.deployment === undefined || dep === args.deployment) &&
-      (args.device === undefined || dev === args.device) &&
-      (deployments === undefined || deployments.has(dep));
 
     const times = new Map<number, string>();
-    const timeOf = async (block: number) => {
-      if (!times.has(block)) {
-        const { timestamp } = (await hre.ethers.provider.getBlock(block))!;
-        times.set(block, new Date(timestamp * 1000).toISOString());
-      }
-      return times.get(block)!;
-    };
-
-    const rows: TimelineRow[] = [];
-    for (const log of logs.sort(byChainOrder)) {
-      const a = log.args;
-      const [placementId, deploymentId, deviceId] = [
-        Number(a.placementId),
-        Number(a.deploymentId),
-        Number(a.deviceId),
-      ];
-      if (!keep(placementId, deploymentId, deviceId)) continue;
-      const { state, reason } = describe(log);
-      rows.push({
-        time: await timeOf(log.blockNumber),
-        block: log.blockNumber,
-        tx: log.transactionHash,
-        logIndex: log.index,
-        event: log.eventName,
-        placementId,
-        deploymentId,
-        deviceId,
-        state,
-        reason,
-      });
-    }
-
-    // States the chain derives without an event yet (a stale device's placements before
-    // finalizeExpired, a superseded claim before its release): read them from the view.
-    const last = new Map<number, TimelineRow>();
-    for (const row of rows) last.set(row.placementId, row);
-    // For one device or deployment, read every placement's state in pages from a cursor: one call per
-    // 100 placements, O(n) for a whole history; otherwise one placementState() per placement.
-    const states = new Map<number, string>();
+    // For one device or deployment, read every placement's state in pages from a cursor first: one
+    // call per 100 placements, O(n) for a whole history; otherwise one placementState() per placement.
+    const states = new Map<number, number>();
     if (args.device !== undefined || args.deployment !== undefined) {
       let cursor = 0n;
       do {
@@ -127,36 +66,28 @@ task("placement:history", "Prints the placement timeline rebuilt from chain even
           args.device !== undefined
             ? await ctx.placements.placementsOfDeviceFrom(args.device, cursor, 100)
             : await ctx.placements.placementsOfDeploymentFrom(args.deployment, cursor, 100);
-        for (const p of page) states.set(Number(p.placementId), PLACEMENT_STATES[Number(p.state)]);
+        for (const p of page) states.set(Number(p.placementId), Number(p.state));
         cursor = next;
       } while (cursor !== 0n);
     }
-    const derived: TimelineRow[] = [];
-    for (const [placementId, row] of last) {
-      const state =
-        states.get(placementId) ?? PLACEMENT_STATES[Number(await ctx.placements.placementState(placementId))];
-      if (state !== row.state) {
-        derived.push({
-          ...row,
-          time: "",
-          block: 0,
-          tx: "",
-          logIndex: 0,
-          event: "(derived)",
-          state,
-          reason:
-            state === "Expired"
-              ? "device missed its heartbeat TTL; finalizeExpired() records it"
-              : state === "Superseded"
-                ? "deployment rolled to a newer version"
-                : "read from placementState()",
-        });
-      }
-    }
-    const timeline = [...rows, ...derived];
+    const timeline = await buildTimeline(
+      logs,
+      { placement: args.placement, deployment: args.deployment, device: args.device, deployments },
+      {
+        async timeOf(block) {
+          if (!times.has(block)) {
+            const { timestamp } = (await hre.ethers.provider.getBlock(block))!;
+            times.set(block, new Date(timestamp * 1000).toISOString());
+          }
+          return times.get(block)!;
+        },
+        stateOf: async (placementId) =>
+          states.get(placementId) ?? Number(await ctx.placements.placementState(placementId)),
+      },
+    );
 
     if (args.json) {
-      console.log(JSON.stringify(timeline, null, 2));
+      process.stdout.write(timelineJson(timeline));
       return timeline;
     }
     console.log(
@@ -177,37 +108,3 @@ task("placement:history", "Prints the placement timeline rebuilt from chain even
     );
     return timeline;
   });
-
-function byChainOrder(a: Log, b: Log): number {
-  return a.blockNumber - b.blockNumber || a.index - b.index;
-}
-
-function describe(log: EventLog): { state: string; reason: string } {
-  const a = log.args;
-  switch (log.eventName) {
-    case "PlacementClaimed":
-      return {
-        state: "Claimed",
-        reason: `app ${a.appId} v${a.version}, ${a.band.cpuMinMillicores}m/${a.band.memoryMinMiB}MiB reserved`,
-      };
-    case "PlacementConfirmed":
-      return { state: "Running", reason: "" };
-    case "PlacementReleased": {
-      const reason = RELEASE_REASONS[Number(a.reason)];
-      // A release that supersedes an old version's claim is recorded as Superseded, not Released.
-      return {
-        state: reason === "Superseded" ? "Superseded" : "Released",
-        reason: `${reason} by ${a.releasedBy}`,
-      };
-    }
-    case "PlacementFailed":
-      return { state: "Failed", reason: FAILURE_CODES[Number(a.code)] };
-    case "PlacementExpired":
-      return {
-        state: "Expired",
-        reason: `device generation ${a.deviceGeneration} expired at block ${a.expiredBlock}`,
-      };
-    default:
-      return { state: "?", reason: log.eventName };
-  }
-}

@@ -257,6 +257,8 @@ async function up(args: Args): Promise<void> {
     onProgress: say,
   });
   const stayInView = process.stdout.isTTY === true && !args.detach;
+  // npm start serves the console before the fleet starts; the view keeps its URL in sight.
+  const consoleHint = process.env.SHOAL_CONSOLE_URL ? `. Console: ${process.env.SHOAL_CONSOLE_URL}` : "";
   const signal = interrupted();
   try {
     if (args.demo) await deployDemo(fleet, args.apps, say);
@@ -264,9 +266,10 @@ async function up(args: Args): Promise<void> {
       await view(
         fleet,
         signal,
-        args.keep
+        (args.keep
           ? "Ctrl-C leaves the view; the fleet keeps running (npm run down stops it)"
-          : "Ctrl-C stops the fleet (its workers and containers); the services keep running (npm run down)",
+          : "Ctrl-C stops the fleet (its workers and containers); the services keep running (npm run down)") +
+          consoleHint,
       );
       if (args.keep) say("leaving the fleet running: `npm run fleet -- down` or `npm run down` stops it");
       else await down(false);
@@ -276,7 +279,8 @@ async function up(args: Args): Promise<void> {
     await printStatus(fleet);
     say(
       "the fleet runs in the background. Watch it: npm run fleet -- view; scenarios: npm run fleet -- scenario <name>; " +
-        "stop it: npm run fleet -- down (npm run down stops the services too)",
+        "stop it: npm run fleet -- down (npm run down stops the services too)" +
+        consoleHint,
     );
   } catch (error) {
     if (!args.keep) {

@@ -9,7 +9,7 @@ import { expect } from "chai";
 import Docker from "dockerode";
 import { JsonRpcProvider } from "ethers";
 import mqtt from "mqtt";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -26,6 +26,7 @@ import {
 } from "../../scripts/fleet/scenarios";
 import type { TimelineRow } from "../../tasks/placement";
 import { runHardhat, type CliResult } from "../../scripts/lib/local-chain";
+import { firstFreeDeviceId } from "../shared/fleet";
 import { freePort, PrivateBroker, waitFor } from "../shared/processes";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../shared/services";
 
@@ -54,28 +55,6 @@ interface Received {
 function ok(result: CliResult): string {
   expect(result.status, `${result.stdout}\n${result.stderr}`).to.equal(0);
   return result.stdout;
-}
-
-/**
- * Workers label containers (and name cgroups) with a device key of chain, registry and id, so fleets
- * of different deployments share one Docker host. Workers before that used the bare id: against
- * such containers this fleet takes ids above theirs, by enrolling placeholders first.
- */
-function firstFreeDeviceId(docker: Docker): Promise<number> {
-  return docker.listContainers({ all: true, filters: { label: ["io.shoal.managed=true"] } }).then((cs) => {
-    const used = cs.map((c) => Number(c.Labels["io.shoal.device"])).filter(Number.isInteger);
-    for (const dir of ["/sys/fs/cgroup/cpu/shoal", "/sys/fs/cgroup/shoal"])
-      if (existsSync(dir))
-        for (const name of readdirSync(dir)) {
-          const m = /^device-(\d+)$/.exec(name);
-          if (m) used.push(Number(m[1]));
-        }
-    const recorded = path.join(ROOT, ".shoal/fleet/fleet.json");
-    if (existsSync(recorded))
-      for (const d of (JSON.parse(readFileSync(recorded, "utf8")) as Fleet["state"]).devices)
-        used.push(d.deviceId);
-    return Math.max(1, ...used.map((n) => n + 1));
-  });
 }
 
 describe("e2e: a three-device fleet through scale, kill, spike and roll", function () {

@@ -48,16 +48,24 @@ async function exited(child: ChildProcess, timeoutMs: number): Promise<boolean> 
   });
 }
 
-/** A Mosquitto of the test's own, with persistence so sessions survive a restart. */
+/**
+ * A Mosquitto of the test's own, with persistence so sessions survive a restart, and with MQTT over
+ * WebSockets on `wsPort` when given (on loopback: see scripts/services.sh for why "lo").
+ */
 export class PrivateBroker {
   private child?: ChildProcess;
   constructor(
     readonly port: number,
     private readonly dir: string,
+    readonly wsPort?: number,
   ) {}
 
   get url(): string {
     return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  get wsUrl(): string {
+    return `ws://127.0.0.1:${this.wsPort}`;
   }
 
   async start(): Promise<void> {
@@ -67,6 +75,7 @@ export class PrivateBroker {
       conf,
       [
         `listener ${this.port} 127.0.0.1`,
+        ...(this.wsPort === undefined ? [] : [`listener ${this.wsPort} lo`, "protocol websockets"]),
         "allow_anonymous true",
         "persistence true",
         `persistence_location ${this.dir}/`,
@@ -76,6 +85,8 @@ export class PrivateBroker {
     );
     this.child = spawn(bin, ["-c", conf], { stdio: "ignore" });
     await waitFor(`mosquitto on ${this.port}`, () => canConnect(this.port), 10_000, 100);
+    if (this.wsPort !== undefined)
+      await waitFor(`mosquitto websockets on ${this.wsPort}`, () => canConnect(this.wsPort!), 10_000, 100);
   }
 
   /** SIGTERM: Mosquitto writes its persistence file and exits. */
