@@ -9,7 +9,6 @@ import { expect } from "chai";
 import Docker from "dockerode";
 import { JsonRpcProvider } from "ethers";
 import mqtt from "mqtt";
-import { readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -31,7 +30,6 @@ import { freePort, PrivateBroker, waitFor } from "../shared/processes";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../shared/services";
 
 const urls = serviceUrls();
-const ROOT = path.resolve(__dirname, "../..");
 const TTL_S = 20;
 const MiB = 1024 * 1024;
 
