@@ -5,6 +5,7 @@
  * replica into a custom error, which here is a quiet, normal "lost".
  */
 import type { Logger } from "pino";
+import { sleepOrThrow } from "./lib/supervise";
 import { claimDelayMs, fit, type ClaimDelayOptions } from "./domain/scoring";
 import { RegistryError } from "./adapters/ethers-registry";
 import type { ChainEvent } from "./ports/chain-source";
@@ -88,25 +89,11 @@ export function deploymentsTouchedBy(events: readonly ChainEvent[]): Set<number>
   return ids;
 }
 
-const abortableSleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-
 export function createClaimer(deps: ClaimerDeps): Claimer {
   const { registry, platform, logger } = deps;
   const random = deps.random ?? Math.random;
   const now = deps.now ?? Date.now;
-  const sleep = deps.sleep ?? abortableSleep;
+  const sleep = deps.sleep ?? sleepOrThrow;
   const hostLoad = deps.hostLoad ?? (() => 0);
   const resyncMs = deps.resyncMs ?? 300_000;
 

@@ -15,6 +15,7 @@ import { containerSpec, specHash, type ContainerSpecOptions } from "./domain/con
 import { plan, type DesiredPlacement, type PlanAction } from "./domain/plan";
 import { DeliveryError, type Delivery } from "./delivery";
 import { isRetryable } from "./errors";
+import { sleep } from "./lib/supervise";
 import type { WorkerMetrics } from "./metrics";
 import type { FailureCode, PlacementView, Registry } from "./ports/registry";
 import type { Runtime } from "./ports/runtime";
@@ -270,16 +271,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     async run({ signal }) {
       while (!signal.aborted) {
         if (!dirty) {
-          await new Promise<void>((resolve) => {
-            const done = () => {
-              clearTimeout(timer);
-              signal.removeEventListener("abort", done);
-              resolve();
-            };
-            const timer = setTimeout(done, deps.intervalMs);
-            wake = done;
-            signal.addEventListener("abort", done, { once: true });
-          });
+          await sleep(deps.intervalMs, signal, { onWake: (w) => (wake = w) });
           wake = undefined;
           if (signal.aborted) break;
         }

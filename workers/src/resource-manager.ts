@@ -15,7 +15,6 @@
  * works from the limits that were actually applied, so a failed `docker update` is simply asked
  * for again.
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { HostCounters, HostUsage } from "./adapters/host-metrics";
 import { hostUsageBetween } from "./adapters/host-metrics";
@@ -44,6 +43,7 @@ import type {
 } from "./domain/controller";
 import type { ResourceBand } from "./domain/manifest";
 import { TOPIC_ROOT } from "./domain/topics";
+import { sleep } from "./lib/supervise";
 import type { WorkerMetrics } from "./metrics";
 import type { Bus } from "./ports/bus";
 import type { ActualContainer, Runtime } from "./ports/runtime";
@@ -543,12 +543,7 @@ export function createResourceManager(deps: ResourceManagerDeps): ResourceManage
 
   /** Sleeps until monotonic `t`; false when the signal aborted. */
   async function until(t: number, signal: AbortSignal): Promise<boolean> {
-    try {
-      await sleep(Math.max(0, t - now()), undefined, { signal });
-      return true;
-    } catch {
-      return false;
-    }
+    return sleep(Math.max(0, t - now()), signal);
   }
 
   return {

@@ -16,6 +16,7 @@ import {
   type Qos,
 } from "../domain/topics";
 import { ShoalError } from "../errors";
+import { onAbort } from "../lib/supervise";
 import type { Bus, BusEvent, BusState, MessageHandler } from "../ports/bus";
 
 export class BusError extends ShoalError {
@@ -152,15 +153,15 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
       if (state === "connected") return Promise.resolve();
       if (state === "closed") return Promise.reject(new BusError("the MQTT bus is closed"));
       return new Promise((resolve, reject) => {
+        let offAbort = () => {};
         const off = bus.on((event) => {
           if (event.type === "connected") done();
           else if (event.type === "closed") done(new BusError("the MQTT bus was closed before it connected"));
         });
-        const onAbort = () => done(abortError("waiting for the MQTT connection"));
-        opts.signal?.addEventListener("abort", onAbort, { once: true });
+        offAbort = onAbort(opts.signal, () => done(abortError("waiting for the MQTT connection")));
         function done(error?: Error) {
           off();
-          opts.signal?.removeEventListener("abort", onAbort);
+          offAbort();
           if (error) reject(error);
           else resolve();
         }
@@ -186,13 +187,15 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
             ),
           publishTimeoutMs,
         );
-        const onAbort = () => finish(abortError(`publishing ${topic}`));
-        opts.signal?.addEventListener("abort", onAbort, { once: true });
+        // One listener on the signal however many publishes wait on it (the bridge runs up to
+        // 1,000 at once): see lib/supervise.ts.
+        let offAbort = () => {};
+        offAbort = onAbort(opts.signal, () => finish(abortError(`publishing ${topic}`)));
         function finish(error?: BusError) {
           if (settled) return;
           settled = true;
           clearTimeout(timer);
-          opts.signal?.removeEventListener("abort", onAbort);
+          offAbort();
           if (!error) return resolve();
           fail(topic, error);
           reject(error);
