@@ -208,6 +208,11 @@ async function main(): Promise<void> {
         throw new Error(`hardhat ${args.join(" ")} failed:\n${result.stdout}\n${result.stderr}`);
       return result.stdout;
     };
+    // Contract addresses of their own: workers own containers by the label io.shoal.device, made of
+    // chain id, DeviceRegistry address and device id, and every fresh Hardhat node deploys to the same
+    // addresses, so a test's worker on another fresh node would take our containers as its own.
+    const nonce = 1000 + Math.floor(Math.random() * 1_000_000);
+    await provider.send("hardhat_setNonce", [devWallet(0).address, `0x${nonce.toString(16)}`]);
     await cli("run", "scripts/deploy.ts");
     const deploymentsFile = path.join(tmp, "localhost.json");
     const record = JSON.parse(await readFile(deploymentsFile, "utf8")) as {
