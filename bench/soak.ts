@@ -202,11 +202,15 @@ async function main(): Promise<void> {
       SHOAL_KUBO_URL: urls.kuboUrl,
       SHOAL_HEARTBEAT_TTL: "15",
     };
+    // Retried: a busy Hardhat node sometimes closes a kept-alive socket under the task ("other side closed").
     const cli = async (...args: string[]) => {
-      const result = await runHardhat(args, env);
-      if (result.status !== 0)
-        throw new Error(`hardhat ${args.join(" ")} failed:\n${result.stdout}\n${result.stderr}`);
-      return result.stdout;
+      for (let attempt = 1; ; attempt++) {
+        const result = await runHardhat(args, env);
+        if (result.status === 0) return result.stdout;
+        if (attempt === 3 || !/other side closed|ECONNRESET/.test(result.stderr + result.stdout))
+          throw new Error(`hardhat ${args.join(" ")} failed:\n${result.stdout}\n${result.stderr}`);
+        await sleep(2000);
+      }
     };
     // Contract addresses of their own: workers own containers by the label io.shoal.device, made of
     // chain id, DeviceRegistry address and device id, and every fresh Hardhat node deploys to the same
