@@ -13,8 +13,10 @@
  *   soak never changes what runs; claim delay 100 ms, reconcile every 500 ms, chain polling 200 ms,
  *   resource manager every 1 s with its 100 ms fast path (defaults), heartbeat every 5 s;
  * - demo-loadgen, 1 replica, the whole time: its staircase load keeps resource decisions flowing;
- * - demo-web scaled between 1 and 3 replicas every `--scale-s` seconds (containers created and removed
- *   all the time, at most 4 of the soak's containers at once).
+ * - every `--scale-s` seconds demo-loadgen's deployment scaled between 1 and 2 replicas, and every
+ *   other time a new demo-web deployment created and the previous one stopped (one device holds one
+ *   replica of a deployment, so scaling alone changes no container here): a container created and
+ *   one removed every 2 x `--scale-s`, at most 3 of the soak's containers at once.
  *
  * Every `--sample-s` seconds: VmRSS from /proc, and from the worker's /metrics the V8 heap used and
  * total, external memory, active handles, resource decisions and claims. The warning count is the
@@ -349,23 +351,41 @@ async function main(): Promise<void> {
     // ---- load
     await cli("app:deploy", "--app", "demo-loadgen", "--replicas", "1", "--account", String(OWNER));
     await cli("app:deploy", "--app", "demo-web", "--replicas", "1", "--account", String(OWNER));
+    // One device holds one replica of a deployment (PlacementRegistryAlreadyPlaced), so a scale of
+    // one deployment changes no container here: the churn is a demo-web deployment created, then
+    // stopped SCALE_S later, then the next one, and so on (at most 2 of them live at once), plus a
+    // scale of demo-loadgen's deployment between 1 and 2 replicas (events the worker reads and
+    // bridges, a claim it loses to itself).
     const webApp = await apps.appIdOf("demo-web");
-    const created = await apps.queryFilter(apps.filters.DeploymentCreated(undefined, webApp));
-    const webDeployment = Number(created[created.length - 1].args.deploymentId);
+    const loadgenApp = await apps.appIdOf("demo-loadgen");
+    const deploymentOf = async (appId: bigint) => {
+      const created = await apps.queryFilter(apps.filters.DeploymentCreated(undefined, appId));
+      return created[created.length - 1].args.deploymentId;
+    };
+    let webDeployment = await deploymentOf(webApp);
+    const loadgenDeployment = await deploymentOf(loadgenApp);
     const endAt = startedWorker + MINUTES * 60_000;
     let scales = 0;
     let scaleErrors = 0;
     const scaling = (async () => {
-      let replicas = 1;
+      let up = false;
       while (Date.now() < endAt && w.running && !stopRequested) {
         await sleep(SCALE_S * 1000);
-        replicas = replicas === 1 ? 3 : 1;
+        up = !up;
         try {
-          await (await apps.scaleDeployment(webDeployment, replicas)).wait();
+          if (up) {
+            const version = (await apps.deployment(webDeployment)).version;
+            await (await apps.createDeployment(webApp, version, 1, [])).wait();
+            const next = await deploymentOf(webApp);
+            await (await apps.stopDeployment(webDeployment)).wait();
+            webDeployment = next;
+          }
+          await (await apps.scaleDeployment(loadgenDeployment, up ? 2 : 1)).wait();
           scales++;
         } catch (error) {
           scaleErrors++;
-          if (scaleErrors <= 3) console.warn(`scale to ${replicas} failed: ${String(error).slice(0, 300)}`);
+          if (scaleErrors <= 3)
+            console.warn(`scale ${up ? "up" : "down"} failed: ${String(error).slice(0, 300)}`);
         }
       }
     })();
@@ -472,7 +492,7 @@ Command: \`npx ts-node bench/soak.ts --minutes ${MINUTES} --warmup-minutes ${WAR
 - Machine: ${cpus.length} x ${cpus[0]?.model ?? "unknown CPU"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${os.type()} ${os.release()}; Node.js ${process.version}; shared with the other helpers' builds and tests
 - Worker: commit ${meta.commit ?? "?"}${meta.dirty ?? ""}, \`${meta.worker ?? "?"}\`
 - Settings: claim delay 100 ms (no jitter), reconcile every 500 ms, chain polling 200 ms, heartbeat every 5 s (TTL 15 s), resource manager 1 s / fast path 100 ms; log level warn
-- Load: demo-loadgen x1 (steps profile, up to 800m CPU and 128 MiB) the whole time; demo-web scaled 1 <-> 3 every ${SCALE_S} s (${meta.scales ?? "?"} scale transactions, ${meta.scaleErrors ?? "?"} failed)
+- Load: demo-loadgen x1 (steps profile, up to 800m CPU and 128 MiB) the whole time; every ${SCALE_S} s demo-loadgen's deployment scaled 1 <-> 2, and every other time a new demo-web deployment (1 replica) created and the previous one stopped: a container created and one removed (${meta.scales ?? "?"} rounds, ${meta.scaleErrors ?? "?"} failed)
 
 ## Result
 

@@ -7,9 +7,14 @@
 import type { Logger } from "pino";
 import { sleepOrThrow } from "./lib/supervise";
 import { claimDelayMs, fit, type ClaimDelayOptions } from "./domain/scoring";
-import { RegistryError } from "./adapters/ethers-registry";
 import type { ChainEvent } from "./ports/chain-source";
-import type { DeploymentView, DeviceView, Registry, ReplicaTerms } from "./ports/registry";
+import {
+  RegistryError,
+  type DeploymentView,
+  type DeviceView,
+  type Registry,
+  type ReplicaTerms,
+} from "./ports/registry";
 
 /**
  * Reverts that mean another device, or a change of the deployment (scaled, rolled, stopped), got

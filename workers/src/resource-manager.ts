@@ -16,8 +16,8 @@
  * for again.
  */
 import type { Logger } from "pino";
-import type { HostCounters, HostUsage } from "./adapters/host-metrics";
-import { hostUsageBetween } from "./adapters/host-metrics";
+import type { HostCounters, HostUsage } from "./domain/host-usage";
+import { hostUsageBetween } from "./domain/host-usage";
 import type { ResourceLimits } from "./domain/container-spec";
 import {
   DEFAULT_CONTROLLER_PARAMS,
@@ -46,29 +46,11 @@ import { TOPIC_ROOT } from "./domain/topics";
 import { sleep } from "./lib/supervise";
 import type { WorkerMetrics } from "./metrics";
 import type { Bus } from "./ports/bus";
+import type { MetricsSource } from "./ports/metrics";
 import type { ActualContainer, Runtime } from "./ports/runtime";
 
-/** One scrape of the device: host counters, the device cgroup's, and each container's by id. */
-export interface MetricsSample {
-  atMs: number;
-  host?: HostCounters;
-  device?: CgroupCounters;
-  /** Containers whose cgroup was found; a missing id is a container that went away. */
-  containers: Map<string, CgroupCounters>;
-}
-
-/** Where the manager's metrics come from (adapters/cgroup-metrics.ts: createCgroupMetricsSource). */
-export interface MetricsSource {
-  sample(containerIds: readonly string[], options?: { signal?: AbortSignal }): Promise<MetricsSample>;
-  /**
-   * The CPU counters alone of the containers found, by id: what the fast path reads every
-   * fastPeriodMs, so it must be cheap. Optional: without it the fast path is off.
-   */
-  sampleCpu?(
-    containerIds: readonly string[],
-    options?: { signal?: AbortSignal },
-  ): Promise<Map<string, CpuCounters>>;
-}
+// The metrics port (workers/src/ports/metrics.ts), re-exported for the manager's users.
+export type { MetricsSample, MetricsSource } from "./ports/metrics";
 
 export type ResourceManagerMetrics = Pick<
   WorkerMetrics,

@@ -5,7 +5,7 @@
  * below the reorg window plus a journal of the events since, so a rollback to any block inside
  * the window is "base + journal up to that block" with no chain access. No I/O, no clock.
  */
-import type { ChainEvent, JsonValue } from "../ports/chain-source";
+import type { ChainEvent, JsonValue } from "./chain-event";
 
 import { DEVICE_STATUSES, FAILURE_CODES, PLACEMENT_STATES, RELEASE_REASONS } from "./chain-enums";
 

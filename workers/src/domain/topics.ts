@@ -4,7 +4,7 @@
  * `shoal/v1` so a v2 scheme can run beside v1 during an upgrade.
  */
 import { ShoalError } from "../errors";
-import type { BlockRef, ChainEvent } from "../ports/chain-source";
+import type { BlockRef, ChainEvent } from "./chain-event";
 import { lookup, type DesiredState, type EntityRef } from "./desired-state";
 
 export const TOPIC_ROOT = "shoal/v1";

@@ -5,6 +5,7 @@
  */
 
 import type { DeviceStatus, FailureCode, PlacementState } from "../domain/chain-enums";
+import { ShoalError } from "../errors";
 
 export { FAILURE_CODES, PLACEMENT_STATES } from "../domain/chain-enums";
 export type { DeviceStatus, FailureCode, PlacementState };
@@ -106,4 +107,28 @@ export interface Registry {
   confirm(placementId: string, options?: { signal?: AbortSignal }): Promise<TxResult>;
   fail(placementId: string, code: FailureCode, options?: { signal?: AbortSignal }): Promise<TxResult>;
   release(placementId: string, options?: { signal?: AbortSignal }): Promise<TxResult>;
+}
+
+/**
+ * What every Registry implementation throws: a revert carries the contract's custom error by name
+ * (final for this input), anything else (network, node restart, nonce race) is retryable.
+ */
+export class RegistryError extends ShoalError {
+  override name = "RegistryError";
+  /** The contract's custom error, when the call reverted with one. */
+  readonly errorName: string | undefined;
+  readonly errorArgs: readonly unknown[];
+  constructor(
+    shortMessage: string,
+    options: {
+      cause?: unknown;
+      retryable?: boolean;
+      errorName?: string;
+      errorArgs?: readonly unknown[];
+    } = {},
+  ) {
+    super(shortMessage, options);
+    this.errorName = options.errorName;
+    this.errorArgs = options.errorArgs ?? [];
+  }
 }
