@@ -1,7 +1,7 @@
 /**
  * Soak: one shoal-worker for an hour or more at accelerated settings, its memory and handles over time.
  *
- *   npx ts-node bench/soak.ts [--minutes N] [--warmup-minutes N] [--sample-s S] [--scale-s S]
+ *   npx ts-node bench/soak.ts [--minutes N] [--warmup-minutes N] [--sample-s S] [--scale-s S] [--no-build]
  *   (env: SHOAL_SOAK_MINUTES, SHOAL_SOAK_WARMUP_MINUTES, SHOAL_SOAK_SAMPLE_S, SHOAL_SOAK_SCALE_S;
  *    the flags win)
  *
@@ -280,7 +280,8 @@ async function main(): Promise<void> {
     ]);
 
     // ---- worker: the compiled build, copied so a rebuild during the soak changes nothing
-    await run("npm", ["run", "-s", "build:worker"], { cwd: ROOT });
+    // --no-build: run the dist/worker build as it is (made by `npm run build:worker` beforehand).
+    if (!process.argv.includes("--no-build")) await run("npm", ["run", "-s", "build:worker"], { cwd: ROOT });
     const copy = path.join(ROOT, `.shoal/soak-${RUN}`);
     mkdirSync(copy, { recursive: true });
     cpSync(path.join(ROOT, "dist/worker"), copy, { recursive: true });

@@ -18,7 +18,7 @@ import {
   PlacementRegistry__factory,
   ShoalToken__factory,
 } from "../../../typechain-types";
-import { readJsonFile, writeJsonFileAtomic } from "../checkpoint";
+import { readJsonFile, writeJsonFileAtomic } from "../lib/json-file";
 import { ShoalError, isRetryable } from "../errors";
 import { backoffDelay, sleep } from "../lib/supervise";
 import type {
