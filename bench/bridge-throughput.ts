@@ -28,15 +28,11 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import pino from "pino";
 import { DeviceRegistry__factory, ShoalToken__factory } from "../typechain-types";
-import {
-  contractsFromDeployment,
-  createEthersChainSource,
-  createLogDecoder,
-} from "../workers/src/adapters/ethers-chain-source";
-import { createMqttBus } from "../workers/src/adapters/mqtt-bus";
-import { createBridge } from "../workers/src/bridge";
-import { chainEventMessage, createTopics } from "../workers/src/domain/topics";
-import type { ChainEvent, ChainSource, PollOutcome } from "../workers/src/ports/chain-source";
+import { contractsFromDeployment, createEthersChainSource, createLogDecoder } from "../workers/src";
+import { createMqttBus } from "../workers/src";
+import { createBridge } from "../workers/src";
+import { chainEventMessage, createTopics } from "../workers/src";
+import type { ChainEvent, ChainSource, PollOutcome } from "../workers/src";
 import { runHardhat, devWallet } from "../scripts/lib/local-chain";
 import { requireChain, requireMqtt, serviceUrls } from "../test/shared/services";
 

@@ -9,6 +9,11 @@ import { task, types } from "hardhat/config";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
 import {
   canonicalManifestBytes,
+  createKuboContentStore,
+  exportImage,
+  labelsProblem,
+  splitLabels,
+  bandToChain,
   MAX_MANIFEST_BYTES,
   ManifestError,
   parseManifest,
@@ -16,8 +21,8 @@ import {
   validateCanonicalManifest,
   type Manifest,
   type Platform,
-} from "../workers/src/domain/manifest";
-import type { ContentStore } from "../workers/src/ports/content-store";
+} from "../workers/src";
+import type { ContentStore } from "../workers/src";
 import { shoalContext, type ShoalContext } from "./lib/context";
 import { fail, formatBytes, orFail, progress, table } from "./lib/output";
 
@@ -36,14 +41,11 @@ export interface PublishResult {
   gasUsed?: string;
 }
 
-// kubo-rpc-client and dockerode add about 0.6 s to every Hardhat command: load them on first use.
-const kuboAdapter = () =>
-  require("../workers/src/adapters/kubo") as typeof import("../workers/src/adapters/kubo");
-const imageAdapter = () =>
-  require("../workers/src/adapters/docker-images") as typeof import("../workers/src/adapters/docker-images");
+// kubo-rpc-client and dockerode add about 0.6 s to every Hardhat command: the entry point loads
+// them on the first call (workers/src/index.ts).
 
 function contentStore(url: string): ContentStore {
-  return kuboAdapter().createKuboContentStore({ url });
+  return createKuboContentStore({ url });
 }
 
 async function readAll(iterable: AsyncIterable<Uint8Array>): Promise<Buffer> {
@@ -82,7 +84,6 @@ async function addImages(
   onlyHash: boolean,
 ): Promise<Record<string, string>> {
   const Docker = require("dockerode") as typeof import("dockerode");
-  const { exportImage } = imageAdapter();
   const docker = new Docker();
   const cids: Record<string, string> = {};
   for (const platform of Object.keys(manifest.images).sort() as Platform[]) {
@@ -192,15 +193,9 @@ async function resolveDeployment(
 
 function parseLabels(value: string | undefined): string[] | undefined {
   if (value === undefined) return undefined;
-  const labels = value
-    .split(",")
-    .map((label) => label.trim())
-    .filter(Boolean);
-  for (const label of labels) {
-    if (!/^[a-z0-9][a-z0-9._/-]{0,30}=[A-Za-z0-9._-]{1,31}$/.test(label)) {
-      fail(`--labels: "${label}" is not a label; use key=value pairs such as region=eu-west,tier=edge`);
-    }
-  }
+  const labels = splitLabels(value);
+  const problem = labelsProblem("--labels", labels);
+  if (problem !== undefined) fail(problem);
   return labels;
 }
 
@@ -285,12 +280,7 @@ export async function publishApp(
       manifestCid,
       platforms,
       platforms.map((p) => imageCids[p]),
-      {
-        cpuMinMillicores: band.cpuMillicoresMin,
-        cpuMaxMillicores: band.cpuMillicoresMax,
-        memoryMinMiB: band.memoryMiBMin,
-        memoryMaxMiB: band.memoryMiBMax,
-      },
+      bandToChain(band),
     ),
   );
   gasUsed += receipt.gasUsed;

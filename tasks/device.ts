@@ -1,7 +1,7 @@
 /** Device owner tasks: stake and enroll a device, heartbeat, exit, withdraw, list. */
 import { task, types } from "hardhat/config";
 import { formatUnits, parseUnits } from "ethers";
-import { tryParseCpuMillicores, tryParseMemoryMiB } from "../workers/src/domain/manifest";
+import { tryParseCpuMillicores, tryParseMemoryMiB } from "../workers/src";
 import { shoalContext, type ShoalContext } from "./lib/context";
 import { fail, orFail, table } from "./lib/output";
 

@@ -5,7 +5,7 @@
  */
 import { task, types } from "hardhat/config";
 import type { EventLog, Log } from "ethers";
-import { FAILURE_CODES, PLACEMENT_STATES, RELEASE_REASONS } from "../workers/src/domain/chain-enums";
+import { FAILURE_CODES, PLACEMENT_STATES, placementTransition } from "../workers/src";
 import { shoalContext } from "./lib/context";
 import { fail, table } from "./lib/output";
 
@@ -178,12 +178,10 @@ function describe(log: EventLog): { state: string; reason: string } {
     case "PlacementConfirmed":
       return { state: "Running", reason: "" };
     case "PlacementReleased": {
-      const reason = RELEASE_REASONS[Number(a.reason)];
-      // A release that supersedes an old version's claim is recorded as Superseded, not Released.
-      return {
-        state: reason === "Superseded" ? "Superseded" : "Released",
-        reason: `${reason} by ${a.releasedBy}`,
-      };
+      // Released whatever the reason (Superseded included), as the chain reads it afterwards: the
+      // one transition of workers/src/domain/placement.ts, so no derived row repeats a recorded one.
+      const t = placementTransition(log.eventName, { reason: a.reason })!;
+      return { state: t.state, reason: `${t.releaseReason} by ${a.releasedBy}` };
     }
     case "PlacementFailed":
       return { state: "Failed", reason: FAILURE_CODES[Number(a.code)] };

@@ -26,6 +26,7 @@ import {
   type Contracts,
   type PlacementInfo,
 } from "./chain";
+import { isLivePlacement, keepsContainer, shortPlacementId } from "../../workers/src";
 import { KEEPER_ACCOUNT, labelMatcher, PUBLISHER_ACCOUNT, type Fleet } from "./fleet";
 import { FleetError, sleep, waitFor } from "./processes";
 
@@ -75,8 +76,7 @@ async function withEnv<T>(ctx: ScenarioContext, body: (env: Env) => Promise<T>):
 }
 
 const pid = (p: PlacementInfo) => p.placementId.toString();
-/** Placement ids are (deploymentId << 32) | n: shown as <deployment>.<n>. */
-const short = (id: string | bigint) => `${BigInt(id) >> 32n}.${BigInt(id) & 0xffffffffn}`;
+const short = shortPlacementId;
 
 /** Shoal containers with `label` on the fleet's own devices (another fleet may reuse the same ids). */
 async function containersOf(env: Pick<Env, "docker" | "fleet">, label: string) {
@@ -140,9 +140,7 @@ async function releaseExcess(
   const graceEnd = Date.now() + env.ms(8);
   // A stopped deployment's placements read as Superseded until someone releases them.
   const holding = async () =>
-    (await placementsOfDeployment(env.c, deploymentId)).filter((p) =>
-      ["Claimed", "Running", "Superseded"].includes(p.state),
-    );
+    (await placementsOfDeployment(env.c, deploymentId)).filter((p) => keepsContainer(p.state));
   let live = await holding();
   while (live.length > keep && Date.now() < graceEnd) {
     await sleep(500);
@@ -175,8 +173,7 @@ function demoDeployment(fleet: Fleet, app: string, given?: number): number {
 }
 
 const describe = (ps: PlacementInfo[]) =>
-  ps.map((p) => `${p.placementId >> 32n}.${p.placementId & 0xffffffffn}@device ${p.deviceId}`).join(", ") ||
-  "none";
+  ps.map((p) => `${shortPlacementId(p.placementId)}@device ${p.deviceId}`).join(", ") || "none";
 
 // ---------------------------------------------------------------------------------------------- (a)
 
@@ -286,9 +283,7 @@ export function scenarioKill(
     }
     fleet.device(deviceId);
     if (!fleet.running(deviceId)) throw new ScenarioError(`the worker of device ${deviceId} is not running`);
-    const held = (await placementsOfDevice(c, deviceId)).filter(
-      (p) => p.state === "Claimed" || p.state === "Running",
-    );
+    const held = (await placementsOfDevice(c, deviceId)).filter((p) => isLivePlacement(p.state));
     if (held.length === 0)
       throw new ScenarioError(`device ${deviceId} holds no live placement; nothing would move`);
     const stakeBefore = (await c.devices.device(deviceId)).stake;

@@ -5,6 +5,7 @@
  * replica into a custom error, which here is a quiet, normal "lost".
  */
 import type { Logger } from "pino";
+import { decodePlacementId, isLivePlacement } from "./domain/placement";
 import { sleepOrThrow } from "./lib/supervise";
 import { claimDelayMs, fit, type ClaimDelayOptions } from "./domain/scoring";
 import type { ChainEvent } from "./ports/chain-source";
@@ -89,7 +90,7 @@ export function deploymentsTouchedBy(events: readonly ChainEvent[]): Set<number>
     const { deploymentId, placementId } = e.args;
     if (typeof deploymentId === "number") ids.add(deploymentId);
     else if (typeof placementId === "string" && /^\d+$/.test(placementId))
-      ids.add(Number(BigInt(placementId) >> 32n));
+      ids.add(decodePlacementId(placementId).deploymentId);
   }
   return ids;
 }
@@ -138,7 +139,7 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
    */
   const shed = async (d: DeploymentView, mine: string, signal?: AbortSignal) => {
     const live = (await registry.placementsOfDeployment(d.deploymentId, { signal }))
-      .filter((p) => p.state === "Claimed" || p.state === "Running")
+      .filter((p) => isLivePlacement(p.state))
       .map((p) => BigInt(p.placementId))
       .sort((a, b) => (a < b ? 1 : a > b ? -1 : 0));
     const excess = live.slice(0, Math.max(0, live.length - d.replicas));

@@ -24,7 +24,9 @@ import { createBridge } from "./bridge";
 import { createClaimer, deploymentsTouchedBy } from "./claimer";
 import { ConfigError, ENV, loadConfig, type WorkerConfig } from "./config";
 import { createDelivery } from "./delivery";
-import type { Platform, ResourceBand } from "./domain/manifest";
+import { bandFromChain, type ResourceBand } from "./domain/band";
+import { parseDeploymentRecord, type DeploymentRecord } from "./domain/deployment-record";
+import type { Platform } from "./domain/manifest";
 import { ShoalError } from "./errors";
 import { loop, onAbort, retry, superviseAll } from "./lib/supervise";
 import { createWorkerMetrics, serveMetrics, type WorkerMetrics } from "./metrics";
@@ -87,11 +89,6 @@ async function chainIdOf(rpcUrl: string, logger: Logger, signal: AbortSignal): P
   return chainId;
 }
 
-interface DeploymentRecord {
-  chainId: number;
-  contracts: Record<string, { address: string; blockNumber: number }>;
-}
-
 /** What the chain says about this worker's device, read once at start. */
 interface Connection {
   record: DeploymentRecord;
@@ -110,7 +107,7 @@ interface Connection {
 /** Reads the deployment record, waits for the chain and checks that the device is enrolled on it. */
 async function connect(config: WorkerConfig, signal: AbortSignal, logger: Logger): Promise<Connection> {
   const deviceId = config.deviceId;
-  const record = JSON.parse(readFileSync(config.deploymentsFile, "utf8")) as DeploymentRecord;
+  const record = parseDeploymentRecord(readFileSync(config.deploymentsFile, "utf8"), config.deploymentsFile);
   const chainId = await chainIdOf(config.rpcUrl, logger, signal);
   if (chainId !== record.chainId) {
     throw new ConfigError(
@@ -171,13 +168,7 @@ function bandLookup(registry: Registry, platform: Platform) {
     if (band === undefined) {
       bands.set(key, "pending");
       registry.version(Number(container.appId), Number(container.version), platform).then(
-        (v) =>
-          bands.set(key, {
-            cpuMillicoresMin: v.band.cpuMinMillicores,
-            cpuMillicoresMax: v.band.cpuMaxMillicores,
-            memoryMiBMin: v.band.memoryMinMiB,
-            memoryMiBMax: v.band.memoryMaxMiB,
-          }),
+        (v) => bands.set(key, bandFromChain(v.band)),
         () => bands.delete(key),
       );
     }

@@ -16,6 +16,7 @@ import { plan, type DesiredPlacement, type PlanAction } from "./domain/plan";
 import { DeliveryError, type Delivery } from "./delivery";
 import { isRetryable } from "./errors";
 import { sleep } from "./lib/supervise";
+import { keepsContainer } from "./domain/placement";
 import type { WorkerMetrics } from "./metrics";
 import type { FailureCode, PlacementView, Registry } from "./ports/registry";
 import type { Runtime } from "./ports/runtime";
@@ -59,8 +60,6 @@ export interface Reconciler {
   run(options: { signal: AbortSignal }): Promise<void>;
 }
 
-/** Placements the device must run: claimed or running, and superseded ones until replaced. */
-const LIVE_STATES = new Set(["Claimed", "Running", "Superseded"]);
 const PAGE = 32;
 
 export function createReconciler(deps: ReconcilerDeps): Reconciler {
@@ -87,7 +86,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       if (page.length < PAGE) break;
     }
     if (fresh.length > 0) newestSeen = fresh[0].placementId;
-    for (const p of fresh) if (LIVE_STATES.has(p.state)) tracked.set(p.placementId, p);
+    for (const p of fresh) if (keepsContainer(p.state)) tracked.set(p.placementId, p);
     const states = await Promise.all(
       [...tracked.keys()].map(
         async (id) => [id, await registry.placementState(id, { blockTag, signal })] as const,
@@ -95,7 +94,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     );
     for (const [id, state] of states) {
       const p = tracked.get(id)!;
-      if (LIVE_STATES.has(state)) tracked.set(id, { ...p, state });
+      if (keepsContainer(state)) tracked.set(id, { ...p, state });
       else tracked.delete(id);
     }
     return [...tracked.values()];

@@ -3,16 +3,16 @@ import Docker from "dockerode";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import pino from "pino";
-import { createCgroupMetricsSource } from "../../../workers/src/adapters/cgroup-metrics";
-import { ensureDeviceCgroup, removeDeviceCgroup } from "../../../workers/src/adapters/device-cgroup";
-import { createDockerRuntime } from "../../../workers/src/adapters/docker-runtime";
-import { createMqttBus, type MqttBus } from "../../../workers/src/adapters/mqtt-bus";
-import { containerSpec, type ContainerSpec } from "../../../workers/src/domain/container-spec";
-import type { DecisionRecord } from "../../../workers/src/domain/controller";
-import { parseManifest, toPublishedManifest } from "../../../workers/src/domain/manifest";
-import type { PublishedManifest } from "../../../workers/src/domain/manifest";
-import { createWorkerMetrics } from "../../../workers/src/metrics";
-import { createResourceManager, type TickReport } from "../../../workers/src/resource-manager";
+import { createCgroupMetricsSource } from "../../../workers/src";
+import { ensureDeviceCgroup, removeDeviceCgroup } from "../../../workers/src";
+import { createDockerRuntime } from "../../../workers/src";
+import { createMqttBus, type MqttBus } from "../../../workers/src";
+import { containerSpec, type ContainerSpec } from "../../../workers/src";
+import type { DecisionRecord } from "../../../workers/src";
+import { parseManifest, toPublishedManifest } from "../../../workers/src";
+import type { PublishedManifest } from "../../../workers/src";
+import { createWorkerMetrics } from "../../../workers/src";
+import { createResourceManager, type TickReport } from "../../../workers/src";
 import { requireDocker, requireMqtt, serviceUrls } from "../../shared/services";
 
 /**

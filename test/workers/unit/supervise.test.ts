@@ -1,15 +1,7 @@
 import { expect } from "chai";
 import { getEventListeners } from "node:events";
-import { ShoalError } from "../../../workers/src/errors";
-import {
-  abortable,
-  backoffDelay,
-  loop,
-  LoopError,
-  onAbort,
-  sleep,
-  superviseAll,
-} from "../../../workers/src/lib/supervise";
+import { ShoalError } from "../../../workers/src";
+import { abortable, backoffDelay, loop, LoopError, onAbort, sleep, superviseAll } from "../../../workers/src";
 
 const listeners = (signal: AbortSignal) => getEventListeners(signal, "abort").length;
 

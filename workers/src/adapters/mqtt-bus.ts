@@ -15,13 +15,11 @@ import {
   type DeviceStatusPayload,
   type Qos,
 } from "../domain/topics";
-import { ShoalError } from "../errors";
 import { onAbort } from "../lib/supervise";
-import type { Bus, BusEvent, BusState, MessageHandler } from "../ports/bus";
+import { BusError, type Bus, type BusEvent, type BusState, type MessageHandler } from "../ports/bus";
 
-export class BusError extends ShoalError {
-  override name = "BusError";
-}
+// The port's error (workers/src/ports/bus.ts), re-exported for this adapter's users.
+export { BusError };
 
 export interface MqttBusDeps {
   /** mqtt://host:port */

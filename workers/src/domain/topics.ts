@@ -138,12 +138,12 @@ export function stateMessages(
   });
 }
 
-export type DeviceStatus = "online" | "offline";
+export type DevicePresence = "online" | "offline";
 
 export interface DeviceStatusPayload {
   v: typeof PAYLOAD_VERSION;
   deviceId: string;
-  status: DeviceStatus;
+  status: DevicePresence;
   /** MQTT client id of the worker. */
   clientId: string;
   /** "connected", "shutdown" (graceful close) or "connection-lost" (Last Will). */

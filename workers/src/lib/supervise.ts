@@ -143,7 +143,7 @@ export async function retry<T>(
 }
 
 /** What a supervised loop does when a step throws. */
-export type RestartPolicy =
+export type LoopPolicy =
   /** Log and run the next step after the interval; the loop never dies of a step. */
   | "always"
   /** Retry retryable errors with backoff; a fatal error ends the loop (and the worker). */
@@ -153,7 +153,7 @@ export interface LoopOptions {
   /** Time between two steps (ms). */
   intervalMs: number;
   signal: AbortSignal;
-  policy: RestartPolicy;
+  policy: LoopPolicy;
   backoff?: BackoffOptions;
   /** Called for every failed step that the policy retries. */
   onError?: (info: {

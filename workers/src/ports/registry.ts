@@ -5,6 +5,7 @@
  */
 
 import type { DeviceStatus, FailureCode, PlacementState } from "../domain/chain-enums";
+import type { ChainResourceBand } from "../domain/band";
 import { ShoalError } from "../errors";
 
 export { FAILURE_CODES, PLACEMENT_STATES } from "../domain/chain-enums";
@@ -16,12 +17,8 @@ export interface ReadOptions {
   signal?: AbortSignal;
 }
 
-export interface Band {
-  cpuMinMillicores: number;
-  cpuMaxMillicores: number;
-  memoryMinMiB: number;
-  memoryMaxMiB: number;
-}
+/** The chain's resource band struct (workers/src/domain/band.ts has the domain's and the converters). */
+export type Band = ChainResourceBand;
 
 export interface DeviceView {
   deviceId: number;
