@@ -32,11 +32,12 @@ import Docker from "dockerode";
 import { JsonRpcProvider, Wallet } from "ethers";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, rmdir, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { AppRegistry__factory, DeviceRegistry__factory, ShoalToken__factory } from "../typechain-types";
+import { removeDeviceCgroup } from "../workers/src";
 import { devWallet, runHardhat } from "../scripts/lib/local-chain";
 import { freePort, PrivateBroker, waitFor } from "../test/shared/processes";
 import { requireDocker, requireKubo, serviceUrls } from "../test/shared/services";
@@ -261,13 +262,8 @@ async function main(): Promise<void> {
     const deviceKey = `${record.chainId}-${address("DeviceRegistry").slice(2, 10).toLowerCase()}-${deviceId}`;
     const ourContainers = async () =>
       docker.listContainers({ all: true, filters: { label: [`io.shoal.device=${deviceKey}`] } });
-    cleanups.push([
-      "device cgroup",
-      async () => {
-        for (const controller of await readdir("/sys/fs/cgroup").catch(() => [] as string[]))
-          await rmdir(`/sys/fs/cgroup/${controller}/shoal/device-${deviceKey}`).catch(() => undefined);
-      },
-    ]);
+    // Run last (cleanups run last-in first-out): only an empty cgroup can go.
+    cleanups.push(["device cgroup", () => removeDeviceCgroup({ deviceId: deviceKey })]);
     cleanups.push([
       "containers",
       async () => {

@@ -1,11 +1,14 @@
 /**
- * shoal-worker: one process per edge device. Wiring only: every behaviour lives in the modules it
- * connects. Four loops share one AbortSignal:
+ * shoal-worker: one process per edge device. Wiring only: `connect` (deployment record, chain,
+ * device), `buildParts` (adapters and services), `runLoops` (start them). Five loops share one
+ * AbortSignal, supervised by lib/supervise.ts:
  *   chain source -> bridge (MQTT) -> marks the reconciler and the claimer dirty
- *   claimer      (claims replicas this device fits, after a score-based delay)
- *   reconciler   (chain desired state vs Docker actual state)
- *   heartbeat    (liveness on chain, well inside the TTL)
+ *   claimer          (claims replicas this device fits, after a score-based delay)
+ *   reconciler       (chain desired state vs Docker actual state)
+ *   heartbeat        (liveness on chain, well inside the TTL)
+ *   resource manager (live resizing inside the bands and the device's capacity)
  * SIGTERM/SIGINT: stop taking work, finish the reconcile pass under way, publish offline, exit 0.
+ * A fatal error in any loop stops the others, is logged with its cause, and exits 1.
  */
 import { readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";

@@ -1,6 +1,6 @@
 /**
  * The resource manager of a device: every control period it reads the metrics of the device's
- * running containers, asks the pure controller (domain/controller.ts) for their next limits, applies
+ * running containers, asks the pure controller (domain/controller/) for their next limits, applies
  * the changes in place with `docker update` (no restart), hands evictions to the caller, and
  * publishes every decision on `<root>/devices/<deviceId>/resources` (and a metrics summary on
  * `<root>/devices/<deviceId>/metrics`).
