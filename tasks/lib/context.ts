@@ -9,11 +9,11 @@ import path from "node:path";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
 import type { Signer } from "ethers";
 import type { AppRegistry, DeviceRegistry, PlacementRegistry, ShoalToken } from "../../typechain-types";
-import { parseDeploymentRecord, type DeploymentRecord, type ShoalContract } from "../../workers/src";
+import { parseDeploymentRecord, type DeploymentRecord, type ShoalContractName } from "../../workers/src";
 import { fail } from "./output";
 
 export type { DeploymentRecord };
-export type ContractName = ShoalContract;
+export type ContractName = ShoalContractName;
 
 export interface ShoalContext {
   deployment: DeploymentRecord;

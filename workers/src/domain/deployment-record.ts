@@ -4,8 +4,7 @@
  * fleet, benches and tests.
  */
 import { ShoalError } from "../errors";
-
-export type ShoalContract = "AppRegistry" | "DeviceRegistry" | "PlacementRegistry" | "ShoalToken";
+import type { ShoalContractName } from "./chain-event";
 
 export interface DeployedContract {
   address: string;
@@ -14,14 +13,14 @@ export interface DeployedContract {
 
 export interface DeploymentRecord {
   chainId: number;
-  contracts: Record<ShoalContract, DeployedContract>;
+  contracts: Record<ShoalContractName, DeployedContract>;
   /** Hardhat's network name, the time of the deployment and its parameters, as deploy.ts wrote them. */
   network?: string;
   deployedAt?: string;
   parameters?: { heartbeatTtl?: number; minStake?: string; [name: string]: unknown };
 }
 
-const CONTRACTS: readonly ShoalContract[] = [
+export const SHOAL_CONTRACTS: readonly ShoalContractName[] = [
   "AppRegistry",
   "DeviceRegistry",
   "PlacementRegistry",
@@ -39,7 +38,7 @@ export function parseDeploymentRecord(text: string, source: string): DeploymentR
   const record = data as Partial<DeploymentRecord>;
   if (!Number.isInteger(record?.chainId))
     throw new ShoalError(`${source}: chainId is missing or not an integer`);
-  for (const name of CONTRACTS) {
+  for (const name of SHOAL_CONTRACTS) {
     const c = record.contracts?.[name];
     if (typeof c?.address !== "string" || !/^0x[0-9a-fA-F]{40}$/.test(c.address)) {
       throw new ShoalError(`${source}: contracts.${name}.address is missing or not an address`);

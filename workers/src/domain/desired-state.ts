@@ -6,7 +6,7 @@
  * the window is "base + journal up to that block" with no chain access. No I/O, no clock.
  */
 import { chainBandOf, type ChainResourceBand } from "./band";
-import { placementTransition } from "./placement";
+import { placementTransition, type PlacementRef } from "./placement";
 import type { ChainEvent, JsonValue } from "./chain-event";
 import { DEVICE_STATUSES, FAILURE_CODES, PLACEMENT_STATES, RELEASE_REASONS } from "./chain-enums";
 
@@ -23,13 +23,7 @@ export interface Provenance {
   timestamp: number;
 }
 
-export interface PlacementDesired {
-  /** uint64 on chain, so a decimal string. */
-  placementId: string;
-  deploymentId: number;
-  deviceId: number;
-  appId: number;
-  version: number;
+export interface PlacementDesired extends PlacementRef {
   deploymentGeneration: number;
   deviceGeneration: number;
   band: ChainResourceBand;

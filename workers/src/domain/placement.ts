@@ -4,6 +4,16 @@
  */
 import { FAILURE_CODES, RELEASE_REASONS, type PlacementState } from "./chain-enums";
 
+/** What names a placement and what it runs: the fields every placement record shares. */
+export interface PlacementRef {
+  /** uint64 on chain, so a decimal string. */
+  placementId: string;
+  deploymentId: number;
+  deviceId: number;
+  appId: number;
+  version: number;
+}
+
 /**
  * A placement id is `deploymentId << 32 | replica`, a uint64 on chain: the deployment is readable
  * from the id alone, and replica numbers count from 1 within their deployment.

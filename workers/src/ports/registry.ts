@@ -6,6 +6,7 @@
 
 import type { DeviceStatus, FailureCode, PlacementState } from "../domain/chain-enums";
 import type { ChainResourceBand } from "../domain/band";
+import type { PlacementRef } from "../domain/placement";
 import { ShoalError } from "../errors";
 
 export { FAILURE_CODES, PLACEMENT_STATES } from "../domain/chain-enums";
@@ -56,12 +57,7 @@ export interface ReplicaTerms {
   requiredLabelKeys: string[];
 }
 
-export interface PlacementView {
-  placementId: string;
-  deploymentId: number;
-  deviceId: number;
-  appId: number;
-  version: number;
+export interface PlacementView extends PlacementRef {
   state: PlacementState;
 }
 
