@@ -39,7 +39,7 @@ import { promisify } from "node:util";
 import { AppRegistry__factory, DeviceRegistry__factory, ShoalToken__factory } from "../typechain-types";
 import { removeDeviceCgroup } from "../workers/src";
 import { devWallet, runHardhat } from "../scripts/lib/local-chain";
-import { freePort, PrivateBroker, waitFor } from "../test/shared/processes";
+import { freePort, PrivateBroker, waitFor, workerEnvironment } from "../test/shared/processes";
 import { requireDocker, requireKubo, serviceUrls } from "../test/shared/services";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -314,16 +314,18 @@ async function main(): Promise<void> {
       process.execPath,
       nodeArgs,
       {
-        SHOAL_RPC_URL: rpcUrl,
-        SHOAL_OPERATOR_KEY: operator.privateKey,
-        SHOAL_DEVICE_ID: deviceId,
-        SHOAL_DEPLOYMENTS_FILE: deploymentsFile,
-        SHOAL_MQTT_URL: broker.url,
-        SHOAL_KUBO_URL: urls.kuboUrl,
-        SHOAL_DOCKER_SOCKET: urls.dockerSocket,
-        SHOAL_DATA_DIR: path.join(tmp, "worker"),
-        SHOAL_LOG_LEVEL: "warn",
-        SHOAL_METRICS_PORT: String(metricsPort),
+        ...workerEnvironment({
+          rpcUrl,
+          operatorKey: operator.privateKey,
+          deviceId,
+          deploymentsFile,
+          mqttUrl: broker.url,
+          kuboUrl: urls.kuboUrl,
+          dockerSocket: urls.dockerSocket,
+          dataDir: path.join(tmp, "worker"),
+          logLevel: "warn",
+          metricsPort,
+        }),
         SHOAL_POLL_INTERVAL_MS: "200",
       },
       path.join(tmp, "worker.log"),
