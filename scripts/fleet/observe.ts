@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import Docker from "dockerode";
 import mqtt from "mqtt";
-import type { ChainResourceBand, PlacementRef } from "../../workers/src";
+import type { ChainResourceBand, DeploymentRef, PlacementRef } from "../../workers/src";
 
 /** A placement's retained state on MQTT (the bridge's PlacementDesired), as far as the view needs it. */
 export interface PlacementView extends PlacementRef {
@@ -17,10 +17,7 @@ export interface PlacementView extends PlacementRef {
   band?: ChainResourceBand;
 }
 
-export interface DeploymentView {
-  deploymentId: number;
-  appId: number;
-  version: number;
+export interface DeploymentView extends DeploymentRef {
   replicas: number;
   active: boolean;
 }

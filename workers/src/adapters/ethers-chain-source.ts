@@ -19,6 +19,7 @@ import {
   ShoalToken__factory,
 } from "../../../typechain-types";
 import { readJsonFile, writeJsonFileAtomic } from "../lib/json-file";
+import { SHOAL_CONTRACTS } from "../domain/deployment-record";
 import { ShoalError, isRetryable } from "../errors";
 import { backoffDelay, sleep } from "../lib/supervise";
 import type {
@@ -45,11 +46,9 @@ const ABIS: Record<ShoalContractName, InterfaceAbi> = {
 };
 
 /** The registries a device worker bridges; the token's transfers are not its business. */
-export const REGISTRY_CONTRACTS: readonly ShoalContractName[] = [
-  "AppRegistry",
-  "DeviceRegistry",
-  "PlacementRegistry",
-];
+export const REGISTRY_CONTRACTS: readonly ShoalContractName[] = SHOAL_CONTRACTS.filter(
+  (name) => name !== "ShoalToken",
+);
 
 // ---------------------------------------------------------------------------------------------------
 // Decoding

@@ -6,7 +6,7 @@
  * the window is "base + journal up to that block" with no chain access. No I/O, no clock.
  */
 import { chainBandOf, type ChainResourceBand } from "./band";
-import { placementTransition, type PlacementRef } from "./placement";
+import { placementTransition, type DeploymentRef, type PlacementRef } from "./placement";
 import type { ChainEvent, JsonValue } from "./chain-event";
 import { DEVICE_STATUSES, FAILURE_CODES, PLACEMENT_STATES, RELEASE_REASONS } from "./chain-enums";
 
@@ -63,10 +63,7 @@ export interface DeploymentSpec {
   band: ChainResourceBand;
 }
 
-export interface DeploymentDesired {
-  deploymentId: number;
-  appId: number;
-  version: number;
+export interface DeploymentDesired extends DeploymentRef {
   generation: number;
   replicas: number;
   active: boolean;

@@ -4,6 +4,14 @@
  */
 import { FAILURE_CODES, RELEASE_REASONS, type PlacementState } from "./chain-enums";
 
+/** What names a deployment and what it runs: the fields every deployment record shares. */
+export interface DeploymentRef {
+  deploymentId: number;
+  appId: number;
+  /** The app version number on chain (not the manifest's semver). */
+  version: number;
+}
+
 /** What names a placement and what it runs: the fields every placement record shares. */
 export interface PlacementRef {
   /** uint64 on chain, so a decimal string. */

@@ -6,7 +6,7 @@
 
 import type { DeviceStatus, FailureCode, PlacementState } from "../domain/chain-enums";
 import type { ChainResourceBand } from "../domain/band";
-import type { PlacementRef } from "../domain/placement";
+import type { DeploymentRef, PlacementRef } from "../domain/placement";
 import { ShoalError } from "../errors";
 
 export { FAILURE_CODES, PLACEMENT_STATES } from "../domain/chain-enums";
@@ -37,20 +37,14 @@ export interface DeviceView {
   heartbeatTtlS: number;
 }
 
-export interface DeploymentView {
-  deploymentId: number;
-  appId: number;
-  version: number;
+export interface DeploymentView extends DeploymentRef {
   generation: number;
   replicas: number;
   liveReplicas: number;
   active: boolean;
 }
 
-export interface ReplicaTerms {
-  deploymentId: number;
-  appId: number;
-  version: number;
+export interface ReplicaTerms extends DeploymentRef {
   generation: number;
   platformSupported: boolean;
   band: Band;
