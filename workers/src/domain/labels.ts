@@ -19,8 +19,8 @@ export function labelsProblem(field: string, labels: readonly string[]): string 
   for (const label of labels) {
     if (!LABEL_PATTERN.test(label)) {
       return (
-        `${field}: "${label}" is not a label; use key=value with a key of a lower-case letter and up to ` +
-        `30 of a-z 0-9 _ . - and a value of 1 to 32 of A-Z a-z 0-9 _ . -, such as region=eu-west`
+        `${field}: "${label}" is not a label; use key=value pairs such as region=eu-west,tier=edge ` +
+        `(key: a lower-case letter, then up to 30 of a-z 0-9 _ . -; value: 1 to 32 of A-Z a-z 0-9 _ . -)`
       );
     }
     const key = label.slice(0, label.indexOf("="));
