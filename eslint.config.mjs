@@ -3,6 +3,29 @@ import eslint from "@eslint/js";
 import tseslint from "typescript-eslint";
 import mocha from "eslint-plugin-mocha";
 
+// Layers of the worker (docs/architecture.md): domain (pure) <- ports <- services and adapters <- main
+// (wiring only). `lib/` holds the supervision primitive and crash-safe JSON files, for services and
+// adapters alike. `errors.ts` is the one base error, importable from every layer. Each rule names
+// the imports a folder must not make; a new arrow the wrong way fails `npm run lint`.
+const LIBRARY_CLIENTS = ["ethers", "mqtt", "dockerode", "kubo-rpc-client", "pino", "prom-client"];
+const IO_MODULES = ["fs", "fs/promises", "child_process", "net", "http", "https", "dgram", "os"].flatMap(
+  (m) => [m, `node:${m}`],
+);
+
+/** A no-restricted-imports rule from [regex, why] pairs and banned module names. */
+const restrict = (patterns, paths = []) => ({
+  "no-restricted-imports": [
+    "error",
+    {
+      paths: paths.map((name) => ({ name, message: "the domain is pure: no library client, no I/O" })),
+      patterns: patterns.map(([regex, message]) => ({ regex, message })),
+    },
+  ],
+});
+
+const PUBLIC_ENTRY =
+  "import the worker's code through its public entry point (workers/src/index.ts), never a deep path";
+
 export default tseslint.config(
   { ignores: ["node_modules/", "artifacts/", "cache/", "typechain-types/", "coverage/", "dist/", ".shoal/"] },
   eslint.configs.recommended,
@@ -41,5 +64,56 @@ export default tseslint.config(
         },
       ],
     },
+  },
+  {
+    files: ["workers/src/domain/*.ts"],
+    rules: restrict(
+      [
+        [
+          "^\\.\\./(?!errors$)",
+          "domain imports only the domain and ../errors (ports, adapters, services depend on it, not the other way)",
+        ],
+        ["typechain-types", "the domain does not know the contracts' bindings"],
+      ],
+      [...LIBRARY_CLIENTS, ...IO_MODULES],
+    ),
+  },
+  {
+    files: ["workers/src/domain/*/**/*.ts"],
+    rules: restrict(
+      [
+        ["^\\.\\./\\.\\./(?!errors$)", "domain imports only the domain and errors.ts"],
+        ["typechain-types", "the domain does not know the contracts' bindings"],
+      ],
+      [...LIBRARY_CLIENTS, ...IO_MODULES],
+    ),
+  },
+  {
+    files: ["workers/src/ports/**/*.ts", "workers/src/lib/**/*.ts"],
+    rules: restrict([
+      ["^\\.\\./(?!domain/|errors$)", "ports and lib import only the domain and ../errors"],
+      ["typechain-types", "ports and lib do not know the contracts' bindings"],
+    ]),
+  },
+  {
+    files: ["workers/src/adapters/**/*.ts"],
+    rules: restrict([
+      [
+        "^\\.\\./(?!domain/|ports/|lib/|errors$|\\.\\./\\.\\./typechain-types$)",
+        "adapters import the domain, ports, lib and errors, never a service or main (declare the type in a port)",
+      ],
+    ]),
+  },
+  {
+    files: ["workers/src/*.ts"],
+    ignores: ["workers/src/main.ts", "workers/src/index.ts"],
+    rules: restrict([
+      ["^\\./adapters/", "services depend on ports, not adapters: main wires the adapters in"],
+      ["^\\./main$", "nothing imports main (wiring only)"],
+    ]),
+  },
+  {
+    files: ["tasks/**/*.ts", "scripts/**/*.ts", "bench/**/*.ts", "test/**/*.ts", "hardhat.config.ts"],
+    rules: restrict([["workers/src/.+", PUBLIC_ENTRY]]),
   },
 );

@@ -29,15 +29,20 @@ import { performance } from "node:perf_hooks";
 import pino from "pino";
 import { DeviceRegistry__factory, ShoalToken__factory } from "../typechain-types";
 import {
+  chainEventMessage,
   contractsFromDeployment,
+  createBridge,
   createEthersChainSource,
   createLogDecoder,
-} from "../workers/src/adapters/ethers-chain-source";
-import { createMqttBus } from "../workers/src/adapters/mqtt-bus";
-import { createBridge } from "../workers/src/bridge";
-import { createSealer, createSignedBus, createVerifier } from "../workers/src/signed-bus";
-import { chainEventMessage, createTopics } from "../workers/src/domain/topics";
-import type { ChainEvent, ChainSource, PollOutcome } from "../workers/src/ports/chain-source";
+  createMqttBus,
+  createSealer,
+  createSignedBus,
+  createTopics,
+  createVerifier,
+  type ChainEvent,
+  type ChainSource,
+  type PollOutcome,
+} from "../workers/src";
 import { runHardhat, devWallet } from "../scripts/lib/local-chain";
 import { requireChain, requireMqtt, serviceUrls } from "../test/shared/services";
 

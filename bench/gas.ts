@@ -7,6 +7,7 @@
  * target -> ok. Each operation is measured in a realistic state (a device that already holds a
  * placement, a deployment with a required label, CIDv1 text of real length).
  */
+import { placementIdOf } from "../workers/src";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -104,7 +105,7 @@ async function main(): Promise<void> {
   await measure("DeviceRegistry.slash (fault)", devices.connect(slasher).slash(2, 10n ** 18n, EVIDENCE));
 
   const p = placements.connect(operator);
-  const id = (dep: number, n: number) => (BigInt(dep) << 32n) | BigInt(n);
+  const id = placementIdOf;
   // A device's first claim initializes its usage slot (17,100 gas, once); a deployment's usage slot is
   // initialized by createDeployment (the AppRegistry tells the PlacementRegistry), so its first claim is not dearer.
   await measure("PlacementRegistry.claim (first of device and of deployment)", p.claim(1, 2));

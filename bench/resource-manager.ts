@@ -41,18 +41,14 @@ import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import pino from "pino";
-import { createCgroupMetricsSource } from "../workers/src/adapters/cgroup-metrics";
-import { hostUsageBetween, readHostCounters } from "../workers/src/adapters/host-metrics";
-import { ensureDeviceCgroup, removeDeviceCgroup } from "../workers/src/adapters/device-cgroup";
-import { createDockerRuntime } from "../workers/src/adapters/docker-runtime";
-import { containerSpec, type ContainerSpec } from "../workers/src/domain/container-spec";
-import {
-  DEFAULT_CONTROLLER_PARAMS,
-  type CgroupCounters,
-  type ControllerParams,
-} from "../workers/src/domain/controller";
-import { parseManifest, toPublishedManifest, type PublishedManifest } from "../workers/src/domain/manifest";
-import { createResourceManager, type TickReport } from "../workers/src/resource-manager";
+import { createCgroupMetricsSource } from "../workers/src";
+import { hostUsageBetween, readHostCounters } from "../workers/src";
+import { ensureDeviceCgroup, removeDeviceCgroup } from "../workers/src";
+import { createDockerRuntime } from "../workers/src";
+import { containerSpec, type ContainerSpec } from "../workers/src";
+import { DEFAULT_CONTROLLER_PARAMS, type CgroupCounters, type ControllerParams } from "../workers/src";
+import { parseManifest, toPublishedManifest, type PublishedManifest } from "../workers/src";
+import { createResourceManager, type TickReport } from "../workers/src";
 
 const ROOT = path.resolve(__dirname, "..");
 const LOADGEN_IMAGE = "shoal/demo-loadgen:1.0.0";

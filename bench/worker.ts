@@ -54,9 +54,9 @@ import {
   PlacementRegistry__factory,
   ShoalToken__factory,
 } from "../typechain-types";
-import { toCreateOptions } from "../workers/src/adapters/docker-runtime";
-import { containerSpec, effectiveUser, imageRefForCid, specHash } from "../workers/src/domain/container-spec";
-import { validateCanonicalManifest } from "../workers/src/domain/manifest";
+import { toCreateOptions } from "../workers/src";
+import { containerSpec, effectiveUser, imageRefForCid, specHash } from "../workers/src";
+import { validateCanonicalManifest } from "../workers/src";
 import { runHardhat, devWallet } from "../scripts/lib/local-chain";
 import { freePort, PrivateBroker, waitFor } from "../test/shared/processes";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../test/shared/services";

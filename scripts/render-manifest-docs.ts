@@ -16,7 +16,7 @@ import {
   manifestSchema,
   parseManifest,
   publishedManifestSchema,
-} from "../workers/src/domain/manifest";
+} from "../workers/src";
 
 export const DOCS_PATH = join(__dirname, "..", "docs", "manifest.md");
 

@@ -9,7 +9,11 @@ import { task, types } from "hardhat/config";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
 import {
   canonicalManifestBytes,
+  createKuboContentStore,
+  exportImage,
   labelsProblem,
+  bandToChain,
+  isRetryable,
   MAX_MANIFEST_BYTES,
   ManifestError,
   parseManifest,
@@ -18,9 +22,8 @@ import {
   validateCanonicalManifest,
   type Manifest,
   type Platform,
-} from "../workers/src/domain/manifest";
-import { isRetryable } from "../workers/src/errors";
-import type { ContentStore } from "../workers/src/ports/content-store";
+} from "../workers/src";
+import type { ContentStore } from "../workers/src";
 import { shoalContext, type ShoalContext } from "./lib/context";
 import { fail, formatBytes, orFail, progress, table } from "./lib/output";
 
@@ -39,14 +42,11 @@ export interface PublishResult {
   gasUsed?: string;
 }
 
-// kubo-rpc-client and dockerode add about 0.6 s to every Hardhat command: load them on first use.
-const kuboAdapter = () =>
-  require("../workers/src/adapters/kubo") as typeof import("../workers/src/adapters/kubo");
-const imageAdapter = () =>
-  require("../workers/src/adapters/docker-images") as typeof import("../workers/src/adapters/docker-images");
+// kubo-rpc-client and dockerode add about 0.6 s to every Hardhat command: the entry point loads
+// them on the first call (workers/src/index.ts).
 
 function contentStore(url: string): ContentStore {
-  return kuboAdapter().createKuboContentStore({ url });
+  return createKuboContentStore({ url });
 }
 
 async function readAll(iterable: AsyncIterable<Uint8Array>): Promise<Buffer> {
@@ -86,7 +86,6 @@ async function addImages(
   onlyHash: boolean,
 ): Promise<Record<string, string>> {
   const Docker = require("dockerode") as typeof import("dockerode");
-  const { exportImage } = imageAdapter();
   const docker = new Docker();
   const cids: Record<string, string> = {};
   for (const platform of Object.keys(manifest.images).sort() as Platform[]) {
@@ -289,12 +288,7 @@ export async function publishApp(
       manifestCid,
       platforms,
       platforms.map((p) => imageCids[p]),
-      {
-        cpuMinMillicores: band.cpuMillicoresMin,
-        cpuMaxMillicores: band.cpuMillicoresMax,
-        memoryMinMiB: band.memoryMiBMin,
-        memoryMaxMiB: band.memoryMiBMax,
-      },
+      bandToChain(band),
     ),
   );
   gasUsed += receipt.gasUsed;

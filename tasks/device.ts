@@ -8,7 +8,7 @@ import {
   splitLabels,
   tryParseCpuMillicores,
   tryParseMemoryMiB,
-} from "../workers/src/domain/manifest";
+} from "../workers/src";
 import { shoalContext, type ShoalContext } from "./lib/context";
 import { fail, orFail, table } from "./lib/output";
 

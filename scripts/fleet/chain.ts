@@ -3,7 +3,13 @@
  * ethers contracts for reads, event queries and placeholder enrollments (no keeper: the workers keep),
  * and the well-known local keys.
  */
-import { PLACEMENT_STATES, type PlacementState } from "../../workers/src/domain/chain-enums";
+import {
+  PLACEMENT_STATES,
+  isLivePlacement,
+  parseDeploymentRecord,
+  type DeploymentRecord,
+  type PlacementState,
+} from "../../workers/src";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { JsonRpcProvider, NonceManager, type Signer } from "ethers";
@@ -24,18 +30,7 @@ export const ROOT = path.resolve(__dirname, "../..");
 
 export { PLACEMENT_STATES };
 export type PlacementStateName = PlacementState;
-export const LIVE_STATES: readonly PlacementStateName[] = ["Claimed", "Running"];
-
-export interface DeploymentRecord {
-  chainId: number;
-  network: string;
-  deployedAt?: string;
-  contracts: Record<
-    "ShoalToken" | "DeviceRegistry" | "AppRegistry" | "PlacementRegistry",
-    { address: string; blockNumber: number }
-  >;
-  parameters?: { heartbeatTtl?: number; minStake?: string };
-}
+export type { DeploymentRecord };
 
 export function readDeploymentRecord(file: string): DeploymentRecord {
   let raw: string;
@@ -47,7 +42,7 @@ export function readDeploymentRecord(file: string): DeploymentRecord {
         "(npx hardhat run scripts/deploy.ts --network localhost, which npm start does)",
     );
   }
-  return JSON.parse(raw) as DeploymentRecord;
+  return parseDeploymentRecord(raw, path.relative(process.cwd(), file) || file);
 }
 
 export interface Contracts {
@@ -156,7 +151,7 @@ export async function placementsOfDeployment(c: Contracts, deploymentId: number)
 
 /** Live (Claimed or Running) placements of a deployment at its current generation. */
 export async function livePlacements(c: Contracts, deploymentId: number): Promise<PlacementInfo[]> {
-  return (await placementsOfDeployment(c, deploymentId)).filter((p) => LIVE_STATES.includes(p.state));
+  return (await placementsOfDeployment(c, deploymentId)).filter((p) => isLivePlacement(p.state));
 }
 
 /** Placements of a device, newest first (at most `limit`). */

@@ -14,7 +14,7 @@ import path from "node:path";
 import Docker from "dockerode";
 import { devWallet } from "../lib/local-chain";
 import { connectContracts, readDeploymentRecord, ROOT, runTask, type TaskEnv } from "./chain";
-import { removeDeviceCgroup } from "../../workers/src/adapters/device-cgroup";
+import { removeDeviceCgroup } from "../../workers/src";
 import { FleetError, livePid, sleep, spawnDetached, stopRecorded, waitFor } from "./processes";
 
 export interface DeviceProfile {

@@ -11,24 +11,23 @@ import { readFileSync } from "node:fs";
 import Docker from "dockerode";
 import { JsonRpcProvider } from "ethers";
 import mqtt from "mqtt";
-import { chainSenderLookup, createVerifier } from "../../workers/src/signed-bus";
+import {
+  chainSenderLookup,
+  createVerifier,
+  type ChainResourceBand,
+  type DeploymentRef,
+  type PlacementRef,
+} from "../../workers/src";
 
-export interface PlacementView {
-  placementId: string;
-  deploymentId: number;
-  deviceId: number;
-  appId: number;
-  version: number;
+/** A placement's retained state on MQTT (the bridge's PlacementDesired), as far as the view needs it. */
+export interface PlacementView extends PlacementRef {
   state: string;
   failure: string | null;
   releaseReason: string | null;
-  band?: { cpuMinMillicores: number; cpuMaxMillicores: number; memoryMinMiB: number; memoryMaxMiB: number };
+  band?: ChainResourceBand;
 }
 
-export interface DeploymentView {
-  deploymentId: number;
-  appId: number;
-  version: number;
+export interface DeploymentView extends DeploymentRef {
   replicas: number;
   active: boolean;
 }

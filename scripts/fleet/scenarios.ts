@@ -28,7 +28,7 @@ import {
   type Contracts,
   type PlacementInfo,
 } from "./chain";
-import { RELEASE_REASONS } from "../../workers/src/domain/chain-enums";
+import { isLivePlacement, keepsContainer, RELEASE_REASONS, shortPlacementId } from "../../workers/src";
 import { labelMatcher, type Fleet } from "./fleet";
 import { FleetError, sleep, waitFor } from "./processes";
 
@@ -78,8 +78,7 @@ async function withEnv<T>(ctx: ScenarioContext, body: (env: Env) => Promise<T>):
 }
 
 const pid = (p: PlacementInfo) => p.placementId.toString();
-/** Placement ids are (deploymentId << 32) | n: shown as <deployment>.<n>. */
-const short = (id: string | bigint) => `${BigInt(id) >> 32n}.${BigInt(id) & 0xffffffffn}`;
+const short = shortPlacementId;
 
 /** Shoal containers with `label` on the fleet's own devices (another fleet may reuse the same ids). */
 async function containersOf(env: Pick<Env, "docker" | "fleet">, label: string) {
@@ -154,9 +153,7 @@ async function waitReleased(
 ): Promise<Released[]> {
   // A stopped deployment's placements read as Superseded until their devices release them.
   const holding = async () =>
-    (await placementsOfDeployment(env.c, deploymentId)).filter((p) =>
-      ["Claimed", "Running", "Superseded"].includes(p.state),
-    );
+    (await placementsOfDeployment(env.c, deploymentId)).filter((p) => keepsContainer(p.state));
   try {
     await waitFor(
       `the workers to release deployment ${deploymentId}'s replicas beyond ${keep}`,
@@ -198,8 +195,7 @@ function demoDeployment(fleet: Fleet, app: string, given?: number): number {
 }
 
 const describe = (ps: PlacementInfo[]) =>
-  ps.map((p) => `${p.placementId >> 32n}.${p.placementId & 0xffffffffn}@device ${p.deviceId}`).join(", ") ||
-  "none";
+  ps.map((p) => `${shortPlacementId(p.placementId)}@device ${p.deviceId}`).join(", ") || "none";
 
 // ---------------------------------------------------------------------------------------------- (a)
 
@@ -346,9 +342,7 @@ export function scenarioKill(
     const survivingOperators = await Promise.all(
       survivors.map(async (d) => (await c.devices.device(d.deviceId)).operator),
     );
-    const held = (await placementsOfDevice(c, dead)).filter(
-      (p) => p.state === "Claimed" || p.state === "Running",
-    );
+    const held = (await placementsOfDevice(c, dead)).filter((p) => isLivePlacement(p.state));
     if (held.length === 0)
       throw new ScenarioError(`device ${dead} holds no live placement; nothing would move`);
     const stakeBefore = (await c.devices.device(dead)).stake;

@@ -2,10 +2,10 @@
  * The fleet view in a terminal: a compact table redrawn in place on a TTY (plain ANSI), or one status
  * line every few seconds when stdout is not a terminal (logs, CI).
  */
+import { isLivePlacement, shortPlacementId } from "../../workers/src";
 import type { FleetState } from "./fleet";
 import type { FleetSnapshot } from "./observe";
 
-const LIVE = new Set(["Claimed", "Running"]);
 const bold = (s: string, tty: boolean) => (tty ? `\x1b[1m${s}\x1b[0m` : s);
 const color = (s: string, code: number, tty: boolean) => (tty ? `\x1b[${code}m${s}\x1b[0m` : s);
 
@@ -48,7 +48,7 @@ export function render(
 ): string {
   const { tty } = options;
   const lines: string[] = [];
-  const live = [...snap.placements.values()].filter((p) => LIVE.has(p.state));
+  const live = [...snap.placements.values()].filter((p) => isLivePlacement(p.state));
   lines.push(
     `${bold("Shoal fleet", tty)}  chain ${state.chainId}  ${state.devices.length} devices  ` +
       `${live.length} live placements  MQTT ${snap.mqttConnected ? "connected" : color("down", 31, tty)}  ` +
@@ -113,7 +113,7 @@ export function render(
   for (const c of snap.containers)
     containersOf.set(c.placementId, [...(containersOf.get(c.placementId) ?? []), c]);
   const shown = [...snap.placements.values()]
-    .filter((p) => LIVE.has(p.state) || containersOf.has(String(p.placementId)))
+    .filter((p) => isLivePlacement(p.state) || containersOf.has(String(p.placementId)))
     .sort((a, b) => a.deviceId - b.deviceId || (BigInt(a.placementId) < BigInt(b.placementId) ? -1 : 1));
   for (const p of shown) {
     const cs = containersOf.get(String(p.placementId)) ?? [];
@@ -138,7 +138,7 @@ export function render(
   // Containers the chain does not list as live (a dead device's leftovers, a stop under way).
   for (const c of snap.containers) {
     const p = snap.placements.get(c.placementId);
-    if (p && (LIVE.has(p.state) || shown.includes(p))) continue;
+    if (p && (isLivePlacement(p.state) || shown.includes(p))) continue;
     placementRows.push([
       short(c.placementId),
       appName(state, Number(c.deploymentId)),
@@ -187,7 +187,7 @@ export function statusLine(state: FleetState, snap: FleetSnapshot): string {
   const online = state.devices.filter((d) => snap.presence.get(d.deviceId)?.status === "online").length;
   const byState = new Map<string, number>();
   for (const p of snap.placements.values()) byState.set(p.state, (byState.get(p.state) ?? 0) + 1);
-  const live = [...snap.placements.values()].filter((p) => LIVE.has(p.state));
+  const live = [...snap.placements.values()].filter((p) => isLivePlacement(p.state));
   const running = snap.containers.filter((c) => c.running);
   const deployments = [...snap.deployments.values()]
     .sort((a, b) => a.deploymentId - b.deploymentId)
@@ -210,11 +210,7 @@ function sum(values: (number | undefined)[]): number | undefined {
   return known.length === 0 ? undefined : known.reduce((a, b) => a + b, 0);
 }
 
-function short(placementId: string): string {
-  // Placement ids are (deploymentId << 32) | n: show them as d<deployment>.<n>.
-  const id = BigInt(placementId);
-  return `${id >> 32n}.${id & 0xffffffffn}`;
-}
+const short = shortPlacementId;
 
 function formatStake(stake: string): string {
   try {

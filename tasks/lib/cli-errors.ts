@@ -11,7 +11,7 @@ import { task } from "hardhat/config";
 import { HardhatContext } from "hardhat/internal/context";
 import { HardhatPluginError } from "hardhat/plugins";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
-import { ShoalError } from "../../workers/src/errors";
+import { ShoalError } from "../../workers/src";
 
 /** The text a user reads for `error`: the sentence of an expected failure, else the error's message. */
 export function userMessage(error: unknown, taskName: string): string {

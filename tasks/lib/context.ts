@@ -9,15 +9,11 @@ import path from "node:path";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
 import type { Signer } from "ethers";
 import type { AppRegistry, DeviceRegistry, PlacementRegistry, ShoalToken } from "../../typechain-types";
+import { parseDeploymentRecord, type DeploymentRecord, type ShoalContractName } from "../../workers/src";
 import { fail } from "./output";
 
-export interface DeploymentRecord {
-  chainId: number;
-  network: string;
-  contracts: Record<ContractName, { address: string; blockNumber: number }>;
-}
-
-export type ContractName = "ShoalToken" | "DeviceRegistry" | "AppRegistry" | "PlacementRegistry";
+export type { DeploymentRecord };
+export type ContractName = ShoalContractName;
 
 export interface ShoalContext {
   deployment: DeploymentRecord;
@@ -43,7 +39,7 @@ export function readDeployment(hre: HardhatRuntimeEnvironment): DeploymentRecord
         `deploy first with \`npx hardhat run scripts/deploy.ts --network ${hre.network.name}\` (npm start does it for localhost)`,
     );
   }
-  return JSON.parse(readFileSync(file, "utf8")) as DeploymentRecord;
+  return parseDeploymentRecord(readFileSync(file, "utf8"), path.relative(process.cwd(), file));
 }
 
 /**

@@ -1,6 +1,6 @@
 /** Terminal output of the tasks: clear errors, tables, and a progress line for long uploads. */
 import { HardhatPluginError } from "hardhat/plugins";
-import { ShoalError } from "../../workers/src/errors";
+import { ShoalError } from "../../workers/src";
 
 const PLUGIN = "shoal";
 

@@ -4,7 +4,12 @@
  * Node.js, Hardhat or ethers imports: the logs, block times and placement states come in through
  * the caller's functions.
  */
-import { FAILURE_CODES, PLACEMENT_STATES, RELEASE_REASONS } from "../../workers/src/domain/chain-enums";
+// Deep paths on purpose: the console bundles this file for the browser, and the public entry point
+// (workers/src/index.ts) would pull Node.js services and adapters into that bundle. Both are pure.
+// eslint-disable-next-line no-restricted-imports
+import { FAILURE_CODES, PLACEMENT_STATES } from "../../workers/src/domain/chain-enums";
+// eslint-disable-next-line no-restricted-imports
+import { placementTransition } from "../../workers/src/domain/placement";
 
 export interface TimelineRow {
   time: string;
@@ -76,12 +81,10 @@ export function describePlacementEvent(log: Pick<PlacementLog, "eventName" | "ar
     case "PlacementConfirmed":
       return { state: "Running", reason: "" };
     case "PlacementReleased": {
-      const reason = RELEASE_REASONS[Number(a.reason)];
-      // A release that supersedes an old version's claim is recorded as Superseded, not Released.
-      return {
-        state: reason === "Superseded" ? "Superseded" : "Released",
-        reason: `${reason} by ${a.releasedBy}`,
-      };
+      // Released whatever the reason (Superseded included), as the chain reads it afterwards: the one
+      // transition of workers/src/domain/placement.ts, so no derived row repeats a recorded one.
+      const t = placementTransition(log.eventName, { reason: a.reason })!;
+      return { state: t.state, reason: `${t.releaseReason} by ${a.releasedBy}` };
     }
     case "PlacementFailed":
       return { state: "Failed", reason: FAILURE_CODES[Number(a.code)] };

@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { deployDemo, labelMatcher, startFleet, tail, type Fleet } from "../../scripts/fleet/fleet";
 import { livePlacements, connectContracts, PLACEMENT_STATES } from "../../scripts/fleet/chain";
-import { FAILURE_CODES, RELEASE_REASONS } from "../../workers/src/domain/chain-enums";
+import { FAILURE_CODES, RELEASE_REASONS } from "../../workers/src";
 import {
   KILL_BOUNDS_S,
   scenarioKill,

@@ -3,8 +3,8 @@
 // from an integration test with `busConformance(name, makeFixture)`.
 import { expect } from "chai";
 import { randomUUID } from "node:crypto";
-import { ShoalError, isRetryable } from "../../workers/src/errors";
-import type { Bus, BusEvent, BusMessage } from "../../workers/src/ports/bus";
+import { ShoalError, isRetryable } from "../../workers/src";
+import type { Bus, BusEvent, BusMessage } from "../../workers/src";
 import { rejectionOf } from "./registry-conformance";
 import { waitFor } from "./processes";
 

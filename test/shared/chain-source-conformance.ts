@@ -4,7 +4,7 @@
 // `chainSourceConformance(name, makeFixture)`; reorgs, RPC failures and block ranges are proven
 // per implementation next to that call (see chain-source.test.ts).
 import { expect } from "chai";
-import type { ChainBatch, ChainEvent, ChainSource, PollOutcome } from "../../workers/src/ports/chain-source";
+import type { ChainBatch, ChainEvent, ChainSource, PollOutcome } from "../../workers/src";
 import { rejectionOf } from "./registry-conformance";
 
 export interface ChainSourceFixture {

@@ -4,8 +4,8 @@
 // `contentStoreConformance(name, makeFixture)`.
 import { expect } from "chai";
 import { createHash, randomBytes } from "node:crypto";
-import { ShoalError, isRetryable } from "../../workers/src/errors";
-import type { ContentStore } from "../../workers/src/ports/content-store";
+import { ShoalError, isRetryable } from "../../workers/src";
+import type { ContentStore } from "../../workers/src";
 import { rejectionOf } from "./registry-conformance";
 
 export interface ContentStoreFixture {

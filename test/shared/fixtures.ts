@@ -1,6 +1,7 @@
 /**
  * Named fixtures for the contract tests, each built on the one before and loaded with `loadFixture`.
  */
+import { placementIdOf } from "../../workers/src";
 import hre, { ethers } from "hardhat";
 import { deployShoal, DEFAULT_PARAMETERS } from "../../scripts/deploy";
 import type { IAppRegistry } from "../../typechain-types";
@@ -45,8 +46,7 @@ export const labelKey = (label: string): string => ethers.id(label).slice(0, 18)
 /** The key of a platform, as Platforms.key computes it. */
 export const platformKey = (platform: string): string => ethers.id(platform);
 /** A placement id from its deployment and its number within the deployment. */
-export const placementIdOf = (deploymentId: bigint | number, n: bigint | number): bigint =>
-  (BigInt(deploymentId) << 32n) | BigInt(n);
+export { placementIdOf };
 
 /** Contracts deployed and wired; accounts funded and approved. */
 export async function deployFixture() {

@@ -149,3 +149,30 @@ export class WorkerProcess {
     return this.log.trim().split("\n").slice(-lines).join("\n");
   }
 }
+
+/** The environment of a shoal-worker child process (the variables of docs/worker.md). */
+export function workerEnvironment(o: {
+  rpcUrl: string;
+  operatorKey: string;
+  deviceId: string;
+  deploymentsFile: string;
+  mqttUrl: string;
+  kuboUrl: string;
+  dockerSocket: string;
+  dataDir: string;
+  logLevel: string;
+  metricsPort?: number;
+}): NodeJS.ProcessEnv {
+  return {
+    SHOAL_RPC_URL: o.rpcUrl,
+    SHOAL_OPERATOR_KEY: o.operatorKey,
+    SHOAL_DEVICE_ID: o.deviceId,
+    SHOAL_DEPLOYMENTS_FILE: o.deploymentsFile,
+    SHOAL_MQTT_URL: o.mqttUrl,
+    SHOAL_KUBO_URL: o.kuboUrl,
+    SHOAL_DOCKER_SOCKET: o.dockerSocket,
+    SHOAL_DATA_DIR: o.dataDir,
+    SHOAL_LOG_LEVEL: o.logLevel,
+    ...(o.metricsPort === undefined ? {} : { SHOAL_METRICS_PORT: String(o.metricsPort) }),
+  };
+}

@@ -4,8 +4,8 @@
 // `registryConformance(name, makeFixture)`; implementation-specific proofs (nonces, receipts
 // that never come) live next to that call.
 import { expect } from "chai";
-import { ShoalError, isRetryable } from "../../workers/src/errors";
-import type { Band, Registry } from "../../workers/src/ports/registry";
+import { ShoalError, isRetryable } from "../../workers/src";
+import type { Band, Registry } from "../../workers/src";
 
 export interface RegistryFixture {
   /** The registry of an enrolled, active device with no placements yet. */

@@ -5,17 +5,13 @@
 import { expect } from "chai";
 import { readFileSync } from "fs";
 import { join } from "path";
-import { containerSpec, specHash } from "../../workers/src/domain/container-spec";
-import type { ContainerSpec, ContainerSpecOptions } from "../../workers/src/domain/container-spec";
-import {
-  canonicalManifestBytes,
-  parseManifest,
-  validateCanonicalManifest,
-} from "../../workers/src/domain/manifest";
-import type { PublishedManifest } from "../../workers/src/domain/manifest";
-import { ShoalError } from "../../workers/src/errors";
+import { containerSpec, specHash } from "../../workers/src";
+import type { ContainerSpec, ContainerSpecOptions } from "../../workers/src";
+import { canonicalManifestBytes, parseManifest, validateCanonicalManifest } from "../../workers/src";
+import type { PublishedManifest } from "../../workers/src";
+import { ShoalError } from "../../workers/src";
 import { waitFor } from "./processes";
-import type { ActualContainer, Runtime } from "../../workers/src/ports/runtime";
+import type { ActualContainer, Runtime } from "../../workers/src";
 
 export interface RuntimeFixture {
   runtime: Runtime;

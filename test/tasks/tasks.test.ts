@@ -16,7 +16,7 @@ import {
   type PlacementRegistry,
   type ShoalToken,
 } from "../../typechain-types";
-import { canonicalManifestBytes, parseManifest } from "../../workers/src/domain/manifest";
+import { canonicalManifestBytes, parseManifest } from "../../workers/src";
 import { runHardhat, type CliResult, devWallet } from "../../scripts/lib/local-chain";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../shared/services";
 

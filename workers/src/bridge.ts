@@ -12,7 +12,7 @@
  */
 import path from "node:path";
 import type { Logger } from "pino";
-import { readJsonFile, writeJsonFileAtomic } from "./checkpoint";
+import { readJsonFile, writeJsonFileAtomic } from "./lib/json-file";
 import {
   advance,
   initialDerived,
@@ -28,7 +28,8 @@ import {
   stateMessages,
   type OutgoingMessage,
 } from "./domain/topics";
-import { ShoalError, isRetryable } from "./errors";
+import { ShoalError } from "./errors";
+import { retry } from "./lib/supervise";
 import type { Bus } from "./ports/bus";
 import type { ChainBatch, ChainSource } from "./ports/chain-source";
 
@@ -192,21 +193,12 @@ export function createBridge(deps: BridgeDeps): Bridge {
       const { signal } = options;
       // open() reads the chain (the source's first load); a node that is down at start is the
       // same transient failure as later, so wait for it instead of failing the worker.
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await bridge.open(options);
-          break;
-        } catch (error) {
-          if (signal?.aborted) return;
-          if (!isRetryable(error)) throw error;
-          const delayMs = Math.min(30_000, 500 * 2 ** Math.min(attempt - 1, 10));
-          log.warn({ err: error, attempt, delayMs }, "could not open the bridge; retrying");
-          await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, delayMs);
-            signal?.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
-          });
-        }
-      }
+      await retry("open the bridge", () => bridge.open(options), {
+        signal,
+        onRetry: ({ error, attempt, delayMs }) =>
+          log.warn({ err: error, attempt, delayMs }, "could not open the bridge; retrying"),
+      });
+      if (signal?.aborted) return;
       await source.run(bridge.handle, options);
     },
 

@@ -5,10 +5,17 @@
  * replica into a custom error, which here is a quiet, normal "lost".
  */
 import type { Logger } from "pino";
+import { decodePlacementId, isLivePlacement } from "./domain/placement";
+import { sleepOrThrow } from "./lib/supervise";
 import { claimDelayMs, fit, type ClaimDelayOptions } from "./domain/scoring";
-import { RegistryError } from "./adapters/ethers-registry";
 import type { ChainEvent } from "./ports/chain-source";
-import type { DeploymentView, DeviceView, Registry, ReplicaTerms } from "./ports/registry";
+import {
+  RegistryError,
+  type DeploymentView,
+  type DeviceView,
+  type Registry,
+  type ReplicaTerms,
+} from "./ports/registry";
 
 /**
  * Reverts that mean another device, or a change of the deployment (scaled, rolled, stopped), got
@@ -83,30 +90,16 @@ export function deploymentsTouchedBy(events: readonly ChainEvent[]): Set<number>
     const { deploymentId, placementId } = e.args;
     if (typeof deploymentId === "number") ids.add(deploymentId);
     else if (typeof placementId === "string" && /^\d+$/.test(placementId))
-      ids.add(Number(BigInt(placementId) >> 32n));
+      ids.add(decodePlacementId(placementId).deploymentId);
   }
   return ids;
 }
-
-const abortableSleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 
 export function createClaimer(deps: ClaimerDeps): Claimer {
   const { registry, platform, logger } = deps;
   const random = deps.random ?? Math.random;
   const now = deps.now ?? Date.now;
-  const sleep = deps.sleep ?? abortableSleep;
+  const sleep = deps.sleep ?? sleepOrThrow;
   const hostLoad = deps.hostLoad ?? (() => 0);
   const resyncMs = deps.resyncMs ?? 300_000;
 
@@ -146,7 +139,7 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
    */
   const shed = async (d: DeploymentView, mine: string, signal?: AbortSignal) => {
     const live = (await registry.placementsOfDeployment(d.deploymentId, { signal }))
-      .filter((p) => p.state === "Claimed" || p.state === "Running")
+      .filter((p) => isLivePlacement(p.state))
       .map((p) => BigInt(p.placementId))
       .sort((a, b) => (a < b ? 1 : a > b ? -1 : 0));
     const excess = live.slice(0, Math.max(0, live.length - d.replicas));

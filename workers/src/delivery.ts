@@ -24,6 +24,7 @@ import { ManifestError } from "./domain/manifest/manifest-error";
 import { MAX_MANIFEST_BYTES } from "./domain/manifest/validate";
 import type { Platform, PublishedManifest } from "./domain/manifest";
 import { isRetryable, ShoalError } from "./errors";
+import { abortable, onAbort } from "./lib/supervise";
 import type { ContentStore } from "./ports/content-store";
 import type { Runtime } from "./ports/runtime";
 
@@ -305,11 +306,7 @@ export function createDelivery(deps: DeliveryDeps): Delivery {
     try {
       if (signal === undefined) return await current.promise;
       signal.throwIfAborted();
-      return await new Promise((resolve, reject) => {
-        const onAbort = () => reject(signal.reason);
-        signal.addEventListener("abort", onAbort, { once: true });
-        current.promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-      });
+      return await abortable(current.promise, signal);
     } finally {
       current.waiters--;
       if (current.waiters === 0 && signal?.aborted) current.abort.abort(signal.reason);
@@ -368,9 +365,7 @@ function idleWatchdog(idleMs: number, parent?: AbortSignal) {
     }, idleMs);
     timer.unref?.();
   };
-  const onParentAbort = () => controller.abort(parent?.reason);
-  parent?.addEventListener("abort", onParentAbort, { once: true });
-  if (parent?.aborted) controller.abort(parent.reason);
+  const offParent = onAbort(parent, () => controller.abort(parent?.reason));
   arm();
   return {
     signal: controller.signal,
@@ -378,7 +373,7 @@ function idleWatchdog(idleMs: number, parent?: AbortSignal) {
     timedOut: () => timedOut,
     stop: () => {
       clearTimeout(timer);
-      parent?.removeEventListener("abort", onParentAbort);
+      offParent();
     },
   };
 }

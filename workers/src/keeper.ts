@@ -16,7 +16,7 @@
  */
 import path from "node:path";
 import type { Logger } from "pino";
-import { readJsonFile, writeJsonFileAtomic } from "./checkpoint";
+import { readJsonFile, writeJsonFileAtomic } from "./lib/json-file";
 import {
   actAtMs,
   applyKeeperEvent,

@@ -1,11 +1,15 @@
 /**
- * shoal-worker: one process per edge device. Wiring only: every behaviour lives in the modules it
- * connects. Four loops share one AbortSignal:
+ * shoal-worker: one process per edge device. Wiring only: `connect` (deployment record, chain,
+ * device), `buildParts` (adapters and services), `runLoops` (start them). Six loops share one
+ * AbortSignal, supervised by lib/supervise.ts:
  *   chain source -> bridge (MQTT) -> marks the reconciler and the claimer dirty
- *   claimer      (claims replicas this device fits, after a score-based delay)
- *   reconciler   (chain desired state vs Docker actual state)
- *   heartbeat    (liveness on chain, well inside the TTL)
+ *   claimer          (claims replicas this device fits, after a score-based delay)
+ *   reconciler       (chain desired state vs Docker actual state)
+ *   heartbeat        (liveness on chain, well inside the TTL)
+ *   resource manager (live resizing inside the bands and the device's capacity)
+ *   keeper           (expires stale devices, finalizes expired placements and overdue claims)
  * SIGTERM/SIGINT: stop taking work, finish the reconcile pass under way, publish offline, exit 0.
+ * A fatal error in any loop stops the others, is logged with its cause, and exits 1.
  */
 import { readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
@@ -25,11 +29,14 @@ import { createClaimer, deploymentsTouchedBy } from "./claimer";
 import { ConfigError, ENV, loadConfig, type WorkerConfig } from "./config";
 import { createDelivery } from "./delivery";
 import { createKeeper } from "./keeper";
+import { bandFromChain, type ResourceBand } from "./domain/band";
+import { parseDeploymentRecord, type DeploymentRecord } from "./domain/deployment-record";
 import type { Platform } from "./domain/manifest";
-import { isRetryable, ShoalError } from "./errors";
-import { createWorkerMetrics, serveMetrics } from "./metrics";
+import { ShoalError } from "./errors";
+import { loop, onAbort, retry, superviseAll } from "./lib/supervise";
+import { createWorkerMetrics, serveMetrics, type WorkerMetrics } from "./metrics";
 import type { ChainEvent } from "./ports/chain-source";
-import type { Band } from "./ports/registry";
+import type { DeviceView, KeeperRegistry, Registry } from "./ports/registry";
 import { createReconciler } from "./reconciler";
 import { chainSenderLookup, createSealer, createSignedBus, createVerifier } from "./signed-bus";
 import { createResourceManager } from "./resource-manager";
@@ -64,85 +71,49 @@ function parseArgs(argv: string[]): { help: boolean; config?: string } {
   return args;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const wake = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", wake);
-      resolve();
-    };
-    const timer = setTimeout(wake, ms);
-    signal.addEventListener("abort", wake, { once: true });
-  });
-}
-
-/** Repeats `step` every `intervalMs` (sooner when poked) until the signal aborts; errors are logged. */
-function loop(
-  name: string,
-  logger: Logger,
-  intervalMs: number,
-  signal: AbortSignal,
-  step: () => Promise<void>,
-) {
-  let poke: (() => void) | undefined;
-  let poked = false;
-  const done = (async () => {
-    while (!signal.aborted) {
-      poked = false;
-      try {
-        await step();
-      } catch (error) {
-        if (signal.aborted) break;
-        logger.warn({ loop: name, err: error, retryable: isRetryable(error) }, `${name} failed; retrying`);
-      }
-      if (poked || signal.aborted) continue;
-      await new Promise<void>((resolve) => {
-        const wake = () => {
-          clearTimeout(timer);
-          signal.removeEventListener("abort", wake);
-          resolve();
-        };
-        const timer = setTimeout(wake, intervalMs);
-        poke = wake;
-        signal.addEventListener("abort", wake, { once: true });
-      });
-      poke = undefined;
-    }
-  })();
-  return {
-    done,
-    poke() {
-      poked = true;
-      poke?.();
-    },
-  };
-}
-
 /** The chain id, waiting for the RPC endpoint to answer (a device may boot before its network). */
 async function chainIdOf(rpcUrl: string, logger: Logger, signal: AbortSignal): Promise<number> {
-  for (let delay = 500; !signal.aborted; delay = Math.min(delay * 2, 15_000)) {
-    const probe = new JsonRpcProvider(rpcUrl, undefined, { staticNetwork: true });
-    try {
-      return Number(await probe.send("eth_chainId", []));
-    } catch (error) {
-      logger.warn({ rpcUrl, err: error, retryInMs: delay }, "chain RPC not reachable yet");
-      await sleep(delay, signal);
-    } finally {
-      probe.destroy();
-    }
-  }
-  throw new ShoalError("stopped while waiting for the chain RPC");
+  const chainId = await retry(
+    "reach the chain RPC",
+    async () => {
+      const probe = new JsonRpcProvider(rpcUrl, undefined, { staticNetwork: true });
+      try {
+        return Number(await probe.send("eth_chainId", []));
+      } finally {
+        probe.destroy();
+      }
+    },
+    {
+      signal,
+      retryable: () => true,
+      backoff: { initialMs: 500, maxMs: 15_000 },
+      onRetry: ({ error, delayMs }) =>
+        logger.warn({ rpcUrl, err: error, retryInMs: delayMs }, "chain RPC not reachable yet"),
+    },
+  );
+  if (chainId === undefined) throw new ShoalError("stopped while waiting for the chain RPC");
+  return chainId;
 }
 
-export async function runWorker(config: WorkerConfig, signal: AbortSignal, logger: Logger): Promise<void> {
-  const deviceId = config.deviceId;
-  const metrics = createWorkerMetrics({ deviceId });
-  await mkdir(config.dataDir, { recursive: true });
+/** What the chain says about this worker's device, read once at start. */
+interface Connection {
+  record: DeploymentRecord;
+  chainId: number;
+  provider: JsonRpcProvider;
+  registry: Registry & KeeperRegistry;
+  device: DeviceView;
+  platform: Platform;
+  /**
+   * The device's name in Docker and the cgroup tree: chain, registry and id, so devices of several
+   * chains on one host never touch each other's containers.
+   */
+  deviceKey: string;
+}
 
-  const record = JSON.parse(readFileSync(config.deploymentsFile, "utf8")) as {
-    chainId: number;
-    contracts: Record<string, { address: string; blockNumber: number }>;
-  };
+/** Reads the deployment record, waits for the chain and checks that the device is enrolled on it. */
+async function connect(config: WorkerConfig, signal: AbortSignal, logger: Logger): Promise<Connection> {
+  const deviceId = config.deviceId;
+  const record = parseDeploymentRecord(readFileSync(config.deploymentsFile, "utf8"), config.deploymentsFile);
   const chainId = await chainIdOf(config.rpcUrl, logger, signal);
   if (chainId !== record.chainId) {
     throw new ConfigError(
@@ -162,18 +133,62 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
     deviceId,
   });
   const device = await registry.device();
-  if (device.status === "None")
+  if (device.status === "None") {
+    provider.destroy();
     throw new ConfigError(`deviceId: ${deviceId} is not enrolled on chain ${chainId}`);
+  }
   const platform = device.platform as Platform;
   logger.info(
     { deviceId, platform, chainId, capacity: [device.cpuCapacityMillicores, device.memoryCapacityMiB] },
     "device",
   );
+  const deviceKey = `${chainId}-${record.contracts.DeviceRegistry.address.slice(2, 10).toLowerCase()}-${deviceId}`;
+  return { record, chainId, provider, registry, device, platform, deviceKey };
+}
 
+/** The device's enrolled capacity as a cgroup every container runs under, when resources are managed. */
+async function deviceCgroup(config: WorkerConfig, { device, deviceKey }: Connection) {
+  if (!config.resources.enabled) return undefined;
+  return ensureDeviceCgroup({
+    deviceId: deviceKey,
+    cpuMillicores: device.cpuCapacityMillicores,
+    memoryMiB: device.memoryCapacityMiB,
+  }).catch((error: unknown) => {
+    throw new ConfigError(
+      "resources.enabled: the device cgroup could not be created (the worker needs root and a writable " +
+        "/sys/fs/cgroup); set resources.enabled to false to run without capacity caps or live resizing",
+      { cause: error },
+    );
+  });
+}
+
+/**
+ * The band of a container's app version, from the registry. Versions are immutable, so a miss is
+ * fetched once and the container is left at its limits until then.
+ */
+function bandLookup(registry: Registry, platform: Platform) {
+  const bands = new Map<string, ResourceBand | "pending">();
+  return (container: { appId: string; version: string }): ResourceBand | undefined => {
+    const key = `${container.appId}/${container.version}`;
+    const band = bands.get(key);
+    if (band === undefined) {
+      bands.set(key, "pending");
+      registry.version(Number(container.appId), Number(container.version), platform).then(
+        (v) => bands.set(key, bandFromChain(v.band)),
+        () => bands.delete(key),
+      );
+    }
+    return band === "pending" ? undefined : band;
+  };
+}
+
+/** Every part of the worker, built and connected, nothing started. */
+async function buildParts(config: WorkerConfig, conn: Connection, metrics: WorkerMetrics, logger: Logger) {
+  const { registry, platform, deviceKey, chainId, record, device } = conn;
+  const deviceId = config.deviceId;
   const runtime = createDockerRuntime({ docker: createDockerClient(config.dockerSocket) });
-  const contentStore = createKuboContentStore({ url: config.kuboUrl });
   const delivery = createDelivery({
-    contentStore,
+    contentStore: createKuboContentStore({ url: config.kuboUrl }),
     runtime,
     platform,
     logger: logger.child({ component: "delivery" }),
@@ -193,33 +208,12 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
     }),
     sealer,
     verifier: createVerifier({
-      lookup: chainSenderLookup(provider, record.contracts.DeviceRegistry.address),
+      lookup: chainSenderLookup(conn.provider, record.contracts.DeviceRegistry.address),
       droppedCounter: metrics.busMessagesDropped,
       onDrop: (topic, reason) => logger.debug({ topic, reason }, "dropped an unverified message"),
     }),
   });
-
-  // The device's name in Docker and the cgroup tree: chain, registry and id, so devices of several
-  // chains on one host never touch each other's containers.
-  const deviceKey = `${chainId}-${record.contracts.DeviceRegistry.address.slice(2, 10).toLowerCase()}-${deviceId}`;
-  // The device's enrolled capacity, enforced by the kernel: every container runs under this cgroup.
-  const cgroup = config.resources.enabled
-    ? await ensureDeviceCgroup({
-        deviceId: deviceKey,
-        cpuMillicores: device.cpuCapacityMillicores,
-        memoryMiB: device.memoryCapacityMiB,
-      }).catch((error: unknown) => {
-        throw new ConfigError(
-          "resources.enabled: the device cgroup could not be created (the worker needs root and a writable " +
-            "/sys/fs/cgroup); set resources.enabled to false to run without capacity caps or live resizing",
-          { cause: error },
-        );
-      })
-    : undefined;
-
-  // Bands by app version; versions are immutable, so a miss is fetched once and the container is
-  // left at its limits until then.
-  const bands = new Map<string, Band | "pending">();
+  const cgroup = await deviceCgroup(config, conn);
   const resourceManager = cgroup
     ? createResourceManager({
         deviceId: String(deviceId),
@@ -227,25 +221,7 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
         capacity: { cpuMillicores: device.cpuCapacityMillicores, memoryMiB: device.memoryCapacityMiB },
         runtime,
         metrics: createCgroupMetricsSource({ cgroupParent: cgroup.cgroupParent }),
-        bandOf: (container) => {
-          const key = `${container.appId}/${container.version}`;
-          const band = bands.get(key);
-          if (band === undefined) {
-            bands.set(key, "pending");
-            registry.version(Number(container.appId), Number(container.version), platform).then(
-              (v) => bands.set(key, v.band),
-              () => bands.delete(key),
-            );
-          }
-          return band === "pending" || band === undefined
-            ? undefined
-            : {
-                cpuMillicoresMin: band.cpuMinMillicores,
-                cpuMillicoresMax: band.cpuMaxMillicores,
-                memoryMiBMin: band.memoryMinMiB,
-                memoryMiBMax: band.memoryMaxMiB,
-              };
-        },
+        bandOf: bandLookup(registry, platform),
         evict: async (placementId) => {
           // Give the replica back (Failed: Evicted) so a device with room claims it, then free ours.
           await registry.fail(placementId, "Evicted");
@@ -258,7 +234,6 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
         promMetrics: metrics,
       })
     : undefined;
-
   const reconciler = createReconciler({
     registry,
     deviceKey,
@@ -283,7 +258,6 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
       if (outcome.result === "won") reconciler.markDirty("claimed");
     },
   });
-
   const { contracts, startBlock } = contractsFromDeployment(record);
   const source = createEthersChainSource({
     rpcUrl: config.rpcUrl,
@@ -314,28 +288,56 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
     dataDir: config.dataDir,
     logger: logger.child({ component: "bridge" }),
   });
+  return { runtime, bus, resourceManager, reconciler, claimer, source, bridge, keeper };
+}
 
-  const metricsServer =
-    config.metricsPort > 0
-      ? await serveMetrics(metrics.registry, { host: config.metricsHost, port: config.metricsPort })
-      : undefined;
-  if (metricsServer)
-    logger.info({ url: `http://${config.metricsHost}:${metricsServer.port}/metrics` }, "metrics");
+type Parts = Awaited<ReturnType<typeof buildParts>>;
+
+/**
+ * Starts every loop on `signal` and waits for them. The first loop to fail fatally aborts `stop`,
+ * so the others finish their step and return, and its error is rethrown: a worker never runs on
+ * without its chain source, bridge or any other loop.
+ */
+async function runLoops(
+  config: WorkerConfig,
+  conn: Connection,
+  parts: Parts,
+  metrics: WorkerMetrics,
+  stop: AbortController,
+  logger: Logger,
+): Promise<void> {
+  const { signal } = stop;
+  const { registry, device } = conn;
+  const { bus, claimer, reconciler, resourceManager, source, bridge, keeper } = parts;
+  const onError = ({
+    loop: name,
+    error,
+    retryable,
+    delayMs,
+  }: {
+    loop: string;
+    error: unknown;
+    retryable: boolean;
+    delayMs: number;
+  }) => logger.warn({ loop: name, err: error, retryable, retryInMs: delayMs }, `${name} failed; retrying`);
 
   const heartbeatS = config.heartbeatIntervalS || Math.max(1, Math.floor(device.heartbeatTtlS / 3));
-  const heartbeat = loop("heartbeat", logger, heartbeatS * 1000, signal, async () => {
-    const { hash } = await registry.heartbeat();
-    metrics.chainTransactions.inc({ method: "heartbeat", result: "ok" });
-    logger.debug({ tx: hash }, "heartbeat");
-  });
+  const heartbeat = loop(
+    "heartbeat",
+    async () => {
+      const { hash } = await registry.heartbeat();
+      metrics.chainTransactions.inc({ method: "heartbeat", result: "ok" });
+      logger.debug({ tx: hash }, "heartbeat");
+    },
+    { intervalMs: heartbeatS * 1000, signal, policy: "always", onError },
+  );
   const claims = config.claim.enabled
-    ? loop(
-        "claimer",
-        logger,
-        config.reconcileIntervalMs,
+    ? loop("claimer", async () => void (await claimer.pass({ signal })), {
+        intervalMs: config.reconcileIntervalMs,
         signal,
-        async () => void (await claimer.pass({ signal })),
-      )
+        policy: "always",
+        onError,
+      })
     : undefined;
 
   // New chain logs (this worker's source) and bridged events (any worker's, often first) mark the
@@ -375,26 +377,54 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
       { signal },
     );
   })();
-  const reconciling = reconciler.run({ signal });
-  const resizing = resourceManager?.run({ signal });
-  const keeping = keeper?.run({ signal });
   logger.info(
-    { deviceId, heartbeatS, bridge: config.bridge.enabled, claim: config.claim.enabled },
+    { deviceId: config.deviceId, heartbeatS, bridge: config.bridge.enabled, claim: config.claim.enabled },
     "worker started",
   );
+  await superviseAll(
+    [
+      { name: config.bridge.enabled ? "chain source and bridge" : "chain source", done: chain },
+      { name: "reconciler", done: reconciler.run({ signal }) },
+      ...(resourceManager ? [{ name: "resource manager", done: resourceManager.run({ signal }) }] : []),
+      ...(keeper ? [{ name: "keeper", done: keeper.run({ signal }) }] : []),
+      { name: "heartbeat", done: heartbeat.done },
+      ...(claims ? [{ name: "claimer", done: claims.done }] : []),
+    ],
+    (cause) => stop.abort(cause),
+  );
+}
 
-  const results = await Promise.allSettled([
-    chain,
-    reconciling,
-    resizing,
-    keeping,
-    heartbeat.done,
-    claims?.done,
-  ]);
-  for (const result of results) if (result.status === "rejected" && !signal.aborted) throw result.reason;
-  await bus.close().catch((error: unknown) => logger.warn({ err: error }, "could not announce offline"));
-  await metricsServer?.close();
-  provider.destroy();
+/**
+ * Builds the worker's parts and runs them until `signal` aborts (resolves) or a loop fails fatally
+ * (rejects with a LoopError whose cause is the loop's error).
+ */
+export async function runWorker(config: WorkerConfig, signal: AbortSignal, logger: Logger): Promise<void> {
+  const metrics = createWorkerMetrics({ deviceId: config.deviceId });
+  await mkdir(config.dataDir, { recursive: true });
+  // Aborted by the caller (SIGTERM) or by the first loop that fails fatally.
+  const stop = new AbortController();
+  const offSignal = onAbort(signal, () => stop.abort(signal.reason));
+  try {
+    const conn = await connect(config, stop.signal, logger);
+    const parts = await buildParts(config, conn, metrics, logger);
+    const metricsServer =
+      config.metricsPort > 0
+        ? await serveMetrics(metrics.registry, { host: config.metricsHost, port: config.metricsPort })
+        : undefined;
+    if (metricsServer)
+      logger.info({ url: `http://${config.metricsHost}:${metricsServer.port}/metrics` }, "metrics");
+    try {
+      await runLoops(config, conn, parts, metrics, stop, logger);
+    } finally {
+      await parts.bus
+        .close()
+        .catch((error: unknown) => logger.warn({ err: error }, "could not announce offline"));
+      await metricsServer?.close();
+      conn.provider.destroy();
+    }
+  } finally {
+    offSignal();
+  }
   logger.info("worker stopped");
 }
 

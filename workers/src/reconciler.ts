@@ -15,6 +15,8 @@ import { containerSpec, specHash, type ContainerSpecOptions } from "./domain/con
 import { plan, type DesiredPlacement, type PlanAction } from "./domain/plan";
 import { DeliveryError, type Delivery } from "./delivery";
 import { isRetryable } from "./errors";
+import { sleep } from "./lib/supervise";
+import { keepsContainer } from "./domain/placement";
 import type { WorkerMetrics } from "./metrics";
 import type { FailureCode, PlacementView, Registry } from "./ports/registry";
 import type { Runtime } from "./ports/runtime";
@@ -58,8 +60,6 @@ export interface Reconciler {
   run(options: { signal: AbortSignal }): Promise<void>;
 }
 
-/** Placements the device must run: claimed or running, and superseded ones until replaced. */
-const LIVE_STATES = new Set(["Claimed", "Running", "Superseded"]);
 const PAGE = 32;
 
 export function createReconciler(deps: ReconcilerDeps): Reconciler {
@@ -86,7 +86,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       if (page.length < PAGE) break;
     }
     if (fresh.length > 0) newestSeen = fresh[0].placementId;
-    for (const p of fresh) if (LIVE_STATES.has(p.state)) tracked.set(p.placementId, p);
+    for (const p of fresh) if (keepsContainer(p.state)) tracked.set(p.placementId, p);
     const states = await Promise.all(
       [...tracked.keys()].map(
         async (id) => [id, await registry.placementState(id, { blockTag, signal })] as const,
@@ -94,7 +94,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     );
     for (const [id, state] of states) {
       const p = tracked.get(id)!;
-      if (LIVE_STATES.has(state)) tracked.set(id, { ...p, state });
+      if (keepsContainer(state)) tracked.set(id, { ...p, state });
       else tracked.delete(id);
     }
     return [...tracked.values()];
@@ -270,16 +270,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     async run({ signal }) {
       while (!signal.aborted) {
         if (!dirty) {
-          await new Promise<void>((resolve) => {
-            const done = () => {
-              clearTimeout(timer);
-              signal.removeEventListener("abort", done);
-              resolve();
-            };
-            const timer = setTimeout(done, deps.intervalMs);
-            wake = done;
-            signal.addEventListener("abort", done, { once: true });
-          });
+          await sleep(deps.intervalMs, signal, { onWake: (w) => (wake = w) });
           wake = undefined;
           if (signal.aborted) break;
         }

@@ -1,6 +1,6 @@
 /**
  * The resource manager of a device: every control period it reads the metrics of the device's
- * running containers, asks the pure controller (domain/controller.ts) for their next limits, applies
+ * running containers, asks the pure controller (domain/controller/) for their next limits, applies
  * the changes in place with `docker update` (no restart), hands evictions to the caller, and
  * publishes every decision on `<root>/devices/<deviceId>/resources` (and a metrics summary on
  * `<root>/devices/<deviceId>/metrics`).
@@ -15,10 +15,9 @@
  * works from the limits that were actually applied, so a failed `docker update` is simply asked
  * for again.
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
-import type { HostCounters, HostUsage } from "./adapters/host-metrics";
-import { hostUsageBetween } from "./adapters/host-metrics";
+import type { HostCounters, HostUsage } from "./domain/host-usage";
+import { hostUsageBetween } from "./domain/host-usage";
 import type { ResourceLimits } from "./domain/container-spec";
 import {
   DEFAULT_CONTROLLER_PARAMS,
@@ -44,31 +43,14 @@ import type {
 } from "./domain/controller";
 import type { ResourceBand } from "./domain/manifest";
 import { TOPIC_ROOT } from "./domain/topics";
+import { sleep } from "./lib/supervise";
 import type { WorkerMetrics } from "./metrics";
 import type { Bus } from "./ports/bus";
+import type { MetricsSource } from "./ports/metrics";
 import type { ActualContainer, Runtime } from "./ports/runtime";
 
-/** One scrape of the device: host counters, the device cgroup's, and each container's by id. */
-export interface MetricsSample {
-  atMs: number;
-  host?: HostCounters;
-  device?: CgroupCounters;
-  /** Containers whose cgroup was found; a missing id is a container that went away. */
-  containers: Map<string, CgroupCounters>;
-}
-
-/** Where the manager's metrics come from (adapters/cgroup-metrics.ts: createCgroupMetricsSource). */
-export interface MetricsSource {
-  sample(containerIds: readonly string[], options?: { signal?: AbortSignal }): Promise<MetricsSample>;
-  /**
-   * The CPU counters alone of the containers found, by id: what the fast path reads every
-   * fastPeriodMs, so it must be cheap. Optional: without it the fast path is off.
-   */
-  sampleCpu?(
-    containerIds: readonly string[],
-    options?: { signal?: AbortSignal },
-  ): Promise<Map<string, CpuCounters>>;
-}
+// The metrics port (workers/src/ports/metrics.ts), re-exported for the manager's users.
+export type { MetricsSample, MetricsSource } from "./ports/metrics";
 
 export type ResourceManagerMetrics = Pick<
   WorkerMetrics,
@@ -543,12 +525,7 @@ export function createResourceManager(deps: ResourceManagerDeps): ResourceManage
 
   /** Sleeps until monotonic `t`; false when the signal aborted. */
   async function until(t: number, signal: AbortSignal): Promise<boolean> {
-    try {
-      await sleep(Math.max(0, t - now()), undefined, { signal });
-      return true;
-    } catch {
-      return false;
-    }
+    return sleep(Math.max(0, t - now()), signal);
   }
 
   return {

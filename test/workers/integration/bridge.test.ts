@@ -17,15 +17,12 @@ import {
   type DeviceRegistry,
   type PlacementRegistry,
 } from "../../../typechain-types";
-import { createBridge, type Bridge } from "../../../workers/src/bridge";
-import {
-  contractsFromDeployment,
-  createEthersChainSource,
-} from "../../../workers/src/adapters/ethers-chain-source";
-import { BusError, createMqttBus, type MqttBus } from "../../../workers/src/adapters/mqtt-bus";
-import { createTopics } from "../../../workers/src/domain/topics";
-import { isRetryable } from "../../../workers/src/errors";
-import type { ChainSource, PollOutcome } from "../../../workers/src/ports/chain-source";
+import { createBridge, type Bridge } from "../../../workers/src";
+import { contractsFromDeployment, createEthersChainSource } from "../../../workers/src";
+import { BusError, createMqttBus, type MqttBus } from "../../../workers/src";
+import { createTopics } from "../../../workers/src";
+import { isRetryable } from "../../../workers/src";
+import type { ChainSource, PollOutcome } from "../../../workers/src";
 import { runHardhat, devWallet } from "../../../scripts/lib/local-chain";
 import { requireChain, requireMqtt, serviceUrls } from "../../shared/services";
 

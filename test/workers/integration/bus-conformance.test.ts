@@ -1,6 +1,6 @@
 // The Bus port's conformance suite against the MQTT adapter and the real Mosquitto broker.
 import pino from "pino";
-import { createMqttBus } from "../../../workers/src/adapters/mqtt-bus";
+import { createMqttBus } from "../../../workers/src";
 import { busConformance } from "../../shared/bus-conformance";
 import { freePort } from "../../shared/processes";
 import { requireMqtt, serviceUrls } from "../../shared/services";

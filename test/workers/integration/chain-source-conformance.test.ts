@@ -4,10 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import pino from "pino";
 import { DeviceRegistry__factory } from "../../../typechain-types";
-import {
-  contractsFromDeployment,
-  createEthersChainSource,
-} from "../../../workers/src/adapters/ethers-chain-source";
+import { contractsFromDeployment, createEthersChainSource } from "../../../workers/src";
 import { chainSourceConformance } from "../../shared/chain-source-conformance";
 import { chainWorld } from "../../shared/chain-world";
 

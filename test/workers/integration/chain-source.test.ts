@@ -23,7 +23,7 @@ import {
   contractsFromDeployment,
   createEthersChainSource,
   type EthersChainSourceDeps,
-} from "../../../workers/src/adapters/ethers-chain-source";
+} from "../../../workers/src";
 import {
   advance,
   applyEvents,
@@ -31,14 +31,9 @@ import {
   initialDerived,
   rollback,
   type DerivedState,
-} from "../../../workers/src/domain/desired-state";
-import { isRetryable } from "../../../workers/src/errors";
-import type {
-  ChainBatch,
-  ChainEvent,
-  ChainSource,
-  PollOutcome,
-} from "../../../workers/src/ports/chain-source";
+} from "../../../workers/src";
+import { isRetryable } from "../../../workers/src";
+import type { ChainBatch, ChainEvent, ChainSource, PollOutcome } from "../../../workers/src";
 import { runHardhat, devWallet } from "../../../scripts/lib/local-chain";
 import { waitFor } from "../../shared/processes";
 import { requireChain, serviceUrls } from "../../shared/services";

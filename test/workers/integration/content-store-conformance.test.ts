@@ -1,5 +1,5 @@
 // The ContentStore port's conformance suite against the Kubo adapter and the real Kubo node.
-import { createKuboContentStore } from "../../../workers/src/adapters/kubo";
+import { createKuboContentStore } from "../../../workers/src";
 import { contentStoreConformance } from "../../shared/content-store-conformance";
 import { freePort } from "../../shared/processes";
 import { requireKubo, serviceUrls } from "../../shared/services";

@@ -9,20 +9,20 @@ import {
   parseV1Cpu,
   parseV2Counters,
   parseV2Cpu,
-} from "../../../workers/src/adapters/cgroup-metrics";
-import { hostUsageBetween, parseHostCounters } from "../../../workers/src/adapters/host-metrics";
-import type { CgroupCounters } from "../../../workers/src/domain/controller";
+} from "../../../workers/src";
+import { hostUsageBetween, parseHostCounters } from "../../../workers/src";
+import type { CgroupCounters } from "../../../workers/src";
 import {
   DEFAULT_CGROUP_ROOT,
   DeviceCgroupError,
   detectCgroupVersion,
   ensureDeviceCgroup,
   removeDeviceCgroup,
-} from "../../../workers/src/adapters/device-cgroup";
-import { createDockerRuntime } from "../../../workers/src/adapters/docker-runtime";
-import { containerSpec } from "../../../workers/src/domain/container-spec";
-import { parseManifest, toPublishedManifest } from "../../../workers/src/domain/manifest";
-import type { PublishedManifest } from "../../../workers/src/domain/manifest";
+} from "../../../workers/src";
+import { createDockerRuntime } from "../../../workers/src";
+import { containerSpec } from "../../../workers/src";
+import { parseManifest, toPublishedManifest } from "../../../workers/src";
+import type { PublishedManifest } from "../../../workers/src";
 import { waitFor } from "../../shared/processes";
 import { requireDocker, serviceUrls } from "../../shared/services";
 

@@ -3,8 +3,8 @@
 // receipt is awaited rejects at once without breaking the adapter's nonce sequence.
 import { expect } from "chai";
 import { JsonRpcProvider, Network } from "ethers";
-import { createEthersRegistry } from "../../../workers/src/adapters/ethers-registry";
-import type { Registry } from "../../../workers/src/ports/registry";
+import { createEthersRegistry } from "../../../workers/src";
+import type { Registry } from "../../../workers/src";
 import { chainWorld, type ChainWorld } from "../../shared/chain-world";
 import { registryConformance, rejectionOf } from "../../shared/registry-conformance";
 

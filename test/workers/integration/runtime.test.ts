@@ -1,8 +1,8 @@
 import { expect } from "chai";
 import Docker from "dockerode";
-import { createDockerRuntime, RuntimeError } from "../../../workers/src/adapters/docker-runtime";
-import { containerSpec, specHash } from "../../../workers/src/domain/container-spec";
-import type { Runtime } from "../../../workers/src/ports/runtime";
+import { createDockerRuntime, RuntimeError } from "../../../workers/src";
+import { containerSpec, specHash } from "../../../workers/src";
+import type { Runtime } from "../../../workers/src";
 import { demoWebManifest, pageOf, runtimeConformance } from "../../shared/runtime-conformance";
 import { requireDocker, serviceUrls } from "../../shared/services";
 

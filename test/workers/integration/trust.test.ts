@@ -17,7 +17,7 @@ import {
   type DeviceCredentials,
 } from "../../../scripts/fleet/credentials";
 import { createObserver, type Observer } from "../../../scripts/fleet/observe";
-import { createSealer } from "../../../workers/src/signed-bus";
+import { createSealer } from "../../../workers/src";
 import { freePort, waitFor, WorkerProcess } from "../../shared/processes";
 import { requireChain, requireDocker, requireKubo, requireMqtt, serviceUrls } from "../../shared/services";
 

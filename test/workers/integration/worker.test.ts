@@ -6,11 +6,11 @@ import { expect } from "chai";
 import Docker from "dockerode";
 import { JsonRpcProvider } from "ethers";
 import mqtt from "mqtt";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { PLACEMENT_STATES, RELEASE_REASONS } from "../../../workers/src/domain/chain-enums";
-import { removeDeviceCgroup } from "../../../workers/src/adapters/device-cgroup";
+import { PLACEMENT_STATES, RELEASE_REASONS } from "../../../workers/src";
+import { removeDeviceCgroup } from "../../../workers/src";
 import { PlacementRegistry__factory, type PlacementRegistry } from "../../../typechain-types";
 import { runHardhat, type CliResult, devWallet } from "../../../scripts/lib/local-chain";
 import { freePort, PrivateBroker, waitFor, WorkerProcess } from "../../shared/processes";
@@ -300,5 +300,61 @@ describe("worker: chain -> IPFS -> Docker -> chain, with the MQTT bridge", funct
     await subscriber.subscribeAsync(`shoal/v1/devices/${deviceId}/status`, { qos: 1 });
     expect(await worker.stop()).to.equal(0);
     expect(JSON.parse(await status)).to.include({ status: "offline" });
+  });
+
+  // Every worker used to print this within a minute: each of the bridge's concurrent MQTT publishes
+  // put its own listener on the worker's one AbortSignal (fixed in workers/src/lib/supervise.ts).
+  it("never warns of an abort-listener leak over the whole run", function () {
+    expect(worker.log).to.contain("worker started");
+    expect(worker.log).not.to.contain("MaxListenersExceededWarning");
+  });
+
+  // A data dir kept from another deployment is an unrecoverable config: the chain source refuses it
+  // once the loops run. The worker must stop with the cause, non-zero, for its supervisor to see,
+  // instead of heartbeating on without its chain source and bridge.
+  it("exits non-zero with the cause logged when a loop fails fatally", async function () {
+    const dataDir = path.join(dir, "worker-of-another-deployment");
+    await mkdir(dataDir, { recursive: true });
+    await writeFile(
+      path.join(dataDir, "chain-checkpoint.json"),
+      JSON.stringify({
+        version: 1,
+        chainId: record.chainId,
+        contracts: { PlacementRegistry: "0x00000000000000000000000000000000000000aa" },
+        checkpoint: { number: 0, hash: null },
+        recent: [],
+      }),
+    );
+    // No claims: this worker must not take work while the test runs it.
+    const config = path.join(dir, "doomed.json");
+    await writeFile(config, JSON.stringify({ claim: { enabled: false } }));
+    const doomed = new WorkerProcess(
+      {
+        SHOAL_RPC_URL: urls.rpcUrl,
+        SHOAL_OPERATOR_KEY: devWallet(OPERATOR).privateKey,
+        SHOAL_DEVICE_ID: deviceId,
+        SHOAL_DEPLOYMENTS_FILE: path.join(dir, "localhost.json"),
+        SHOAL_MQTT_URL: broker.url,
+        SHOAL_KUBO_URL: urls.kuboUrl,
+        SHOAL_DATA_DIR: dataDir,
+      },
+      ["--config", config],
+    );
+    doomed.start();
+    try {
+      await waitFor("the worker to exit", async () => !doomed.running, 60_000);
+      expect(await doomed.stop(), doomed.tail()).to.equal(1);
+      expect(doomed.log).to.contain("worker started");
+      const fatal = doomed.log
+        .split("\n")
+        .filter((line) => line.startsWith("{"))
+        .map((line) => JSON.parse(line) as { level: number; msg: string; err?: { message?: string } })
+        .find((line) => line.level === 60);
+      expect(fatal, doomed.tail()).to.not.equal(undefined);
+      expect(fatal!.msg).to.contain("loop stopped on a fatal error");
+      expect(fatal!.err?.message ?? fatal!.msg).to.contain("belongs to another chain or deployment");
+    } finally {
+      await doomed.stop();
+    }
   });
 });

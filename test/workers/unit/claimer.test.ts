@@ -3,16 +3,16 @@
 // re-reads, and how chain events steer it.
 import { expect } from "chai";
 import pino from "pino";
-import { RegistryError } from "../../../workers/src/adapters/ethers-registry";
-import { createClaimer, deploymentsTouchedBy, type ClaimOutcome } from "../../../workers/src/claimer";
-import type { ChainEvent } from "../../../workers/src/ports/chain-source";
+import { placementIdOf, RegistryError } from "../../../workers/src";
+import { createClaimer, deploymentsTouchedBy, type ClaimOutcome } from "../../../workers/src";
+import type { ChainEvent } from "../../../workers/src";
 import type {
   DeploymentView,
   DeviceView,
   PlacementState,
   PlacementView,
   Registry,
-} from "../../../workers/src/ports/registry";
+} from "../../../workers/src";
 
 const DEVICE = 7;
 const BAND = { cpuMinMillicores: 100, cpuMaxMillicores: 500, memoryMinMiB: 64, memoryMaxMiB: 128 };
@@ -86,7 +86,7 @@ class FakeRegistry implements Registry {
     const p = this.mine.get(id);
     // Ours is the newest live placement: the first one shed after a scale-down.
     return Array.from({ length: d.liveReplicas }, (_, i) => ({
-      placementId: i === d.liveReplicas - 1 && p ? p.id : String((BigInt(id) << 32n) | BigInt(i + 1)),
+      placementId: i === d.liveReplicas - 1 && p ? p.id : String(placementIdOf(id, i + 1)),
       deploymentId: id,
       deviceId: i === d.liveReplicas - 1 && p ? DEVICE : 99,
       appId: 1,
@@ -105,7 +105,7 @@ class FakeRegistry implements Registry {
       throw new RegistryError(`claiming deployment ${id}: reverted with ${revert}()`, { errorName: revert });
     const d = this.deployments.get(id)!;
     d.liveReplicas++;
-    const placementId = String((BigInt(id) << 32n) | 100n);
+    const placementId = String(placementIdOf(id, 100));
     this.mine.set(id, { id: placementId, state: "Claimed" });
     return { hash: "0x", gasUsed: 0n, blockNumber: 1, placementId };
   };
@@ -286,7 +286,7 @@ describe("claimer: what a pass reads, claims and releases", function () {
 
 describe("claimer: deployments touched by chain events", function () {
   it("takes the deployment from deploymentId or from a placement id's upper bits", function () {
-    const placementOf5 = ((5n << 32n) | 3n).toString();
+    const placementOf5 = placementIdOf(5, 3).toString();
     expect(
       deploymentsTouchedBy([
         event("DeploymentScaled", { deploymentId: 2, replicas: 3 }),

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { ConfigError, loadConfig } from "../../../workers/src/config";
+import { ConfigError, loadConfig } from "../../../workers/src";
 
 const KEY = "0x" + "ab".repeat(32);
 const base = { SHOAL_OPERATOR_KEY: KEY, SHOAL_DEVICE_ID: "3" };

@@ -18,7 +18,7 @@ import {
   type ControlInput,
   type ControlledContainer,
   type ControllerState,
-} from "../../../workers/src/domain/controller";
+} from "../../../workers/src";
 
 const AT = "2026-11-26T10:00:00.000Z";
 const BAND = { cpuMillicoresMin: 100, cpuMillicoresMax: 1000, memoryMiBMin: 16, memoryMiBMax: 256 };

@@ -11,8 +11,8 @@ import {
   nextSequence,
   rootOf,
   type Envelope,
-} from "../../../workers/src/domain/envelope";
-import { createSealer, createVerifier } from "../../../workers/src/signed-bus";
+} from "../../../workers/src";
+import { createSealer, createVerifier } from "../../../workers/src";
 
 const sha256 = (d: Uint8Array) => `0x${createHash("sha256").update(d).digest("hex")}`;
 const crypto = { sha256 };

@@ -14,11 +14,11 @@ import {
   type KeeperDuty,
   type KeeperEvent,
   type KeeperLedger,
-} from "../../../workers/src/domain/keeper";
-import { RegistryError } from "../../../workers/src/adapters/ethers-registry";
-import { createKeeper, type KeeperOutcome } from "../../../workers/src/keeper";
-import type { ChainBatch, ChainSourceStatus } from "../../../workers/src/ports/chain-source";
-import type { KeeperRegistry, TxResult } from "../../../workers/src/ports/registry";
+} from "../../../workers/src";
+import { RegistryError } from "../../../workers/src";
+import { createKeeper, type KeeperOutcome } from "../../../workers/src";
+import type { ChainBatch, ChainSourceStatus } from "../../../workers/src";
+import type { KeeperRegistry, TxResult } from "../../../workers/src";
 
 const ME = "0x00000000000000000000000000000000000000aa";
 const OTHER = "0x00000000000000000000000000000000000000bb";

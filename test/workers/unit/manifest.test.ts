@@ -19,9 +19,9 @@ import {
   stableStringify,
   toPublishedManifest,
   validateCanonicalManifest,
-} from "../../../workers/src/domain/manifest";
-import type { Manifest, ResourceBand } from "../../../workers/src/domain/manifest";
-import { ShoalError } from "../../../workers/src/errors";
+} from "../../../workers/src";
+import type { Manifest, ResourceBand } from "../../../workers/src";
+import { ShoalError } from "../../../workers/src";
 import {
   DOCS_PATH,
   EXAMPLE_IMAGE_CIDS,

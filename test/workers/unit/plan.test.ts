@@ -11,16 +11,12 @@ import {
   effectiveUser,
   imageRefForCid,
   specHash,
-} from "../../../workers/src/domain/container-spec";
-import type { ContainerSpec, PlacementIdentity } from "../../../workers/src/domain/container-spec";
-import {
-  canonicalManifestBytes,
-  parseManifest,
-  validateCanonicalManifest,
-} from "../../../workers/src/domain/manifest";
-import type { PublishedManifest } from "../../../workers/src/domain/manifest";
-import { plan } from "../../../workers/src/domain/plan";
-import type { ActualContainer, DesiredPlacement, PlanAction } from "../../../workers/src/domain/plan";
+} from "../../../workers/src";
+import type { ContainerSpec, PlacementIdentity } from "../../../workers/src";
+import { canonicalManifestBytes, parseManifest, validateCanonicalManifest } from "../../../workers/src";
+import type { PublishedManifest } from "../../../workers/src";
+import { plan } from "../../../workers/src";
+import type { ActualContainer, DesiredPlacement, PlanAction } from "../../../workers/src";
 
 const ROOT = join(__dirname, "..", "..", "..");
 const CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";

@@ -1,10 +1,5 @@
 import { expect } from "chai";
-import {
-  claimDelayMs,
-  fit,
-  type DeviceFitInput,
-  type ReplicaTerms,
-} from "../../../workers/src/domain/scoring";
+import { claimDelayMs, fit, type DeviceFitInput, type FitTerms } from "../../../workers/src";
 
 const device: DeviceFitInput = {
   platform: "linux/amd64",
@@ -15,7 +10,7 @@ const device: DeviceFitInput = {
   memoryReservedMiB: 0,
   load: 0,
 };
-const terms: ReplicaTerms = {
+const terms: FitTerms = {
   platforms: ["linux/amd64"],
   requiredLabels: [],
   cpuMinMillicores: 100,
@@ -23,7 +18,7 @@ const terms: ReplicaTerms = {
 };
 
 describe("scoring: fit and claim delay", function () {
-  const refusals: Array<[string, Partial<DeviceFitInput>, Partial<ReplicaTerms>, string, string]> = [
+  const refusals: Array<[string, Partial<DeviceFitInput>, Partial<FitTerms>, string, string]> = [
     [
       "another platform",
       { platform: "linux/arm64" },

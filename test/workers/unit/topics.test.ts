@@ -5,7 +5,7 @@ import { Interface } from "ethers";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { DeviceRegistry__factory, PlacementRegistry__factory } from "../../../typechain-types";
-import { createLogDecoder } from "../../../workers/src/adapters/ethers-chain-source";
+import { createLogDecoder } from "../../../workers/src";
 import {
   advance,
   applyEvents,
@@ -14,7 +14,7 @@ import {
   restoreDerived,
   rollback,
   type DerivedState,
-} from "../../../workers/src/domain/desired-state";
+} from "../../../workers/src";
 import {
   TOPIC_TABLE,
   chainEventMessage,
@@ -24,8 +24,8 @@ import {
   stateMessages,
   topicMatches,
   topics,
-} from "../../../workers/src/domain/topics";
-import type { ChainEvent, JsonValue, ShoalContractName } from "../../../workers/src/ports/chain-source";
+} from "../../../workers/src";
+import type { ChainEvent, JsonValue, ShoalContractName } from "../../../workers/src";
 
 const CHAIN = 31337;
 const OWNER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";

@@ -21,7 +21,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { CgroupCounters, CpuCounters } from "../domain/controller";
 import { ShoalError } from "../errors";
-import type { MetricsSample, MetricsSource } from "../resource-manager";
+import type { MetricsSample, MetricsSource } from "../ports/metrics";
 import { DEFAULT_CGROUP_ROOT, detectCgroupVersion } from "./device-cgroup";
 import type { CgroupVersion } from "./device-cgroup";
 import { readHostCounters } from "./host-metrics";

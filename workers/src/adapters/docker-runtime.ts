@@ -11,48 +11,17 @@ import {
 } from "../domain/container-spec";
 import type { ContainerSpec } from "../domain/container-spec";
 import type { ActualContainer, ContainerState } from "../domain/plan";
-import { ShoalError } from "../errors";
-import type { ImageInfo, LoadedImage, ResourceUpdate, Runtime } from "../ports/runtime";
+import {
+  RuntimeError,
+  type ImageInfo,
+  type LoadedImage,
+  type ResourceUpdate,
+  type Runtime,
+  type RuntimeErrorReason,
+} from "../ports/runtime";
 
-/**
- * Why a runtime call failed: unavailable (engine unreachable), server (5xx), aborted, conflict (a
- * container of that name with another spec, or an operation already under way), not-found, invalid
- * (the engine refused the request), image-invalid (a tar docker load refused), unsafe-user.
- */
-export type RuntimeErrorReason =
-  | "unavailable"
-  | "server"
-  | "aborted"
-  | "conflict"
-  | "not-found"
-  | "invalid"
-  | "image-invalid"
-  | "unsafe-user";
-
-export class RuntimeError extends ShoalError {
-  override name = "RuntimeError";
-  readonly reason: RuntimeErrorReason;
-  readonly statusCode: number | undefined;
-
-  constructor(
-    shortMessage: string,
-    options: {
-      reason: RuntimeErrorReason;
-      statusCode?: number;
-      cause?: unknown;
-      retryable?: boolean;
-      details?: string;
-    },
-  ) {
-    super(shortMessage, {
-      cause: options.cause,
-      details: options.details,
-      retryable: options.retryable ?? ["unavailable", "server", "conflict"].includes(options.reason),
-    });
-    this.reason = options.reason;
-    this.statusCode = options.statusCode;
-  }
-}
+// The port's error (workers/src/ports/runtime.ts), re-exported for this adapter's users.
+export { RuntimeError, type RuntimeErrorReason };
 
 const CONNECTION_CODES = new Set([
   "ECONNREFUSED",

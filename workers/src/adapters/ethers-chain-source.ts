@@ -18,8 +18,10 @@ import {
   PlacementRegistry__factory,
   ShoalToken__factory,
 } from "../../../typechain-types";
-import { readJsonFile, writeJsonFileAtomic } from "../checkpoint";
+import { readJsonFile, writeJsonFileAtomic } from "../lib/json-file";
+import { SHOAL_CONTRACTS } from "../domain/deployment-record";
 import { ShoalError, isRetryable } from "../errors";
+import { backoffDelay, sleep } from "../lib/supervise";
 import type {
   BlockRef,
   ChainBatch,
@@ -44,11 +46,9 @@ const ABIS: Record<ShoalContractName, InterfaceAbi> = {
 };
 
 /** The registries a device worker bridges; the token's transfers are not its business. */
-export const REGISTRY_CONTRACTS: readonly ShoalContractName[] = [
-  "AppRegistry",
-  "DeviceRegistry",
-  "PlacementRegistry",
-];
+export const REGISTRY_CONTRACTS: readonly ShoalContractName[] = SHOAL_CONTRACTS.filter(
+  (name) => name !== "ShoalToken",
+);
 
 // ---------------------------------------------------------------------------------------------------
 // Decoding
@@ -267,19 +267,6 @@ interface RpcLog extends LogLike {
 }
 
 const hex = (n: number) => `0x${n.toString(16)}`;
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
-}
 
 /** An error object in a JSON-RPC response. */
 class JsonRpcError extends ChainSourceError {
@@ -598,8 +585,11 @@ export function createEthersChainSource(deps: EthersChainSourceDeps): ChainSourc
             failures++;
             // Jitter (half the ceiling fixed, half random) keeps a fleet of workers that lost
             // the same node from retrying in lockstep when it comes back.
-            const ceiling = Math.min(maxBackoffMs, pollIntervalMs * 2 ** Math.min(failures - 1, 20));
-            const delayMs = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+            const delayMs = backoffDelay(failures, {
+              initialMs: pollIntervalMs,
+              maxMs: maxBackoffMs,
+              jitter: 0.5,
+            });
             log.warn({ err: error, failures, delayMs }, "chain poll failed; retrying");
             await sleep(delayMs, signal);
           }

@@ -11,11 +11,11 @@ import {
   DeviceRegistry__factory,
   PlacementRegistry__factory,
 } from "../../../typechain-types";
-import { ShoalError } from "../errors";
 import { DEVICE_STATUSES } from "../domain/chain-enums";
 import {
   FAILURE_CODES,
   PLACEMENT_STATES,
+  RegistryError,
   type Band,
   type DeploymentView,
   type FailureCode,
@@ -25,25 +25,8 @@ import {
   type TxResult,
 } from "../ports/registry";
 
-export class RegistryError extends ShoalError {
-  override name = "RegistryError";
-  /** The contract's custom error, when the call reverted with one. */
-  readonly errorName: string | undefined;
-  readonly errorArgs: readonly unknown[];
-  constructor(
-    shortMessage: string,
-    options: {
-      cause?: unknown;
-      retryable?: boolean;
-      errorName?: string;
-      errorArgs?: readonly unknown[];
-    } = {},
-  ) {
-    super(shortMessage, options);
-    this.errorName = options.errorName;
-    this.errorArgs = options.errorArgs ?? [];
-  }
-}
+// The port's error (workers/src/ports/registry.ts), re-exported for this adapter's users.
+export { RegistryError };
 
 /** A revert is final for this input; anything else (network, node restart, nonce race) may pass later. */
 export function translateChainError(action: string, error: unknown): RegistryError {

@@ -15,12 +15,11 @@ import {
   type DeviceStatusPayload,
   type Qos,
 } from "../domain/topics";
-import { ShoalError } from "../errors";
-import type { Bus, BusEvent, BusState, MessageHandler } from "../ports/bus";
+import { onAbort } from "../lib/supervise";
+import { BusError, type Bus, type BusEvent, type BusState, type MessageHandler } from "../ports/bus";
 
-export class BusError extends ShoalError {
-  override name = "BusError";
-}
+// The port's error (workers/src/ports/bus.ts), re-exported for this adapter's users.
+export { BusError };
 
 export interface MqttBusDeps {
   /** mqtt://host:port */
@@ -170,15 +169,15 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
       // An aborted signal never fires "abort" again: check it before waiting on it.
       if (opts.signal?.aborted) return Promise.reject(abortError("waiting for the MQTT connection"));
       return new Promise((resolve, reject) => {
+        let offAbort = () => {};
         const off = bus.on((event) => {
           if (event.type === "connected") done();
           else if (event.type === "closed") done(new BusError("the MQTT bus was closed before it connected"));
         });
-        const onAbort = () => done(abortError("waiting for the MQTT connection"));
-        opts.signal?.addEventListener("abort", onAbort, { once: true });
+        offAbort = onAbort(opts.signal, () => done(abortError("waiting for the MQTT connection")));
         function done(error?: Error) {
           off();
-          opts.signal?.removeEventListener("abort", onAbort);
+          offAbort();
           if (error) reject(error);
           else resolve();
         }
@@ -208,13 +207,15 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
             ),
           publishTimeoutMs,
         );
-        const onAbort = () => finish(abortError(`publishing ${topic}`));
-        opts.signal?.addEventListener("abort", onAbort, { once: true });
+        // One listener on the signal however many publishes wait on it (the bridge runs up to
+        // 1,000 at once): see lib/supervise.ts.
+        let offAbort = () => {};
+        offAbort = onAbort(opts.signal, () => finish(abortError(`publishing ${topic}`)));
         function finish(error?: BusError) {
           if (settled) return;
           settled = true;
           clearTimeout(timer);
-          opts.signal?.removeEventListener("abort", onAbort);
+          offAbort();
           if (!error) return resolve();
           fail(topic, error);
           reject(error);

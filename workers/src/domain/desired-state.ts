@@ -5,21 +5,15 @@
  * below the reorg window plus a journal of the events since, so a rollback to any block inside
  * the window is "base + journal up to that block" with no chain access. No I/O, no clock.
  */
-import type { ChainEvent, JsonValue } from "../ports/chain-source";
-
+import { chainBandOf, type ChainResourceBand } from "./band";
+import { placementTransition, type DeploymentRef, type PlacementRef } from "./placement";
+import type { ChainEvent, JsonValue } from "./chain-event";
 import { DEVICE_STATUSES, FAILURE_CODES, PLACEMENT_STATES, RELEASE_REASONS } from "./chain-enums";
 
 export { DEVICE_STATUSES, FAILURE_CODES, PLACEMENT_STATES, RELEASE_REASONS };
 
 export type PlacementStateName = (typeof PLACEMENT_STATES)[number];
 export type DeviceStatusName = (typeof DEVICE_STATUSES)[number];
-
-export interface ResourceBand {
-  cpuMinMillicores: number;
-  cpuMaxMillicores: number;
-  memoryMinMiB: number;
-  memoryMaxMiB: number;
-}
 
 /** The event that last changed an entity. */
 export interface Provenance {
@@ -29,16 +23,10 @@ export interface Provenance {
   timestamp: number;
 }
 
-export interface PlacementDesired {
-  /** uint64 on chain, so a decimal string. */
-  placementId: string;
-  deploymentId: number;
-  deviceId: number;
-  appId: number;
-  version: number;
+export interface PlacementDesired extends PlacementRef {
   deploymentGeneration: number;
   deviceGeneration: number;
-  band: ResourceBand;
+  band: ChainResourceBand;
   state: PlacementStateName;
   /** FailureCode name once Failed. */
   failure: string | null;
@@ -72,13 +60,10 @@ export interface DeploymentSpec {
   manifestCid: string;
   platforms: string[];
   imageCids: string[];
-  band: ResourceBand;
+  band: ChainResourceBand;
 }
 
-export interface DeploymentDesired {
-  deploymentId: number;
-  appId: number;
-  version: number;
+export interface DeploymentDesired extends DeploymentRef {
   generation: number;
   replicas: number;
   active: boolean;
@@ -109,15 +94,7 @@ const num = (v: JsonValue | undefined) => Number(v);
 const str = (v: JsonValue | undefined) => String(v);
 const strings = (v: JsonValue | undefined) => (Array.isArray(v) ? v.map(String) : []);
 
-function band(v: JsonValue | undefined): ResourceBand {
-  const b = (v ?? {}) as Args;
-  return {
-    cpuMinMillicores: num(b.cpuMinMillicores),
-    cpuMaxMillicores: num(b.cpuMaxMillicores),
-    memoryMinMiB: num(b.memoryMinMiB),
-    memoryMaxMiB: num(b.memoryMaxMiB),
-  };
-}
+const band = (v: JsonValue | undefined): ChainResourceBand => chainBandOf((v ?? {}) as Args);
 
 function spec(v: JsonValue | undefined): DeploymentSpec {
   const s = (v ?? {}) as Args;
@@ -200,32 +177,16 @@ function applyOne(s: DesiredState, ref: EntityRef, e: ChainEvent): boolean {
       return true;
     }
     if (!current) return false;
-    switch (e.event) {
-      case "PlacementConfirmed":
-        s.placements[ref.id] = { ...current, state: "Running", updated };
-        return true;
-      case "PlacementReleased":
-        s.placements[ref.id] = {
-          ...current,
-          state: "Released",
-          releaseReason: RELEASE_REASONS[num(a.reason)] ?? str(a.reason),
-          updated,
-        };
-        return true;
-      case "PlacementFailed":
-        s.placements[ref.id] = {
-          ...current,
-          state: "Failed",
-          failure: FAILURE_CODES[num(a.code)] ?? str(a.code),
-          updated,
-        };
-        return true;
-      case "PlacementExpired":
-        s.placements[ref.id] = { ...current, state: "Expired", updated };
-        return true;
-      default:
-        return false;
-    }
+    const t = placementTransition(e.event, a);
+    if (t === undefined) return false;
+    s.placements[ref.id] = {
+      ...current,
+      state: t.state,
+      ...(t.releaseReason !== undefined ? { releaseReason: t.releaseReason } : {}),
+      ...(t.failure !== undefined ? { failure: t.failure } : {}),
+      updated,
+    };
+    return true;
   }
 
   if (ref.kind === "device") {

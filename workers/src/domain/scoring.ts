@@ -20,7 +20,7 @@ export interface DeviceFitInput {
   load: number;
 }
 
-export interface ReplicaTerms {
+export interface FitTerms {
   /** Platforms the version has an image for. */
   platforms: readonly string[];
   requiredLabels: readonly string[];
@@ -39,7 +39,7 @@ export const SCORE_WEIGHTS = { cpu: 0.45, memory: 0.35, idle: 0.2 } as const;
  * A score in [0, 1]: the share of the device that stays free after this replica (spreading load,
  * as the resource manager needs headroom to grow containers toward their max), and how idle it is.
  */
-export function fit(device: DeviceFitInput, terms: ReplicaTerms): Fit {
+export function fit(device: DeviceFitInput, terms: FitTerms): Fit {
   if (!terms.platforms.includes(device.platform)) {
     return {
       fits: false,

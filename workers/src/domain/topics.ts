@@ -4,7 +4,7 @@
  * `shoal/v1` so a v2 scheme can run beside v1 during an upgrade.
  */
 import { ShoalError } from "../errors";
-import type { BlockRef, ChainEvent } from "../ports/chain-source";
+import type { BlockRef, ChainEvent } from "./chain-event";
 import { lookup, type DesiredState, type EntityRef } from "./desired-state";
 
 export const TOPIC_ROOT = "shoal/v1";
@@ -138,12 +138,12 @@ export function stateMessages(
   });
 }
 
-export type DeviceStatus = "online" | "offline";
+export type DevicePresence = "online" | "offline";
 
 export interface DeviceStatusPayload {
   v: typeof PAYLOAD_VERSION;
   deviceId: string;
-  status: DeviceStatus;
+  status: DevicePresence;
   /** MQTT client id of the worker. */
   clientId: string;
   /** "connected", "shutdown" (graceful close) or "connection-lost" (Last Will). */

@@ -9,6 +9,7 @@
  * the implementation may still deliver it later, so consumers de-duplicate by id.
  */
 import type { Qos } from "../domain/topics";
+import { ShoalError } from "../errors";
 
 export type BusState = "connecting" | "connected" | "reconnecting" | "closed";
 
@@ -51,4 +52,9 @@ export interface Bus {
   on(listener: (event: BusEvent) => void): () => void;
   /** Announces a graceful goodbye where the implementation has one, then disconnects. */
   close(options?: { signal?: AbortSignal }): Promise<void>;
+}
+
+/** What every Bus implementation throws; `retryable` when the broker may take it later. */
+export class BusError extends ShoalError {
+  override name = "BusError";
 }

@@ -5,6 +5,9 @@
  */
 
 import type { DeviceStatus, FailureCode, PlacementState } from "../domain/chain-enums";
+import type { ChainResourceBand } from "../domain/band";
+import type { DeploymentRef, PlacementRef } from "../domain/placement";
+import { ShoalError } from "../errors";
 
 export { FAILURE_CODES, PLACEMENT_STATES } from "../domain/chain-enums";
 export type { DeviceStatus, FailureCode, PlacementState };
@@ -15,12 +18,8 @@ export interface ReadOptions {
   signal?: AbortSignal;
 }
 
-export interface Band {
-  cpuMinMillicores: number;
-  cpuMaxMillicores: number;
-  memoryMinMiB: number;
-  memoryMaxMiB: number;
-}
+/** The chain's resource band struct (workers/src/domain/band.ts has the domain's and the converters). */
+export type Band = ChainResourceBand;
 
 export interface DeviceView {
   deviceId: number;
@@ -38,32 +37,21 @@ export interface DeviceView {
   heartbeatTtlS: number;
 }
 
-export interface DeploymentView {
-  deploymentId: number;
-  appId: number;
-  version: number;
+export interface DeploymentView extends DeploymentRef {
   generation: number;
   replicas: number;
   liveReplicas: number;
   active: boolean;
 }
 
-export interface ReplicaTerms {
-  deploymentId: number;
-  appId: number;
-  version: number;
+export interface ReplicaTerms extends DeploymentRef {
   generation: number;
   platformSupported: boolean;
   band: Band;
   requiredLabelKeys: string[];
 }
 
-export interface PlacementView {
-  placementId: string;
-  deploymentId: number;
-  deviceId: number;
-  appId: number;
-  version: number;
+export interface PlacementView extends PlacementRef {
   state: PlacementState;
 }
 
@@ -106,6 +94,30 @@ export interface Registry {
   confirm(placementId: string, options?: { signal?: AbortSignal }): Promise<TxResult>;
   fail(placementId: string, code: FailureCode, options?: { signal?: AbortSignal }): Promise<TxResult>;
   release(placementId: string, options?: { signal?: AbortSignal }): Promise<TxResult>;
+}
+
+/**
+ * What every Registry implementation throws: a revert carries the contract's custom error by name
+ * (final for this input), anything else (network, node restart, nonce race) is retryable.
+ */
+export class RegistryError extends ShoalError {
+  override name = "RegistryError";
+  /** The contract's custom error, when the call reverted with one. */
+  readonly errorName: string | undefined;
+  readonly errorArgs: readonly unknown[];
+  constructor(
+    shortMessage: string,
+    options: {
+      cause?: unknown;
+      retryable?: boolean;
+      errorName?: string;
+      errorArgs?: readonly unknown[];
+    } = {},
+  ) {
+    super(shortMessage, options);
+    this.errorName = options.errorName;
+    this.errorArgs = options.errorArgs ?? [];
+  }
 }
 
 /**

@@ -9,6 +9,7 @@
  * engine or a server error, and not for a request the engine refused (bad spec, missing image).
  */
 import type { ContainerSpec, ResourceLimits } from "../domain/container-spec";
+import { ShoalError } from "../errors";
 import type { ActualContainer, ContainerState } from "../domain/plan";
 
 export type { ActualContainer, ContainerState };
@@ -87,4 +88,44 @@ export interface Runtime {
   tagImage(ref: string, target: string, options?: SignalOptions): Promise<void>;
   /** Removes one reference (a tag, or the image when it is the last); missing is fine. */
   untagImage(ref: string, options?: SignalOptions): Promise<void>;
+}
+
+/**
+ * Why a runtime call failed: unavailable (engine unreachable), server (5xx), aborted, conflict (a
+ * container of that name with another spec, or an operation already under way), not-found, invalid
+ * (the engine refused the request), image-invalid (a tar docker load refused), unsafe-user.
+ */
+export type RuntimeErrorReason =
+  | "unavailable"
+  | "server"
+  | "aborted"
+  | "conflict"
+  | "not-found"
+  | "invalid"
+  | "image-invalid"
+  | "unsafe-user";
+
+export class RuntimeError extends ShoalError {
+  override name = "RuntimeError";
+  readonly reason: RuntimeErrorReason;
+  readonly statusCode: number | undefined;
+
+  constructor(
+    shortMessage: string,
+    options: {
+      reason: RuntimeErrorReason;
+      statusCode?: number;
+      cause?: unknown;
+      retryable?: boolean;
+      details?: string;
+    },
+  ) {
+    super(shortMessage, {
+      cause: options.cause,
+      details: options.details,
+      retryable: options.retryable ?? ["unavailable", "server", "conflict"].includes(options.reason),
+    });
+    this.reason = options.reason;
+    this.statusCode = options.statusCode;
+  }
 }

@@ -5,7 +5,7 @@
  */
 import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
-import { ShoalError } from "./errors";
+import { ShoalError } from "../errors";
 
 export class CheckpointError extends ShoalError {
   override name = "CheckpointError";
