@@ -133,7 +133,8 @@ async function main(): Promise<void> {
     const owner = devWallet(4).connect(provider);
     const token = ShoalToken__factory.connect(record.contracts.ShoalToken.address, owner);
     const devices = DeviceRegistry__factory.connect(contracts.DeviceRegistry!, owner);
-    const stake = 100n * 10n ** 18n;
+    // The minimum stake (100) plus collateral for the placements it claims (10 each, scripts/deploy.ts).
+    const stake = 300n * 10n ** 18n;
     await (await token.approve(contracts.DeviceRegistry!, stake)).wait();
     await (
       await devices.enroll(

@@ -247,7 +247,8 @@ async function main(): Promise<void> {
     }
 
     // ---- device
-    const stake = 100n * 10n ** 18n;
+    // The minimum stake (100) plus collateral for the placements it claims (10 each, scripts/deploy.ts).
+    const stake = 300n * 10n ** 18n;
     const token = ShoalToken__factory.connect(address("ShoalToken"), operator);
     const devices = DeviceRegistry__factory.connect(address("DeviceRegistry"), operator);
     await (await token.approve(address("DeviceRegistry"), stake)).wait();

@@ -383,7 +383,8 @@ async function main(): Promise<void> {
     // ---- devices: fillers first, then ours
     const token = ShoalToken__factory.connect(address("ShoalToken"), operator);
     const devices = DeviceRegistry__factory.connect(address("DeviceRegistry"), operator);
-    const stake = 100n * 10n ** 18n;
+    // The minimum stake (100) plus collateral for the placements it claims (10 each, scripts/deploy.ts).
+    const stake = 300n * 10n ** 18n;
     await (await token.approve(address("DeviceRegistry"), stake * BigInt(DEVICE_ID_OFFSET + 1))).wait();
     for (let i = 0; i < DEVICE_ID_OFFSET; i++) {
       const filler = Wallet.createRandom().address;

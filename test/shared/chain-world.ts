@@ -57,7 +57,8 @@ export async function chainWorld(operatorIndex: number): Promise<ChainWorld> {
   const at = (name: string) => record.contracts[name].address as string;
   const send = async (tx: Promise<{ wait(): Promise<unknown> }>) => void (await (await tx).wait());
 
-  const stake = 100n * 10n ** 18n;
+  // The minimum stake (100) plus collateral for a few placements (10 each, scripts/deploy.ts).
+  const stake = 200n * 10n ** 18n;
   const device = { platform: WORLD_PLATFORM, cpuMillicores: 2000, memoryMiB: 1024, labelCount: 1 };
   // scripts/deploy.ts mints to the first ten dev accounts only: the admin passes the stake on.
   await send(ShoalToken__factory.connect(at("ShoalToken"), admin).transfer(operator.address, stake));

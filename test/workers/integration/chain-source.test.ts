@@ -40,7 +40,8 @@ import { requireChain, serviceUrls } from "../../shared/services";
 
 const urls = serviceUrls();
 const logger = pino({ level: process.env.SHOAL_TEST_LOG ?? "silent" });
-const STAKE = 100n * 10n ** 18n;
+// The minimum stake (100) plus collateral for the placements it claims (10 each, scripts/deploy.ts).
+const STAKE = 200n * 10n ** 18n;
 const BAND = { cpuMinMillicores: 50, cpuMaxMillicores: 500, memoryMinMiB: 16, memoryMaxMiB: 64 };
 const CID = "bafkreidgvpkjawlxz6sffxzwgooowe5yt7i6wsyg236mfoks77nywkptdq";
 

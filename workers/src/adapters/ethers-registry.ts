@@ -1,5 +1,6 @@
 /** The Registry port over ethers v6 and the typechain bindings of the three registries. */
 import {
+  Interface,
   NonceManager,
   Wallet,
   id as keccakText,
@@ -28,10 +29,34 @@ import {
 // The port's error (workers/src/ports/registry.ts), re-exported for this adapter's users.
 export { RegistryError };
 
+/**
+ * Every custom error of the three registries. ethers names a revert only when the called contract's
+ * ABI declares it; a gas estimate, or an error raised by another registry during the call, arrives
+ * as "unknown custom error" with raw data, which this decodes by name.
+ */
+const REGISTRY_ERRORS = new Interface(
+  [...AppRegistry__factory.abi, ...DeviceRegistry__factory.abi, ...PlacementRegistry__factory.abi].filter(
+    (fragment) => fragment.type === "error",
+  ),
+);
+
+function decodeRevert(error: unknown): { name: string; args: readonly unknown[] } | undefined {
+  const known = (error as { revert?: { name: string; args: readonly unknown[] } | null }).revert;
+  if (known) return known;
+  const data = (error as { data?: unknown }).data;
+  if (typeof data !== "string" || !data.startsWith("0x") || data.length < 10) return undefined;
+  try {
+    const parsed = REGISTRY_ERRORS.parseError(data);
+    return parsed ? { name: parsed.name, args: [...parsed.args] } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A revert is final for this input; anything else (network, node restart, nonce race) may pass later. */
 export function translateChainError(action: string, error: unknown): RegistryError {
   if (error instanceof RegistryError) return error;
-  const revert = (error as { revert?: { name: string; args: readonly unknown[] } }).revert;
+  const revert = decodeRevert(error);
   if (revert) {
     const args = revert.args.map((a) => String(a)).join(", ");
     return new RegistryError(`${action}: reverted with ${revert.name}(${args})`, {
