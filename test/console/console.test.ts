@@ -128,7 +128,7 @@ describe("console: the static web app in headless Chromium against a running fle
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it("fleet page: every device with capacity, reservations, stake, heartbeat and online presence", async function () {
+  it("fleet page: every device with capacity, reservations, stake, heartbeat and online presence signed by its operator", async function () {
     const page = await open("#/fleet");
     const block = await chain.provider.getBlockNumber();
     await readAt(page, block);
@@ -291,13 +291,15 @@ describe("console: the static web app in headless Chromium against a running fle
     await appsView.close();
   });
 
-  it("device page: its chain facts, slashes, placements and resource decisions as a chart", async function () {
+  it("device page: its chain facts, verified signer, slashes, placements and resource decisions as a chart", async function () {
     this.timeout(90_000);
     const [load] = await livePlacements(chain, fleet.state.demo["demo-loadgen"]);
     const page = await open(`#/device/${load.deviceId}`);
     await readAt(page, await chain.provider.getBlockNumber());
     await page.waitForSelector("#slashes");
     expect(await page.locator("#slashes").textContent()).to.include("never been slashed");
+    const operator = (await chain.devices.device(load.deviceId)).operator;
+    await page.locator(`[data-field="signature"][data-signer="${operator}"]`).waitFor({ timeout: 5_000 });
     await page.waitForSelector(`#timeline tr[data-placement="${load.placementId}"]`);
     // The load generator steps its CPU every 20 s: the resource manager follows with decisions.
     await page.waitForSelector("svg.chart path.series", { timeout: 75_000 });

@@ -2,7 +2,7 @@
 import type { DeviceView } from "../chain";
 import { cpu, h, link, mib, replaceKeepingFocus, seconds, short, table, tokens } from "../dom";
 import { dropSummary, trustBadge } from "../verify";
-import { onlineText, type AppContext, type Page } from "./page";
+import { observeDevices, onlineText, type AppContext, type Page } from "./page";
 
 export function fleetPage(ctx: AppContext): Page {
   const lede = h("p", { class: "lede" }, "Reading the chain…");
@@ -95,11 +95,7 @@ export function fleetPage(ctx: AppContext): Page {
     },
     async refresh() {
       devices = await ctx.chain.devices(ctx.head.number);
-      for (const d of devices)
-        ctx.live.observe(
-          d.deviceId,
-          d.status === "None" ? undefined : { operator: d.operator, active: d.status === "Active" },
-        );
+      observeDevices(ctx, devices);
       redraw();
     },
     redraw,
