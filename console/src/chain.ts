@@ -221,6 +221,14 @@ export function createChainReader(config: ConsoleConfig) {
       return provider.getBlockNumber();
     },
 
+    /** A device's operator and whether it is Active (undefined: not enrolled), for message checks. */
+    async sender(deviceId: string): Promise<{ operator: string; active: boolean } | undefined> {
+      const d = await devices.device(BigInt(deviceId));
+      const status = DEVICE_STATUSES[Number(d.status)];
+      if (status === undefined || status === "None") return undefined;
+      return { operator: d.operator, active: status === "Active" };
+    },
+
     async devices(head: number): Promise<DeviceView[]> {
       const [count] = await Promise.all([devices.deviceCount(), syncDeviceLogs(head)]);
       return Promise.all(

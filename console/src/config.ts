@@ -9,6 +9,8 @@
  *   ?topicRoot=<root>    MQTT topic root (default shoal/v1)
  *   ?AppRegistry=0x…&DeviceRegistry=0x…&PlacementRegistry=0x…&fromBlock=<n>   contracts without a file
  */
+import { withoutCredentials } from "./verify";
+
 export const CONTRACTS = ["AppRegistry", "DeviceRegistry", "PlacementRegistry"] as const;
 export type ContractName = (typeof CONTRACTS)[number];
 
@@ -79,7 +81,7 @@ export async function loadConfig(search: string, fetchImpl: typeof fetch = fetch
   const mqttUrl = params.get("mqtt") ?? file.mqttUrl ?? "";
   if (mqttUrl !== "" && !/^wss?:\/\//.test(mqttUrl))
     throw new ConfigError(
-      `mqtt "${mqttUrl}" is not allowed; give a ws:// or wss:// URL (MQTT over WebSockets)`,
+      `mqtt "${withoutCredentials(mqttUrl)}" is not allowed; give a ws:// or wss:// URL (MQTT over WebSockets)`,
     );
   return {
     rpcUrl,

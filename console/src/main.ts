@@ -13,6 +13,7 @@ import { fleetPage } from "./pages/fleet";
 import type { AppContext, Page } from "./pages/page";
 import { timelinePage } from "./pages/timeline";
 import "./styles.css";
+import { withoutCredentials } from "./verify";
 
 /** How often the console asks the node for a new block; each new one refreshes the page. */
 const POLL_MS = 1000;
@@ -35,7 +36,15 @@ async function start(): Promise<void> {
     return;
   }
   const chain = createChainReader(config);
-  const live = createLive({ url: config.mqttUrl, topicRoot: config.topicRoot, chainId: config.chainId });
+  const live = createLive({
+    url: config.mqttUrl,
+    topicRoot: config.topicRoot,
+    chainId: config.chainId,
+    sender: (id) => chain.sender(id),
+  });
+  // The broker URL may carry the viewer's password (mqtt.js reads it from the URL): never shown.
+  const mqttShown = withoutCredentials(config.mqttUrl);
+  const rpcShown = withoutCredentials(config.rpcUrl);
 
   let page: Page | undefined;
   let running = false;
@@ -56,11 +65,11 @@ async function start(): Promise<void> {
     const lines: string[] = [];
     if (chainError)
       lines.push(
-        `The chain cannot be read at ${config.rpcUrl}: ${chainError}. What is shown may be out of date.`,
+        `The chain cannot be read at ${rpcShown}: ${withoutCredentials(chainError)}. What is shown may be out of date.`,
       );
     if (broker === "unreachable")
       lines.push(
-        `MQTT unreachable: the broker at ${config.mqttUrl} does not answer (${live.state.error}). Presence, measured usage and resource decisions are not live; chain data is still read from the chain and current.`,
+        `MQTT unreachable: the broker at ${mqttShown} does not answer (${withoutCredentials(live.state.error)}). Presence, measured usage and resource decisions are not live; chain data is still read from the chain and current.`,
       );
     if (broker === "off")
       lines.push(
@@ -85,7 +94,7 @@ async function start(): Promise<void> {
         chainError = "";
         drawBanner();
       }
-      chainInfo.textContent = `chain ${config.chainId ?? "?"} at block ${ctx.head.number} · ${config.rpcUrl}`;
+      chainInfo.textContent = `chain ${config.chainId ?? "?"} at block ${ctx.head.number} · ${rpcShown}`;
       if (page && (force || ctx.head.number !== lastRefreshed)) {
         const current = page;
         await current.refresh();

@@ -6,7 +6,8 @@
 // <SHOAL_HOME>/artifacts/console (docs/console.md shows copies).
 import { expect } from "chai";
 import Docker from "dockerode";
-import { Contract, NonceManager } from "ethers";
+import { Contract, NonceManager, Wallet } from "ethers";
+import mqtt from "mqtt";
 import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -21,6 +22,7 @@ import type { TimelineRow } from "../../tasks/lib/timeline";
 import { firstFreeDeviceId } from "../shared/fleet";
 import { freePort, PrivateBroker, waitFor } from "../shared/processes";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../shared/services";
+import { createSealer } from "../../workers/src/signed-bus";
 import { launchChromium } from "./browser";
 
 const urls = serviceUrls();
@@ -28,6 +30,8 @@ const ROOT = path.resolve(__dirname, "../..");
 const ARTIFACTS = path.join(process.env.SHOAL_HOME ?? path.join(ROOT, ".shoal/test"), "artifacts/console");
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
+/** The page gets the broker URL with a viewer's credentials in it, as scripts/services.sh gives it. */
+const PASSWORD = "not-shown-anywhere";
 
 describe("console: the static web app in headless Chromium against a running fleet", function () {
   this.timeout(60_000);
@@ -97,7 +101,13 @@ describe("console: the static web app in headless Chromium against a running fle
       120_000,
       500,
     );
-    server = await serveConsole({ port: 0, deploymentsFile, rpcUrl: urls.rpcUrl, mqttUrl: broker.wsUrl });
+    // The private broker takes anyone; the credentials are there to check that none is ever shown.
+    server = await serveConsole({
+      port: 0,
+      deploymentsFile,
+      rpcUrl: urls.rpcUrl,
+      mqttUrl: broker.wsUrl.replace("ws://", `ws://shoal-viewer:${PASSWORD}@`),
+    });
     browser = await launchChromium();
   });
 
@@ -118,7 +128,7 @@ describe("console: the static web app in headless Chromium against a running fle
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it("fleet page: every device with capacity, reservations, stake, heartbeat and online presence", async function () {
+  it("fleet page: every device with capacity, reservations, stake, heartbeat and online presence signed by its operator", async function () {
     const page = await open("#/fleet");
     const block = await chain.provider.getBlockNumber();
     await readAt(page, block);
@@ -137,10 +147,59 @@ describe("console: the static web app in headless Chromium against a running fle
         String(usage.livePlacements),
       );
       expect(await row.locator('[data-field="heartbeat"]').textContent()).to.match(/^\d+ s$/);
+      // Presence is believed because the device's operator on chain signed it.
+      const badge = row.locator('[data-field="signature"]');
+      await waitFor(
+        `device ${id}'s presence verified`,
+        async () => (await badge.getAttribute("data-signer")) !== "",
+      );
+      expect((await badge.getAttribute("data-signer"))?.toLowerCase()).to.equal(
+        device.operator.toLowerCase(),
+      );
+      expect(await badge.textContent()).to.match(/^signed by operator 0x/);
     }
     await shot(page, "fleet");
     await page.setViewportSize(PHONE);
     await shot(page, "fleet-phone");
+    await page.close();
+  });
+
+  it("a forged presence (unsigned, or signed by a key that is not the operator's) is not believed, and is counted", async function () {
+    const page = await open("#/fleet");
+    await readAt(page, await chain.provider.getBlockNumber());
+    const id = fleet.state.devices[0].deviceId;
+    const row = page.locator(`#devices tr[data-device="${id}"]`);
+    const online = row.locator('[data-field="online"]');
+    const badge = row.locator('[data-field="signature"]');
+    await waitFor(
+      `device ${id} online and verified`,
+      async () =>
+        (await online.textContent())?.startsWith("online") &&
+        (await badge.getAttribute("data-signer")) !== "",
+    );
+    expect(await badge.textContent()).not.to.include("dropped");
+
+    const topic = `shoal/v1/devices/${id}/status`;
+    const lie = JSON.stringify({
+      v: 1,
+      deviceId: String(id),
+      status: "offline",
+      reason: "forged",
+      at: new Date().toISOString(),
+    });
+    const [signedByStranger] = createSealer({
+      operatorKey: Wallet.createRandom().privateKey,
+      deviceId: id,
+    }).seal([{ topic, payload: lie, retain: false }]);
+    const attacker = await mqtt.connectAsync(broker.url, { clientId: "console-test-attacker" });
+    await attacker.publishAsync(topic, lie, { qos: 1 });
+    await attacker.publishAsync(topic, signedByStranger, { qos: 1 });
+    await attacker.endAsync();
+
+    await badge.getByText(/2 dropped: unsigned 1, forged 1$/).waitFor({ timeout: 5_000 });
+    expect(await online.textContent()).to.match(/^online/);
+    expect(await page.locator("#drops").textContent()).to.match(/unsigned [1-9]\d*.*forged [1-9]/);
+    await shot(page, "fleet-forged");
     await page.close();
   });
 
@@ -232,13 +291,15 @@ describe("console: the static web app in headless Chromium against a running fle
     await appsView.close();
   });
 
-  it("device page: its chain facts, slashes, placements and resource decisions as a chart", async function () {
+  it("device page: its chain facts, verified signer, slashes, placements and resource decisions as a chart", async function () {
     this.timeout(90_000);
     const [load] = await livePlacements(chain, fleet.state.demo["demo-loadgen"]);
     const page = await open(`#/device/${load.deviceId}`);
     await readAt(page, await chain.provider.getBlockNumber());
     await page.waitForSelector("#slashes");
     expect(await page.locator("#slashes").textContent()).to.include("never been slashed");
+    const operator = (await chain.devices.device(load.deviceId)).operator;
+    await page.locator(`[data-field="signature"][data-signer="${operator}"]`).waitFor({ timeout: 5_000 });
     await page.waitForSelector(`#timeline tr[data-placement="${load.placementId}"]`);
     // The load generator steps its CPU every 20 s: the resource manager follows with decisions.
     await page.waitForSelector("svg.chart path.series", { timeout: 75_000 });
@@ -254,6 +315,9 @@ describe("console: the static web app in headless Chromium against a running fle
     await broker.stop();
     const banner = page.getByRole("alert");
     await banner.getByText("MQTT unreachable").waitFor({ timeout: 10_000 });
+    // The broker's address without the viewer's password, which appears nowhere on the page.
+    expect(await banner.textContent()).to.include(`the broker at ${broker.wsUrl} does not answer`);
+    expect(await page.content()).not.to.include(PASSWORD);
     const block = await chain.provider.getBlockNumber();
     // Chain data still read, and fresh: the page reads blocks mined after the broker went.
     await readAt(page, block + 1, 30_000);

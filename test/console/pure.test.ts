@@ -1,9 +1,18 @@
 // The console's pure parts, table-driven: its configuration from the deployments file and the URL,
 // the timeline's CSV and durations, and the series of the resource-decision chart.
 import { expect } from "chai";
+import { getBytes, sha256, verifyMessage, Wallet } from "ethers";
 import { loadConfig } from "../../console/src/config";
 import { decisionSeries, durations, timelineCsv } from "../../console/src/model";
+import {
+  createMessageVerifier,
+  dropSummary,
+  trustBadge,
+  withoutCredentials,
+  type SenderView,
+} from "../../console/src/verify";
 import { timelineJson, type TimelineRow } from "../../tasks/lib/timeline";
+import { createSealer } from "../../workers/src/signed-bus";
 
 const A = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
 const B = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512";
@@ -144,5 +153,200 @@ describe("console: pure parts", function () {
         ],
       },
     ]);
+  });
+
+  describe("message verification (the worker's envelope and rules, in the browser)", function () {
+    const operator = Wallet.createRandom();
+    const other = Wallet.createRandom();
+    const NOW = 1_796_000_000_000;
+    const status = (id: string, text = "online") => `{"v":1,"deviceId":"${id}","status":"${text}"}`;
+    const topic = (id: string, what = "status") => `shoal/v1/devices/${id}/${what}`;
+    const CHAIN = "shoal/v1/chain/31337/DeviceRegistry/DeviceOperatorChanged";
+
+    function setup(
+      devices: Record<string, SenderView | undefined> = { "1": { operator: operator.address, active: true } },
+    ) {
+      let now = NOW;
+      const lookups: string[] = [];
+      const verifier = createMessageVerifier({
+        crypto: { sha256: (data) => sha256(data) },
+        recover: (root, signature) => verifyMessage(getBytes(root), signature),
+        lookup: async (id) => (lookups.push(id), devices[id]),
+        now: () => now,
+      });
+      const seal = (
+        key: { privateKey: string },
+        d: string,
+        m: { topic: string; payload: string; retain?: boolean }[],
+        at = now,
+      ) =>
+        createSealer({ operatorKey: key.privateKey, deviceId: d, now: () => at }).seal(
+          m.map((x) => ({ ...x, retain: x.retain ?? true })),
+        );
+      return { verifier, seal, lookups, devices, tick: (ms: number) => (now += ms) };
+    }
+
+    it("believes a message its device's operator signed, and names the signer", async function () {
+      const { verifier, seal } = setup();
+      const [sealed] = seal(operator, "1", [{ topic: topic("1"), payload: status("1") }]);
+      const checked = await verifier.verify(topic("1"), sealed);
+      expect(checked).to.deep.include({ ok: true, payload: status("1"), signer: operator.address });
+      expect(verifier.devices.get("1")).to.deep.equal({ verified: 1, signer: operator.address, dropped: {} });
+      expect(dropSummary(verifier.dropped)).to.equal("");
+    });
+
+    it("checks every message of a batch by its Merkle proof, with one chain lookup per device", async function () {
+      const { verifier, seal, lookups } = setup();
+      const batch = seal(operator, "1", [
+        { topic: topic("1"), payload: status("1") },
+        { topic: topic("1", "metrics"), payload: '{"at":"x","containers":[]}', retain: false },
+        { topic: topic("1", "resources"), payload: '{"seq":1}', retain: false },
+      ]);
+      const topics = [topic("1"), topic("1", "metrics"), topic("1", "resources")];
+      for (const [i, m] of batch.entries()) expect((await verifier.verify(topics[i], m)).ok).to.equal(true);
+      expect(lookups).to.deep.equal(["1"]);
+    });
+
+    const drops: [string, (t: ReturnType<typeof setup>) => Promise<[string, string][]>, string, string][] = [
+      ["an unsigned message", async () => [[topic("1"), status("1", "offline")]], "unsigned", "1"],
+      [
+        "a sig member that does not parse",
+        async () => [[topic("1"), `{"a":1,"sig":{"v":1}}`]],
+        "malformed",
+        "1",
+      ],
+      [
+        "a message signed by a key that is not the operator's",
+        async ({ seal }) =>
+          seal(other, "1", [{ topic: topic("1"), payload: status("1", "offline") }]).map((m) => [
+            topic("1"),
+            m,
+          ]),
+        "forged",
+        "1",
+      ],
+      [
+        "a payload changed after sealing",
+        async ({ seal }) =>
+          seal(operator, "1", [{ topic: topic("1"), payload: status("1") }]).map((m) => [
+            topic("1"),
+            m.replace('"online"', '"offline"'),
+          ]),
+        "forged",
+        "1",
+      ],
+      [
+        "a message moved to another device's topic",
+        async ({ seal }) =>
+          seal(operator, "1", [{ topic: topic("1"), payload: status("1") }]).map((m) => [topic("2"), m]),
+        "forged",
+        "2",
+      ],
+      [
+        "a device that is not enrolled",
+        async ({ seal }) =>
+          seal(operator, "9", [{ topic: topic("9"), payload: status("9") }]).map((m) => [topic("9"), m]),
+        "unknown-device",
+        "9",
+      ],
+      [
+        "a bridged chain event from a device that is not active",
+        async ({ seal, devices }) => {
+          devices["1"] = { operator: operator.address, active: false };
+          return seal(operator, "1", [{ topic: CHAIN, payload: '{"args":{}}', retain: false }]).map((m) => [
+            CHAIN,
+            m,
+          ]);
+        },
+        "unknown-device",
+        "1",
+      ],
+      [
+        "an older message after a newer one (replay)",
+        async ({ seal, tick }) => {
+          const [old] = seal(operator, "1", [{ topic: topic("1"), payload: status("1", "offline") }]);
+          tick(5);
+          const [latest] = seal(operator, "1", [{ topic: topic("1"), payload: status("1") }]);
+          return [
+            [topic("1"), latest],
+            [topic("1"), old],
+          ];
+        },
+        "replayed",
+        "1",
+      ],
+      [
+        "an event sealed more than 60 s ago",
+        async ({ seal }) =>
+          seal(
+            operator,
+            "1",
+            [{ topic: topic("1", "resources"), payload: '{"seq":1}', retain: false }],
+            NOW - 61_000,
+          ).map((m) => [topic("1", "resources"), m]),
+        "stale",
+        "1",
+      ],
+    ];
+    for (const [what, messages, reason, device] of drops)
+      it(`drops ${what}: ${reason}, counted for device ${device}`, async function () {
+        const t = setup();
+        const results = [];
+        for (const [to, m] of await messages(t)) results.push(await t.verifier.verify(to, m));
+        expect(results.at(-1)).to.deep.equal({ ok: false, reason });
+        expect(t.verifier.dropped[reason as "forged"]).to.equal(1);
+        expect(t.verifier.devices.get(device)?.dropped).to.deep.equal({ [reason]: 1 });
+      });
+
+    it("takes a retained message delivered again as the same message, not a replay", async function () {
+      const { verifier, seal } = setup();
+      const [sealed] = seal(operator, "1", [{ topic: topic("1"), payload: status("1") }]);
+      expect((await verifier.verify(topic("1"), sealed)).ok).to.equal(true);
+      expect(await verifier.verify(topic("1"), sealed)).to.deep.equal({ ok: false, reason: "duplicate" });
+      expect(dropSummary(verifier.dropped)).to.equal("");
+    });
+
+    it("follows the chain when the operator changes: the old key is forged at once, the new one believed", async function () {
+      const { verifier, seal, tick } = setup();
+      const [first] = seal(operator, "1", [{ topic: topic("1"), payload: status("1") }]);
+      expect((await verifier.verify(topic("1"), first)).ok).to.equal(true);
+      verifier.observe("1", { operator: other.address, active: true });
+      tick(5);
+      const [byOld] = seal(operator, "1", [{ topic: topic("1"), payload: status("1", "offline") }]);
+      expect(await verifier.verify(topic("1"), byOld)).to.deep.equal({ ok: false, reason: "forged" });
+      tick(5);
+      const [byNew] = seal(other, "1", [{ topic: topic("1"), payload: status("1") }]);
+      expect(await verifier.verify(topic("1"), byNew)).to.deep.include({ ok: true, signer: other.address });
+    });
+
+    it("says in words what a device's badge and the drop counter mean", function () {
+      const short = (a: string) => `${a.slice(0, 6)}…`;
+      expect(trustBadge(undefined, short)).to.deep.equal({
+        text: "no verified message yet",
+        cls: "unknown",
+        signer: "",
+      });
+      expect(trustBadge({ verified: 3, signer: operator.address, dropped: {} }, short)).to.deep.equal({
+        text: `signed by operator ${operator.address.slice(0, 6)}…`,
+        cls: "ok",
+        signer: operator.address,
+      });
+      expect(trustBadge({ verified: 0, dropped: { forged: 2, unsigned: 1 } }, short).text).to.equal(
+        "no verified message yet; 3 dropped: unsigned 1, forged 2",
+      );
+    });
+  });
+
+  it("never shows a password: URLs lose their user and password", function () {
+    for (const [given, shown] of [
+      ["ws://shoal-viewer:s3cret@127.0.0.1:1884", "ws://127.0.0.1:1884"],
+      ["wss://viewer@broker.example:443/mqtt", "wss://broker.example:443/mqtt"],
+      ["ws://127.0.0.1:1884", "ws://127.0.0.1:1884"],
+      [
+        "connect ws://u:p@10.0.0.1:1/x failed; http://a:b@h:8545",
+        "connect ws://10.0.0.1:1/x failed; http://h:8545",
+      ],
+    ])
+      expect(withoutCredentials(given)).to.equal(shown);
   });
 });

@@ -7,7 +7,8 @@ import { stepChart } from "../chart";
 import type { DeviceView, SlashView } from "../chain";
 import { cpu, h, mib, replaceKeepingFocus, seconds, short, table, tokens } from "../dom";
 import { decisionSeries } from "../model";
-import { onlineText, type AppContext, type Page } from "./page";
+import { trustBadge } from "../verify";
+import { observeDevices, onlineText, type AppContext, type Page } from "./page";
 import { timelinePage } from "./timeline";
 
 export function devicePage(ctx: AppContext, deviceId: number): Page {
@@ -27,12 +28,21 @@ export function devicePage(ctx: AppContext, deviceId: number): Page {
     if (device === undefined) return;
     const d = device;
     const online = onlineText(ctx, deviceId, d.stale);
+    const badge = trustBadge(ctx.live.state.trust.get(deviceId), (a) => a);
     const item = (k: string, v: Node | string) => [h("dt", {}, k), h("dd", {}, v)];
     summary.replaceChildren(
       h(
         "dl",
         { class: "facts" },
         item("Online", h("span", { class: `pill ${online.cls}` }, online.text)),
+        item(
+          "Messages",
+          h(
+            "span",
+            { class: `pill ${badge.cls}`, "data-field": "signature", "data-signer": badge.signer },
+            badge.text,
+          ),
+        ),
         item("Heartbeat age", d.lastHeartbeat ? seconds(Date.now() / 1000 - d.lastHeartbeat) : "never"),
         item("Status", d.status),
         item("Stake", `${tokens(d.stake)} SHOAL`),
@@ -165,6 +175,7 @@ export function devicePage(ctx: AppContext, deviceId: number): Page {
     },
     async refresh() {
       const all = await ctx.chain.devices(ctx.head.number);
+      observeDevices(ctx, all);
       device = all.find((d) => d.deviceId === deviceId);
       missing = device === undefined;
       if (!missing) [slashes] = await Promise.all([ctx.chain.slashes(deviceId), placements.refresh()]);

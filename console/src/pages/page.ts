@@ -1,4 +1,4 @@
-import type { ChainReader } from "../chain";
+import type { ChainReader, DeviceView } from "../chain";
 import type { ConsoleConfig } from "../config";
 import type { Live } from "../live";
 
@@ -31,4 +31,13 @@ export function onlineText(ctx: AppContext, deviceId: number, stale: boolean): {
   return s.status === "online"
     ? { text: `online; ${chain}`, cls: stale ? "warn" : "ok" }
     : { text: `offline (${s.reason}); ${chain}`, cls: "bad" };
+}
+
+/** Hands the chain's view of each device to the message checks (an operator change applies at once). */
+export function observeDevices(ctx: AppContext, devices: readonly DeviceView[]): void {
+  for (const d of devices)
+    ctx.live.observe(
+      d.deviceId,
+      d.status === "None" ? undefined : { operator: d.operator, active: d.status === "Active" },
+    );
 }
