@@ -7,7 +7,9 @@ if [[ ${1:-} == --fix ]]; then
   npx eslint --fix .
   exit 0
 fi
-echo "tsc --noEmit";  npx tsc --noEmit -p . && npx tsc --noEmit -p console/src
+# Two commands, not an && chain: set -e does not stop at a failure inside a chain.
+echo "tsc --noEmit";  npx tsc --noEmit -p .
+npx tsc --noEmit -p console/src
 echo "eslint";        npx eslint --max-warnings 0 .
 echo "prettier";      npx prettier --check --log-level warn .
 echo "solhint";       npx solhint --max-warnings 0 'contracts/**/*.sol'

@@ -22,7 +22,7 @@ import type { TimelineRow } from "../../tasks/lib/timeline";
 import { firstFreeDeviceId } from "../shared/fleet";
 import { freePort, PrivateBroker, waitFor } from "../shared/processes";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../shared/services";
-import { createSealer } from "../../workers/src/signed-bus";
+import { createSealer } from "../../workers/src";
 import { launchChromium } from "./browser";
 
 const urls = serviceUrls();

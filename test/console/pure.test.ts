@@ -12,7 +12,7 @@ import {
   type SenderView,
 } from "../../console/src/verify";
 import { timelineJson, type TimelineRow } from "../../tasks/lib/timeline";
-import { createSealer } from "../../workers/src/signed-bus";
+import { createSealer } from "../../workers/src";
 
 const A = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
 const B = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512";
