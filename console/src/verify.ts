@@ -12,6 +12,7 @@ import {
   leafHash,
   ownerOfTopic,
   rootOf,
+  senderChangedBy,
   type DropReason,
   type Envelope,
   type EnvelopeCrypto,
@@ -59,15 +60,6 @@ export interface MessageVerifier {
   readonly dropped: Record<DropReason, number>;
   readonly devices: Map<string, DeviceTrust>;
 }
-
-/** Bridged DeviceRegistry events after which a device's operator or status may have changed. */
-const DEVICE_EVENTS = new Set([
-  "DeviceEnrolled",
-  "DeviceOperatorChanged",
-  "DeviceExitRequested",
-  "DeviceExited",
-  "DeviceSlashed",
-]);
 
 export function createMessageVerifier(deps: MessageVerifierDeps): MessageVerifier {
   const maxAgeMs = deps.maxAgeMs ?? 60_000;
@@ -172,15 +164,8 @@ export function createMessageVerifier(deps: MessageVerifierDeps): MessageVerifie
       const t = trust(device);
       t.verified++;
       t.signer = signer;
-      const event = /\/chain\/\d+\/DeviceRegistry\/([^/]+)$/.exec(topic)?.[1];
-      if (event !== undefined && DEVICE_EVENTS.has(event)) {
-        try {
-          const args = (JSON.parse(payload) as { args?: { deviceId?: unknown } }).args;
-          if (args?.deviceId !== undefined) senders.delete(String(args.deviceId));
-        } catch {
-          // a signed but unreadable event changes no cache
-        }
-      }
+      const changed = senderChangedBy(topic, payload);
+      if (changed !== undefined) senders.delete(changed);
       return { ok: true, payload, envelope: e, signer };
     },
   };

@@ -29,6 +29,7 @@ import {
   merkle,
   nextSequence,
   rootOf,
+  senderChangedBy,
   type DropReason,
   type Envelope,
   type EnvelopeCrypto,
@@ -105,15 +106,6 @@ export function chainSenderLookup(provider: JsonRpcProvider, deviceRegistry: str
     return { operator: device.operator, active: status === "Active" };
   };
 }
-
-/** Bridged events after which a device's operator or status may have changed. */
-const DEVICE_EVENTS = new Set([
-  "DeviceEnrolled",
-  "DeviceOperatorChanged",
-  "DeviceExitRequested",
-  "DeviceExited",
-  "DeviceSlashed",
-]);
 
 export type VerifyResult =
   { ok: true; payload: string; envelope: Envelope; signer: string } | { ok: false; reason: DropReason };
@@ -206,15 +198,8 @@ export function createVerifier(options: VerifierOptions): Verifier {
       });
       if (!verdict.ok) return drop(topic, verdict.reason!);
       lastSeq.set(seqKey, e.n);
-      const event = /\/chain\/\d+\/DeviceRegistry\/([^/]+)$/.exec(topic)?.[1];
-      if (event && DEVICE_EVENTS.has(event)) {
-        try {
-          const args = (JSON.parse(payload) as { args?: { deviceId?: unknown } }).args;
-          if (args?.deviceId !== undefined) senders.delete(String(args.deviceId));
-        } catch {
-          // a signed but unparsable event changes no cache
-        }
-      }
+      const changed = senderChangedBy(topic, payload);
+      if (changed !== undefined) senders.delete(changed);
       return { ok: true, payload, envelope: e, signer };
     },
   };

@@ -11,6 +11,7 @@ import {
   nextSequence,
   rootOf,
   type Envelope,
+  senderChangedBy,
 } from "../../../workers/src";
 import { createSealer, createVerifier } from "../../../workers/src";
 
@@ -156,4 +157,21 @@ describe("signed bus verifier", function () {
       expect(await v.verify(t, payload), reason).to.deep.equal({ ok: false, reason });
     expect(v.dropped).to.deep.equal({ forged: 4, replayed: 1, stale: 1, unsigned: 1, "unknown-device": 1 });
   });
+});
+
+describe("senderChangedBy", function () {
+  const chain = "shoal/v1/chain/31337/DeviceRegistry";
+  const cases: [string, string, string | undefined][] = [
+    [`${chain}/DeviceOperatorChanged`, '{"args":{"deviceId":"7"}}', "7"],
+    [`${chain}/DeviceSlashed`, '{"args":{"deviceId":3}}', "3"],
+    [`${chain}/DeviceExited`, '{"args":{"deviceId":"4"}}', "4"],
+    [`${chain}/DeviceHeartbeat`, '{"args":{"deviceId":"7"}}', undefined],
+    ["shoal/v1/chain/31337/PlacementRegistry/PlacementClaimed", '{"args":{"deviceId":"7"}}', undefined],
+    [`${chain}/DeviceOperatorChanged`, "not json", undefined],
+    [`${chain}/DeviceOperatorChanged`, '{"args":{}}', undefined],
+    ["shoal/v1/devices/7/status", '{"deviceId":"7"}', undefined],
+  ];
+  for (const [topic, payload, expected] of cases)
+    it(`${topic.split("/").slice(-1)[0]} ${payload} -> ${expected}`, () =>
+      expect(senderChangedBy(topic, payload)).to.equal(expected));
 });

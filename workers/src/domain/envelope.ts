@@ -233,3 +233,28 @@ export function judge(input: {
   if (e.r === 0 && Math.abs(input.nowMs - e.t) > input.maxAgeMs) return { ok: false, reason: "stale" };
   return { ok: true };
 }
+
+/** Bridged DeviceRegistry events after which a device's operator or status may have changed. */
+const SENDER_EVENTS = new Set([
+  "DeviceEnrolled",
+  "DeviceOperatorChanged",
+  "DeviceExitRequested",
+  "DeviceExited",
+  "DeviceSlashed",
+]);
+
+/**
+ * The device whose cached operator a verified message makes stale: the `deviceId` of a bridged
+ * DeviceRegistry event that may change an operator or status, else undefined. A consumer forgets
+ * that device's cached view, so the next message it signs is checked against the chain again.
+ */
+export function senderChangedBy(topic: string, payload: string): string | undefined {
+  const event = /\/chain\/\d+\/DeviceRegistry\/([^/]+)$/.exec(topic)?.[1];
+  if (event === undefined || !SENDER_EVENTS.has(event)) return undefined;
+  try {
+    const deviceId = (JSON.parse(payload) as { args?: { deviceId?: unknown } }).args?.deviceId;
+    return deviceId === undefined ? undefined : String(deviceId);
+  } catch {
+    return undefined; // a signed but unreadable event changes no cache
+  }
+}
