@@ -1,5 +1,5 @@
 /**
- * Deploys the Shoal contracts: ShoalToken, DeviceRegistry, AppRegistry, PlacementRegistry.
+ * Deploys the Shoal contracts: ShoalToken, DeviceRegistry, AppRegistry, PlacementRegistry, ResourceLog.
  *
  *   npx hardhat run scripts/deploy.ts --network localhost
  *   SHOAL_HEARTBEAT_TTL=30 npx hardhat run scripts/deploy.ts --network localhost   # a short TTL for demos
@@ -18,13 +18,8 @@ import path from "node:path";
 import type { Signer } from "ethers";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
 import { deploymentFile } from "../tasks/lib/context";
-import type {
-  AppRegistry,
-  DeviceRegistry,
-  PlacementRegistry,
-  ShoalTimelock,
-  ShoalToken,
-} from "../typechain-types";
+import type { ShoalTimelock } from "../typechain-types";
+import { connectShoalContracts, type ShoalContracts } from "../workers/src";
 
 /** DeviceRegistry parameters, as its `Parameters` struct. */
 export interface ShoalParameters {
@@ -65,17 +60,17 @@ export interface DeployShoalOptions {
   governance?: "timelock" | "direct";
 }
 
-export interface ShoalDeployment {
-  token: ShoalToken;
-  devices: DeviceRegistry;
-  apps: AppRegistry;
-  placements: PlacementRegistry;
+export interface ShoalDeployment extends Omit<ShoalContracts, "resourceLog"> {
+  resourceLog: NonNullable<ShoalContracts["resourceLog"]>;
   parameters: ShoalParameters;
   treasury: string;
   /** The timelock holding the admin roles, or undefined with governance "direct". */
   timelock?: ShoalTimelock;
   /** Block in which each contract was deployed. */
-  blockNumbers: Record<"ShoalToken" | "DeviceRegistry" | "AppRegistry" | "PlacementRegistry", number> & {
+  blockNumbers: Record<
+    "ShoalToken" | "DeviceRegistry" | "AppRegistry" | "PlacementRegistry" | "ResourceLog",
+    number
+  > & {
     ShoalTimelock?: number;
   };
 }
@@ -97,7 +92,7 @@ export const DEFAULT_PARAMETERS: ShoalParameters = {
   timelockDelay: 86_400,
 };
 
-/** Deploys and wires the four contracts with `admin` (first signer by default). */
+/** Deploys and wires the five contracts with `admin` (first signer by default). */
 export async function deployShoal(
   hre: HardhatRuntimeEnvironment,
   options: DeployShoalOptions = {},
@@ -129,11 +124,23 @@ export async function deployShoal(
     adminAddress,
     parameters.claimDeadline,
   ]);
+  // Asks the DeviceRegistry who operates a device; no admin, nothing to wire.
+  const resourceLog = await deploy("ResourceLog", [await devices.contract.getAddress()]);
 
-  const deviceRegistry = devices.contract as unknown as DeviceRegistry;
-  const placementRegistry = placements.contract as unknown as PlacementRegistry;
-  const appRegistry = apps.contract as unknown as AppRegistry;
-  const shoalToken = token.contract as unknown as ShoalToken;
+  const addressOf = async (d: { contract: { getAddress(): Promise<string> } }) => ({
+    address: await d.contract.getAddress(),
+  });
+  const bound = connectShoalContracts(
+    {
+      ShoalToken: await addressOf(token),
+      DeviceRegistry: await addressOf(devices),
+      AppRegistry: await addressOf(apps),
+      PlacementRegistry: await addressOf(placements),
+      ResourceLog: await addressOf(resourceLog),
+    },
+    admin,
+  );
+  const { devices: deviceRegistry, placements: placementRegistry, apps: appRegistry, token: shoalToken } = bound;
   // The PlacementRegistry slashes liveness faults and counts outcomes, and is told of new deployments.
   const placementAddress = await placementRegistry.getAddress();
   await (await deviceRegistry.grantRole(await deviceRegistry.PLACEMENT_ROLE(), placementAddress)).wait();
@@ -167,6 +174,7 @@ export async function deployShoal(
     devices: deviceRegistry,
     apps: appRegistry,
     placements: placementRegistry,
+    resourceLog: bound.resourceLog!,
     parameters,
     treasury,
     timelock: timelock?.contract as ShoalTimelock | undefined,
@@ -175,6 +183,7 @@ export async function deployShoal(
       DeviceRegistry: devices.blockNumber,
       AppRegistry: apps.blockNumber,
       PlacementRegistry: placements.blockNumber,
+      ResourceLog: resourceLog.blockNumber,
       ...(timelock && { ShoalTimelock: timelock.blockNumber }),
     },
   };
@@ -275,6 +284,7 @@ async function main(): Promise<void> {
       address: await d.placements.getAddress(),
       blockNumber: d.blockNumbers.PlacementRegistry,
     },
+    ResourceLog: { address: await d.resourceLog.getAddress(), blockNumber: d.blockNumbers.ResourceLog },
   };
   const timelockAddress = await d.timelock!.getAddress();
   const record = {

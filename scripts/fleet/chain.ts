@@ -5,24 +5,16 @@
  */
 import {
   PLACEMENT_STATES,
+  connectShoalContracts,
   isLivePlacement,
   parseDeploymentRecord,
   type DeploymentRecord,
   type PlacementState,
+  type ShoalContracts,
 } from "../../workers/src";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { JsonRpcProvider, NonceManager, type Signer } from "ethers";
-import {
-  AppRegistry__factory,
-  DeviceRegistry__factory,
-  PlacementRegistry__factory,
-  ShoalToken__factory,
-  type AppRegistry,
-  type DeviceRegistry,
-  type PlacementRegistry,
-  type ShoalToken,
-} from "../../typechain-types";
 import { devWallet, runHardhat } from "../lib/local-chain";
 import { FleetError } from "./processes";
 
@@ -45,45 +37,27 @@ export function readDeploymentRecord(file: string): DeploymentRecord {
   return parseDeploymentRecord(raw, path.relative(process.cwd(), file) || file);
 }
 
-export interface Contracts {
+export interface Contracts extends ShoalContracts {
   provider: JsonRpcProvider;
-  token: ShoalToken;
-  devices: DeviceRegistry;
-  apps: AppRegistry;
-  placements: PlacementRegistry;
   /** The same contracts bound to a signer of the given account index (nonces managed locally). */
-  as(account: number): {
-    signer: Signer;
-    token: ShoalToken;
-    devices: DeviceRegistry;
-    placements: PlacementRegistry;
-  };
+  as(account: number): ShoalContracts & { signer: Signer };
   close(): void;
 }
 
 export function connectContracts(rpcUrl: string, record: DeploymentRecord): Contracts {
   // cacheTimeout -1: no stale reads while polling for a state change.
   const provider = new JsonRpcProvider(rpcUrl, record.chainId, { staticNetwork: true, cacheTimeout: -1 });
-  const at = (name: keyof DeploymentRecord["contracts"]) => record.contracts[name].address;
   const signers = new Map<number, Signer>();
   return {
     provider,
-    token: ShoalToken__factory.connect(at("ShoalToken"), provider),
-    devices: DeviceRegistry__factory.connect(at("DeviceRegistry"), provider),
-    apps: AppRegistry__factory.connect(at("AppRegistry"), provider),
-    placements: PlacementRegistry__factory.connect(at("PlacementRegistry"), provider),
+    ...connectShoalContracts(record.contracts, provider),
     as(account) {
       let signer = signers.get(account);
       if (signer === undefined) {
         signer = new NonceManager(devWallet(account).connect(provider));
         signers.set(account, signer);
       }
-      return {
-        signer,
-        token: ShoalToken__factory.connect(at("ShoalToken"), signer),
-        devices: DeviceRegistry__factory.connect(at("DeviceRegistry"), signer),
-        placements: PlacementRegistry__factory.connect(at("PlacementRegistry"), signer),
-      };
+      return { signer, ...connectShoalContracts(record.contracts, signer) };
     },
     close: () => provider.destroy(),
   };

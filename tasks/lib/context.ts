@@ -1,28 +1,29 @@
 /**
  * What every task needs: the contracts of the selected network (from deployments/<network>.json,
- * written by scripts/deploy.ts) bound to the chosen signer. typechain-types is loaded here with a
- * dynamic import: a clean checkout has none until the first compile, and hardhat.config.ts loads
- * this file.
+ * written by scripts/deploy.ts) bound to the chosen signer (connectShoalContracts). The bindings
+ * (typechain-types) load on first use through the worker's entry point: a clean checkout has none
+ * until the first compile, and hardhat.config.ts loads this file.
  */
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
 import type { Signer } from "ethers";
-import type { AppRegistry, DeviceRegistry, PlacementRegistry, ShoalToken } from "../../typechain-types";
-import { parseDeploymentRecord, type DeploymentRecord, type ShoalContractName } from "../../workers/src";
+import {
+  connectShoalContracts,
+  parseDeploymentRecord,
+  type DeploymentRecord,
+  type ShoalContractName,
+  type ShoalContracts,
+} from "../../workers/src";
 import { fail } from "./output";
 
 export type { DeploymentRecord };
 export type ContractName = ShoalContractName;
 
-export interface ShoalContext {
+export interface ShoalContext extends ShoalContracts {
   deployment: DeploymentRecord;
   signer: Signer;
   signerAddress: string;
-  token: ShoalToken;
-  devices: DeviceRegistry;
-  apps: AppRegistry;
-  placements: PlacementRegistry;
 }
 
 /** deployments/<network>.json, or under SHOAL_DEPLOYMENTS_DIR (tests keep theirs apart). */
@@ -74,7 +75,6 @@ export async function shoalContext(hre: HardhatRuntimeEnvironment, account?: str
     );
   }
   const signer = await resolveSigner(hre, account);
-  const types = require("../../typechain-types") as typeof import("../../typechain-types");
   const at = (name: ContractName) => deployment.contracts[name].address;
   const code = await hre.ethers.provider.getCode(at("AppRegistry"));
   if (code === "0x") {
@@ -87,9 +87,6 @@ export async function shoalContext(hre: HardhatRuntimeEnvironment, account?: str
     deployment,
     signer,
     signerAddress: await signer.getAddress(),
-    token: types.ShoalToken__factory.connect(at("ShoalToken"), signer),
-    devices: types.DeviceRegistry__factory.connect(at("DeviceRegistry"), signer),
-    apps: types.AppRegistry__factory.connect(at("AppRegistry"), signer),
-    placements: types.PlacementRegistry__factory.connect(at("PlacementRegistry"), signer),
+    ...connectShoalContracts(deployment.contracts, signer),
   };
 }

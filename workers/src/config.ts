@@ -53,7 +53,17 @@ export interface WorkerConfig {
    * fast path reads the CPU counters every `fastPeriodMs` and raises a throttled container at once
    * (0, or not below periodMs, turns it off). See docs/resource-manager.md.
    */
-  resources: { enabled: boolean; periodMs: number; fastPeriodMs: number };
+  resources: {
+    enabled: boolean;
+    periodMs: number;
+    fastPeriodMs: number;
+    /**
+     * The anchored decision log: an epoch closes at `epochMaxRecords` decisions or `epochMaxAgeMs`
+     * after its first, whichever comes first, and is then stored in Kubo and anchored on chain.
+     */
+    epochMaxRecords: number;
+    epochMaxAgeMs: number;
+  };
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
 }
 
@@ -77,7 +87,7 @@ const DEFAULTS: Omit<WorkerConfig, "operatorKey" | "deviceId" | "mqttUsername" |
   claim: { enabled: true, maxDelayMs: 2000, jitterMs: 250 },
   bridge: { enabled: true },
   keeper: { enabled: true, jitterMs: 5000, retryMs: 30_000 },
-  resources: { enabled: true, periodMs: 1000, fastPeriodMs: 100 },
+  resources: { enabled: true, periodMs: 1000, fastPeriodMs: 100, epochMaxRecords: 64, epochMaxAgeMs: 300_000 },
   logLevel: "info",
 };
 
@@ -102,6 +112,8 @@ export const ENV: Record<string, keyof WorkerConfig> = {
 /** Nested settings with an environment variable of their own. */
 const NESTED_ENV: Record<string, [string, string]> = {
   SHOAL_RESOURCES_ENABLED: ["resources", "enabled"],
+  SHOAL_RESOURCES_EPOCH_MAX_RECORDS: ["resources", "epochMaxRecords"],
+  SHOAL_RESOURCES_EPOCH_MAX_AGE_MS: ["resources", "epochMaxAgeMs"],
 };
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
@@ -281,6 +293,8 @@ export function loadConfig(
       enabled: flag("resources.enabled", resources.enabled),
       periodMs: integer("resources.periodMs", resources.periodMs, 100, 60_000),
       fastPeriodMs: integer("resources.fastPeriodMs", resources.fastPeriodMs, 0, 60_000),
+      epochMaxRecords: integer("resources.epochMaxRecords", resources.epochMaxRecords, 1, 10_000),
+      epochMaxAgeMs: integer("resources.epochMaxAgeMs", resources.epochMaxAgeMs, 1000, 86_400_000),
     },
     logLevel: logLevel as WorkerConfig["logLevel"],
   };

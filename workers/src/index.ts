@@ -21,6 +21,7 @@ export * from "./domain/keeper";
 export * from "./domain/manifest";
 export * from "./domain/placement";
 export * from "./domain/plan";
+export * from "./domain/resource-log";
 export * from "./domain/scoring";
 export * from "./domain/topics";
 export * from "./errors";
@@ -31,6 +32,7 @@ export * from "./ports/chain-source";
 export * from "./ports/content-store";
 export * from "./ports/metrics";
 export * from "./ports/registry";
+export * from "./ports/resource-anchor";
 export * from "./ports/runtime";
 
 // ---- lib (small, pure of library clients)
@@ -49,6 +51,8 @@ import type * as KeeperModule from "./keeper";
 import type * as MetricsModule from "./metrics";
 import type * as ReconcilerModule from "./reconciler";
 import type * as ResourceManagerModule from "./resource-manager";
+import type * as ResourceLogModule from "./resource-log";
+import type * as EthersResourceLogModule from "./adapters/ethers-resource-log";
 import type * as SignedBusModule from "./signed-bus";
 import type * as CgroupMetricsModule from "./adapters/cgroup-metrics";
 import type * as DeviceCgroupModule from "./adapters/device-cgroup";
@@ -60,6 +64,7 @@ import type * as EthersRegistryModule from "./adapters/ethers-registry";
 import type * as HostMetricsModule from "./adapters/host-metrics";
 import type * as KuboModule from "./adapters/kubo";
 import type * as MqttBusModule from "./adapters/mqtt-bus";
+import type * as ShoalContractsModule from "./adapters/shoal-contracts";
 export type * from "./bridge";
 export type * from "./claimer";
 export type * from "./config";
@@ -68,6 +73,8 @@ export type * from "./keeper";
 export type * from "./metrics";
 export type * from "./reconciler";
 export type * from "./resource-manager";
+export type * from "./resource-log";
+export type * from "./adapters/ethers-resource-log";
 export type * from "./signed-bus";
 export type * from "./adapters/cgroup-metrics";
 export type * from "./adapters/device-cgroup";
@@ -79,6 +86,7 @@ export type * from "./adapters/ethers-registry";
 export type * from "./adapters/host-metrics";
 export type * from "./adapters/kubo";
 export type * from "./adapters/mqtt-bus";
+export type * from "./adapters/shoal-contracts";
 
 const once = <M>(load: () => M) => {
   let module: M | undefined;
@@ -104,7 +112,19 @@ const load = {
   hostMetrics: once(() => require("./adapters/host-metrics") as typeof HostMetricsModule),
   kubo: once(() => require("./adapters/kubo") as typeof KuboModule),
   mqttBus: once(() => require("./adapters/mqtt-bus") as typeof MqttBusModule),
+  resourceLog: once(() => require("./resource-log") as typeof ResourceLogModule),
+  ethersResourceLog: once(() => require("./adapters/ethers-resource-log") as typeof EthersResourceLogModule),
+  shoalContracts: once(() => require("./adapters/shoal-contracts") as typeof ShoalContractsModule),
 };
+
+export const createResourceLog: typeof ResourceLogModule.createResourceLog = (...args) =>
+  load.resourceLog().createResourceLog(...args);
+export const createEthersResourceAnchor: typeof EthersResourceLogModule.createEthersResourceAnchor = (...args) =>
+  load.ethersResourceLog().createEthersResourceAnchor(...args);
+export declare const RESOURCE_LOG_FILE: typeof ResourceLogModule.RESOURCE_LOG_FILE;
+lazyValue("RESOURCE_LOG_FILE", () => load.resourceLog().RESOURCE_LOG_FILE);
+export const connectShoalContracts: typeof ShoalContractsModule.connectShoalContracts = (...args) =>
+  load.shoalContracts().connectShoalContracts(...args);
 
 /** Exports `name` as a getter into its module, loaded on first read. */
 function lazyValue(name: string, get: () => unknown): void {

@@ -40,6 +40,8 @@ import type { DeviceView, KeeperRegistry, Registry } from "./ports/registry";
 import { createReconciler } from "./reconciler";
 import { chainSenderLookup, createSealer, createSignedBus, createVerifier } from "./signed-bus";
 import { createResourceManager } from "./resource-manager";
+import { createResourceLog } from "./resource-log";
+import { createEthersResourceAnchor } from "./adapters/ethers-resource-log";
 
 const HELP = `Usage: shoal-worker [--config FILE]
 
@@ -214,6 +216,25 @@ async function buildParts(config: WorkerConfig, conn: Connection, metrics: Worke
     }),
   });
   const cgroup = await deviceCgroup(config, conn);
+  // The anchored decision log (issue 16): seqs continue from the persisted log across restarts.
+  const resourceLogContract = record.contracts.ResourceLog;
+  const resourceLog = cgroup
+    ? createResourceLog({
+        deviceId,
+        dataDir: config.dataDir,
+        bounds: { maxRecords: config.resources.epochMaxRecords, maxAgeMs: config.resources.epochMaxAgeMs },
+        store: createKuboContentStore({ url: config.kuboUrl }),
+        anchor: resourceLogContract
+          ? createEthersResourceAnchor({
+              provider: conn.provider,
+              contract: resourceLogContract,
+              operatorKey: config.operatorKey,
+            })
+          : undefined,
+        logger,
+      })
+    : undefined;
+  const firstSeq = (await resourceLog?.open())?.nextSeq;
   const resourceManager = cgroup
     ? createResourceManager({
         deviceId: String(deviceId),
@@ -229,6 +250,8 @@ async function buildParts(config: WorkerConfig, conn: Connection, metrics: Worke
           reconciler.markDirty("evicted");
         },
         bus,
+        firstSeq,
+        log: resourceLog,
         params: { periodMs: config.resources.periodMs, fastPeriodMs: config.resources.fastPeriodMs },
         logger,
         promMetrics: metrics,
@@ -288,7 +311,7 @@ async function buildParts(config: WorkerConfig, conn: Connection, metrics: Worke
     dataDir: config.dataDir,
     logger: logger.child({ component: "bridge" }),
   });
-  return { runtime, bus, resourceManager, reconciler, claimer, source, bridge, keeper };
+  return { runtime, bus, resourceManager, resourceLog, reconciler, claimer, source, bridge, keeper };
 }
 
 type Parts = Awaited<ReturnType<typeof buildParts>>;
@@ -308,7 +331,7 @@ async function runLoops(
 ): Promise<void> {
   const { signal } = stop;
   const { registry, device } = conn;
-  const { bus, claimer, reconciler, resourceManager, source, bridge, keeper } = parts;
+  const { bus, claimer, reconciler, resourceManager, resourceLog, source, bridge, keeper } = parts;
   const onError = ({
     loop: name,
     error,
@@ -386,6 +409,7 @@ async function runLoops(
       { name: config.bridge.enabled ? "chain source and bridge" : "chain source", done: chain },
       { name: "reconciler", done: reconciler.run({ signal }) },
       ...(resourceManager ? [{ name: "resource manager", done: resourceManager.run({ signal }) }] : []),
+      ...(resourceLog ? [{ name: "resource log", done: resourceLog.run({ signal }) }] : []),
       ...(keeper ? [{ name: "keeper", done: keeper.run({ signal }) }] : []),
       { name: "heartbeat", done: heartbeat.done },
       ...(claims ? [{ name: "claimer", done: claims.done }] : []),

@@ -107,6 +107,11 @@ export interface ResourceManagerDeps {
   wallClock?: () => number;
   /** First decision sequence number (continue a log across restarts); default 0. */
   firstSeq?: number;
+  /**
+   * The device's decision log (workers/src/resource-log.ts): every tick's decisions are appended,
+   * and written to disk, before they are published. Its `nextSeq` is the `firstSeq` to pass.
+   */
+  log?: { append(records: readonly DecisionRecord[]): Promise<void> };
   /** Called with the report of every tick (dashboards, tests, benchmarks). */
   onTick?: (report: TickReport) => void;
 }
@@ -319,8 +324,13 @@ export function createResourceManager(deps: ResourceManagerDeps): ResourceManage
       }
     }
 
-    // Only decisions that took effect are published; a failed update leaves a gap in seq.
-    const decisions = out.decisions.filter((d) => d.resource === "placement" || !failed.has(d.containerId));
+    // Only decisions that took effect are logged and published, numbered without gaps: a seq
+    // missing from the log is then always a record lost or removed (the anchored log's check).
+    const firstSeq = out.decisions[0]?.seq ?? state.seq;
+    const decisions = out.decisions
+      .filter((d) => d.resource === "placement" || !failed.has(d.containerId))
+      .map((d, i) => ({ ...d, seq: firstSeq + i }));
+    state = { ...state, seq: firstSeq + decisions.length };
     for (const d of decisions) {
       deps.promMetrics?.resourceDecisions.inc({ resource: d.resource, reason: d.reason });
       log.info(
@@ -335,6 +345,14 @@ export function createResourceManager(deps: ResourceManagerDeps): ResourceManage
         },
         "resource decision",
       );
+    }
+    // Write before publish: a decision is on disk before anyone hears of it (docs/resource-manager.md).
+    if (decisions.length > 0 && deps.log !== undefined) {
+      try {
+        await deps.log.append(decisions);
+      } catch (error) {
+        log.error({ err: error }, "could not write the decision log; kept in memory, written with the next");
+      }
     }
     await Promise.all(decisions.map((d) => publish(resourcesTopic, decisionRecordJson(d), 1, signal)));
     return { decisions, failed };

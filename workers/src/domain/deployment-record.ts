@@ -11,9 +11,15 @@ export interface DeployedContract {
   blockNumber: number;
 }
 
+/**
+ * Contracts a deployment may lack (older records): the ResourceLog (issue 16). Their events are not
+ * bridged; the worker and the tasks use them when the record names them.
+ */
+export type OptionalContractName = "ResourceLog";
+
 export interface DeploymentRecord {
   chainId: number;
-  contracts: Record<ShoalContractName, DeployedContract>;
+  contracts: Record<ShoalContractName, DeployedContract> & Partial<Record<OptionalContractName, DeployedContract>>;
   /** Hardhat's network name, the time of the deployment and its parameters, as deploy.ts wrote them. */
   network?: string;
   deployedAt?: string;
@@ -38,7 +44,8 @@ export function parseDeploymentRecord(text: string, source: string): DeploymentR
   const record = data as Partial<DeploymentRecord>;
   if (!Number.isInteger(record?.chainId))
     throw new ShoalError(`${source}: chainId is missing or not an integer`);
-  for (const name of SHOAL_CONTRACTS) {
+  const optional: OptionalContractName[] = ["ResourceLog"];
+  for (const name of [...SHOAL_CONTRACTS, ...optional.filter((n) => record.contracts?.[n] !== undefined)]) {
     const c = record.contracts?.[name];
     if (typeof c?.address !== "string" || !/^0x[0-9a-fA-F]{40}$/.test(c.address)) {
       throw new ShoalError(`${source}: contracts.${name}.address is missing or not an address`);
