@@ -46,6 +46,8 @@ const TARGETS: Record<string, number> = {
   "PlacementRegistry.claim (steady state)": 150_000,
   "PlacementRegistry.claim (steady state, no required label)": 150_000,
   "PlacementRegistry.confirm": 60_000,
+  "ResourceLog.anchor (first of device)": 60_000,
+  "ResourceLog.anchor (steady state)": 60_000,
 };
 
 async function gasOf(tx: Promise<ContractTransactionResponse>): Promise<bigint> {
@@ -55,7 +57,7 @@ async function gasOf(tx: Promise<ContractTransactionResponse>): Promise<bigint> 
 
 async function main(): Promise<void> {
   const [admin, appOwner, owner, operator, other, slasher] = await hre.ethers.getSigners();
-  const { token, devices, apps, placements } = await deployShoal(hre, {
+  const { token, devices, apps, placements, resourceLog } = await deployShoal(hre, {
     admin,
     mintTo: [owner.address, other.address],
     mintAmount: 1_000_000n * 10n ** 18n,
@@ -101,6 +103,11 @@ async function main(): Promise<void> {
     d.enroll(operator.address, "linux/amd64", 4000, 8192, LABELS_8, ENDPOINT, stake),
   );
   await measure("DeviceRegistry.heartbeat", devices.connect(operator).heartbeat(2));
+  // An epoch of 64 decisions: a sha256 last hash and a CIDv1 (raw, base32) of real length.
+  const lastHash = hre.ethers.sha256(hre.ethers.toUtf8Bytes("epoch"));
+  const log = resourceLog.connect(operator);
+  await measure("ResourceLog.anchor (first of device)", log.anchor(2, 0, 0, 64, lastHash, EVIDENCE));
+  await measure("ResourceLog.anchor (steady state)", log.anchor(2, 1, 64, 64, lastHash, EVIDENCE));
   await measure("DeviceRegistry.topUp", d.topUp(2, 10n ** 18n));
   await measure("DeviceRegistry.slash (fault)", devices.connect(slasher).slash(2, 10n ** 18n, EVIDENCE));
 

@@ -252,7 +252,18 @@ export function verifyResourceLog(input: LogVerifyInput): LogVerifyResult {
     // The link into this epoch: the previous anchor's last hash (or genesis).
     let expectedPrev = previous?.lastHash ?? GENESIS_HASH;
     let expectedSeq = anchor.firstSeq;
-    for (const entry of entries) {
+    // Out of order: named once per inversion, then the records are checked in seq order, so a
+    // reorder alone shows up as nothing else.
+    for (let i = 1; i < entries.length; i++)
+      if (entries[i].seq < entries[i - 1].seq)
+        findings.push({
+          kind: "reorder",
+          epoch: e,
+          seq: entries[i].seq,
+          field: "seq",
+          message: `epoch ${e}: seq ${entries[i].seq} is stored after seq ${entries[i - 1].seq}`,
+        });
+    for (const entry of [...entries].sort((a, b) => a.seq - b.seq)) {
       recordsChecked += 1;
       const seq = entry.seq;
       if (seq < expectedSeq) {
@@ -261,7 +272,7 @@ export function verifyResourceLog(input: LogVerifyInput): LogVerifyResult {
           epoch: e,
           seq,
           field: "seq",
-          message: `epoch ${e}: seq ${seq} is stored after seq ${expectedSeq - 1} (out of order or repeated)`,
+          message: `epoch ${e}: seq ${seq} is stored more than once`,
         });
       } else if (seq > expectedSeq) {
         const missing = seq - 1 === expectedSeq ? `seq ${expectedSeq} is` : `seqs ${expectedSeq}..${seq - 1} are`;
@@ -314,7 +325,7 @@ export function verifyResourceLog(input: LogVerifyInput): LogVerifyResult {
         message: `epoch ${e}: its last record (seq ${last.seq}) hashes to ${last.hash}, the anchor holds ${anchor.lastHash}`,
       });
   }
-  findings.sort((a, b) => a.epoch - b.epoch || (a.seq ?? -1) - (b.seq ?? -1));
+  findings.sort((a, b) => a.epoch - b.epoch || (a.seq ?? Infinity) - (b.seq ?? Infinity));
   return { findings, epochsChecked, recordsChecked };
 }
 
