@@ -33,12 +33,18 @@ contract ResourceLog is IResourceLog {
         // Cheap checks of the arguments first, then the one external call, then the slot.
         if (count == 0) revert ResourceLogEmptyEpoch(deviceId, epoch);
         if (lastHash == bytes32(0)) revert ResourceLogZeroHash(deviceId, epoch);
-        if (bytes(cid).length == 0 || bytes(cid).length > _MAX_CID_BYTES) revert ResourceLogInvalidCid(deviceId, cid);
-        if (!_devices.isAuthorized(deviceId, msg.sender)) revert ResourceLogUnauthorizedAccount(deviceId, msg.sender);
+        if (bytes(cid).length == 0 || bytes(cid).length > _MAX_CID_BYTES)
+            revert ResourceLogInvalidCid(deviceId, cid);
+        if (!_devices.isAuthorized(deviceId, msg.sender))
+            revert ResourceLogUnauthorizedAccount(deviceId, msg.sender);
         Head memory h = _heads[deviceId];
         if (epoch != h.epochs) revert ResourceLogEpochNotNext(deviceId, epoch, h.epochs);
         if (firstSeq != h.nextSeq) revert ResourceLogSeqNotNext(deviceId, firstSeq, h.nextSeq);
-        _heads[deviceId] = Head({epochs: epoch + 1, nextSeq: firstSeq + count, lastHashPrefix: bytes20(lastHash)});
+        _heads[deviceId] = Head({
+            epochs: epoch + 1,
+            nextSeq: firstSeq + count,
+            lastHashPrefix: bytes20(lastHash)
+        });
         emit ResourceLogAnchored(deviceId, epoch, firstSeq, count, lastHash, cid, msg.sender);
     }
 

@@ -140,7 +140,12 @@ export async function deployShoal(
     },
     admin,
   );
-  const { devices: deviceRegistry, placements: placementRegistry, apps: appRegistry, token: shoalToken } = bound;
+  const {
+    devices: deviceRegistry,
+    placements: placementRegistry,
+    apps: appRegistry,
+    token: shoalToken,
+  } = bound;
   // The PlacementRegistry slashes liveness faults and counts outcomes, and is told of new deployments.
   const placementAddress = await placementRegistry.getAddress();
   await (await deviceRegistry.grantRole(await deviceRegistry.PLACEMENT_ROLE(), placementAddress)).wait();

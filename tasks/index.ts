@@ -3,6 +3,7 @@
 import "./app";
 import "./device";
 import "./placement";
+import "./resources";
 import { reportTaskErrorsPlainly } from "./lib/cli-errors";
 
-reportTaskErrorsPlainly(["app:", "device:", "placement:"]);
+reportTaskErrorsPlainly(["app:", "device:", "placement:", "resources:"]);

@@ -23,7 +23,6 @@ describe("ResourceLog", () => {
         .withArgs(1, 1, 64, 3, HASH_1, CID, operator.address);
       const h2 = await resourceLog.head(1);
       expect([h2.epochs, h2.nextSeq, h2.lastHashPrefix]).to.deep.equal([2n, 67n, prefix(HASH_1)]);
-
     });
 
     it("test_anchor_ownerMayAnchorToo", async () => {
@@ -103,7 +102,10 @@ describe("ResourceLog", () => {
           .to.be.revertedWithCustomError(resourceLog, "ResourceLogInvalidCid")
           .withArgs(1, cid);
       }
-      await expect(log.anchor(1, 0, 0, 1, HASH_0, "b".repeat(128))).to.emit(resourceLog, "ResourceLogAnchored");
+      await expect(log.anchor(1, 0, 0, 1, HASH_0, "b".repeat(128))).to.emit(
+        resourceLog,
+        "ResourceLogAnchored",
+      );
     });
 
     it("test_anchor_devicesAreIndependent", async () => {

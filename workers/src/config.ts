@@ -87,7 +87,13 @@ const DEFAULTS: Omit<WorkerConfig, "operatorKey" | "deviceId" | "mqttUsername" |
   claim: { enabled: true, maxDelayMs: 2000, jitterMs: 250 },
   bridge: { enabled: true },
   keeper: { enabled: true, jitterMs: 5000, retryMs: 30_000 },
-  resources: { enabled: true, periodMs: 1000, fastPeriodMs: 100, epochMaxRecords: 64, epochMaxAgeMs: 300_000 },
+  resources: {
+    enabled: true,
+    periodMs: 1000,
+    fastPeriodMs: 100,
+    epochMaxRecords: 64,
+    epochMaxAgeMs: 300_000,
+  },
   logLevel: "info",
 };
 

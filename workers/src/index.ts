@@ -119,8 +119,9 @@ const load = {
 
 export const createResourceLog: typeof ResourceLogModule.createResourceLog = (...args) =>
   load.resourceLog().createResourceLog(...args);
-export const createEthersResourceAnchor: typeof EthersResourceLogModule.createEthersResourceAnchor = (...args) =>
-  load.ethersResourceLog().createEthersResourceAnchor(...args);
+export const createEthersResourceAnchor: typeof EthersResourceLogModule.createEthersResourceAnchor = (
+  ...args
+) => load.ethersResourceLog().createEthersResourceAnchor(...args);
 export declare const RESOURCE_LOG_FILE: typeof ResourceLogModule.RESOURCE_LOG_FILE;
 lazyValue("RESOURCE_LOG_FILE", () => load.resourceLog().RESOURCE_LOG_FILE);
 export const connectShoalContracts: typeof ShoalContractsModule.connectShoalContracts = (...args) =>

@@ -104,7 +104,9 @@ export function createResourceLog(deps: ResourceLogDeps): ResourceLog {
     const stored = await readJsonFile<LogState>(file);
     if (stored !== undefined) {
       if (stored.v !== 1 || stored.deviceId !== deviceId)
-        throw new ResourceLogError(`${file} is not the resource log of device ${deviceId}; move it away to start over`);
+        throw new ResourceLogError(
+          `${file} is not the resource log of device ${deviceId}; move it away to start over`,
+        );
       state = stored;
     } else {
       // No file (a new device, or a lost data dir): continue after the last anchor, if any.
@@ -114,7 +116,9 @@ export function createResourceLog(deps: ResourceLogDeps): ResourceLog {
         v: 1,
         deviceId,
         epochs: anchors.length,
-        head: last ? { nextSeq: last.firstSeq + last.count, lastHash: last.lastHash } : { nextSeq: 0, lastHash: GENESIS_HASH },
+        head: last
+          ? { nextSeq: last.firstSeq + last.count, lastHash: last.lastHash }
+          : { nextSeq: 0, lastHash: GENESIS_HASH },
         open: [],
         sealed: [],
       };
@@ -175,13 +179,19 @@ export function createResourceLog(deps: ResourceLogDeps): ResourceLog {
             { epoch: doc.epoch, firstSeq: doc.firstSeq, count: doc.count, lastHash: doc.lastHash, cid },
             { signal },
           );
-          log.info({ epoch: doc.epoch, count: doc.count, cid, tx: hash, gasUsed: Number(gasUsed) }, "epoch anchored");
+          log.info(
+            { epoch: doc.epoch, count: doc.count, cid, tx: hash, gasUsed: Number(gasUsed) },
+            "epoch anchored",
+          );
           deps.onAnchored?.({ epoch: doc.epoch, count: doc.count, cid, tx: hash, gasUsed });
         } else {
           log.info({ epoch: doc.epoch, cid }, "epoch already anchored (before a restart)");
         }
       } else {
-        log.info({ epoch: doc.epoch, count: doc.count, cid }, "epoch stored; no ResourceLog in the deployment to anchor it");
+        log.info(
+          { epoch: doc.epoch, count: doc.count, cid },
+          "epoch stored; no ResourceLog in the deployment to anchor it",
+        );
       }
       await locked(async () => {
         current().sealed.shift();

@@ -59,7 +59,11 @@ function world(): { docs: EpochDocument[]; anchors: EpochAnchor[] } {
   return { docs, anchors };
 }
 
-const verify = (docs: (EpochDocument | Error)[], anchors: EpochAnchor[], range: { from?: number; to?: number } = {}) =>
+const verify = (
+  docs: (EpochDocument | Error)[],
+  anchors: EpochAnchor[],
+  range: { from?: number; to?: number } = {},
+) =>
   verifyResourceLog({
     deviceId: "7",
     anchors,
@@ -83,7 +87,9 @@ describe("resource log (domain)", () => {
   });
 
   it("refuses records that do not continue the log", () => {
-    expect(() => appendEntries({ nextSeq: 5, lastHash: GENESIS_HASH }, [record(6)])).to.throw(/seq 6 .* at 5/);
+    expect(() => appendEntries({ nextSeq: 5, lastHash: GENESIS_HASH }, [record(6)])).to.throw(
+      /seq 6 .* at 5/,
+    );
   });
 
   it("writes an epoch as sorted-key JSON, the same bytes for the same epoch", () => {
@@ -190,8 +196,12 @@ describe("resource log (domain)", () => {
         ["missing-epoch", 1],
         ["missing-epoch", 3],
       ]);
-      expect(result.findings[0].message).to.equal("epoch 1: its records (CID cid-1) could not be fetched: not found");
-      expect(result.findings[1].message).to.equal("epoch 3 is not anchored on chain (device 7 has 3 anchored epochs)");
+      expect(result.findings[0].message).to.equal(
+        "epoch 1: its records (CID cid-1) could not be fetched: not found",
+      );
+      expect(result.findings[1].message).to.equal(
+        "epoch 3 is not anchored on chain (device 7 has 3 anchored epochs)",
+      );
     });
 
     it("checks an epoch's first link against the previous anchor", () => {
@@ -204,7 +214,9 @@ describe("resource log (domain)", () => {
     it("keeps LogEntry flat: the record's fields plus prev, hash and sums", () => {
       const { docs } = world();
       const entry: LogEntry = docs[0].entries[0];
-      expect(Object.keys(entry).sort()).to.deep.equal([...Object.keys(record(0)), "hash", "prev", "sums"].sort());
+      expect(Object.keys(entry).sort()).to.deep.equal(
+        [...Object.keys(record(0)), "hash", "prev", "sums"].sort(),
+      );
     });
   });
 });

@@ -20,14 +20,20 @@ export interface EthersResourceAnchorOptions {
 function translate(action: string, error: unknown): ResourceAnchorError {
   const revert = (error as { revert?: { name: string; args: readonly unknown[] } | null }).revert;
   if (revert)
-    return new ResourceAnchorError(`${action}: reverted with ${revert.name}(${revert.args.map(String).join(", ")})`, {
-      cause: error,
-    });
+    return new ResourceAnchorError(
+      `${action}: reverted with ${revert.name}(${revert.args.map(String).join(", ")})`,
+      {
+        cause: error,
+      },
+    );
   const code = (error as { code?: string }).code;
-  return new ResourceAnchorError(`${action}: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}`, {
-    cause: error,
-    retryable: code !== "CALL_EXCEPTION" && code !== "INVALID_ARGUMENT",
-  });
+  return new ResourceAnchorError(
+    `${action}: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}`,
+    {
+      cause: error,
+      retryable: code !== "CALL_EXCEPTION" && code !== "INVALID_ARGUMENT",
+    },
+  );
 }
 
 export function createEthersResourceAnchor(options: EthersResourceAnchorOptions): ResourceAnchor {
@@ -70,7 +76,10 @@ export function createEthersResourceAnchor(options: EthersResourceAnchorOptions)
       guard(
         "reading the resource log anchors",
         async (): Promise<EpochAnchor[]> => {
-          const events = await log.queryFilter(log.filters.ResourceLogAnchored(deviceId), contract.blockNumber);
+          const events = await log.queryFilter(
+            log.filters.ResourceLogAnchored(deviceId),
+            contract.blockNumber,
+          );
           return events
             .map((ev) => ({
               epoch: Number(ev.args.epoch),

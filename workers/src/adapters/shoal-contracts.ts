@@ -30,7 +30,10 @@ export interface ShoalContracts {
 
 /** Addresses by contract name: a deployment record's `contracts`, or just-deployed addresses. */
 export type ShoalAddresses = {
-  [name in keyof DeploymentRecord["contracts"]]: Pick<NonNullable<DeploymentRecord["contracts"][name]>, "address">;
+  [name in keyof DeploymentRecord["contracts"]]: Pick<
+    NonNullable<DeploymentRecord["contracts"][name]>,
+    "address"
+  >;
 };
 
 /** Every contract of `contracts` connected to `runner`. */

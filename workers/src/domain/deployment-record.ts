@@ -19,7 +19,8 @@ export type OptionalContractName = "ResourceLog";
 
 export interface DeploymentRecord {
   chainId: number;
-  contracts: Record<ShoalContractName, DeployedContract> & Partial<Record<OptionalContractName, DeployedContract>>;
+  contracts: Record<ShoalContractName, DeployedContract> &
+    Partial<Record<OptionalContractName, DeployedContract>>;
   /** Hardhat's network name, the time of the deployment and its parameters, as deploy.ts wrote them. */
   network?: string;
   deployedAt?: string;

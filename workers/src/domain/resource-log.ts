@@ -85,7 +85,9 @@ function hexBytes(hex: string): Buffer {
 }
 
 /** The record part of an entry (what was decided), without its links. */
-export function recordOf(entry: DecisionRecord & Partial<Pick<LogEntry, "prev" | "hash" | "sums">>): DecisionRecord {
+export function recordOf(
+  entry: DecisionRecord & Partial<Pick<LogEntry, "prev" | "hash" | "sums">>,
+): DecisionRecord {
   const record: Record<string, unknown> = {};
   for (const field of RECORD_FIELDS) record[field] = (entry as unknown as Record<string, unknown>)[field];
   return record as unknown as DecisionRecord;
@@ -100,7 +102,9 @@ export function entryHash(prev: string, record: DecisionRecord): string {
 function fieldSums(record: DecisionRecord): Record<string, string> {
   const sums: Record<string, string> = {};
   for (const field of RECORD_FIELDS)
-    sums[field] = sha256(`${field}=${JSON.stringify(record[field])}`).toString("hex").slice(0, 8);
+    sums[field] = sha256(`${field}=${JSON.stringify(record[field])}`)
+      .toString("hex")
+      .slice(0, 8);
   return sums;
 }
 
@@ -116,7 +120,8 @@ export function appendEntries(
   let { nextSeq, lastHash } = head;
   const entries: LogEntry[] = [];
   for (const r of records) {
-    if (r.seq !== nextSeq) throw new RangeError(`decision seq ${r.seq} does not continue the log at ${nextSeq}`);
+    if (r.seq !== nextSeq)
+      throw new RangeError(`decision seq ${r.seq} does not continue the log at ${nextSeq}`);
     const record = recordOf(r);
     const hash = entryHash(lastHash, record);
     entries.push({ ...record, prev: lastHash, hash, sums: fieldSums(record) });
@@ -127,7 +132,12 @@ export function appendEntries(
 }
 
 /** The epoch of `entries` (non-empty, consecutive), ready to store. */
-export function sealEpoch(deviceId: string, epoch: number, prev: string, entries: readonly LogEntry[]): EpochDocument {
+export function sealEpoch(
+  deviceId: string,
+  epoch: number,
+  prev: string,
+  entries: readonly LogEntry[],
+): EpochDocument {
   if (entries.length === 0) throw new RangeError("an epoch holds at least one entry");
   return {
     v: RESOURCE_LOG_VERSION,
@@ -148,7 +158,12 @@ export interface EpochBounds {
 }
 
 /** True when the open epoch (entries since `openedAtMs`) must be sealed at `nowMs`. */
-export function epochDue(count: number, openedAtMs: number | undefined, nowMs: number, bounds: EpochBounds): boolean {
+export function epochDue(
+  count: number,
+  openedAtMs: number | undefined,
+  nowMs: number,
+  bounds: EpochBounds,
+): boolean {
   if (count === 0) return false;
   return count >= bounds.maxRecords || (openedAtMs !== undefined && nowMs - openedAtMs >= bounds.maxAgeMs);
 }
@@ -275,7 +290,8 @@ export function verifyResourceLog(input: LogVerifyInput): LogVerifyResult {
           message: `epoch ${e}: seq ${seq} is stored more than once`,
         });
       } else if (seq > expectedSeq) {
-        const missing = seq - 1 === expectedSeq ? `seq ${expectedSeq} is` : `seqs ${expectedSeq}..${seq - 1} are`;
+        const missing =
+          seq - 1 === expectedSeq ? `seq ${expectedSeq} is` : `seqs ${expectedSeq}..${seq - 1} are`;
         findings.push({
           kind: "gap",
           epoch: e,
@@ -302,7 +318,9 @@ export function verifyResourceLog(input: LogVerifyInput): LogVerifyResult {
           field: field ?? "hash",
           message:
             `epoch ${e}, seq ${seq}: the record was edited after it was hashed` +
-            (field === undefined ? " (its hash does not match its content)" : ` (field ${field} = ${JSON.stringify(entry[field as keyof LogEntry])})`),
+            (field === undefined
+              ? " (its hash does not match its content)"
+              : ` (field ${field} = ${JSON.stringify(entry[field as keyof LogEntry])})`),
         });
       }
       expectedPrev = entry.hash;
