@@ -62,90 +62,94 @@ async function fetchEpochs(kubo: string, anchors: readonly EpochAnchor[]): Promi
 }
 
 function range(anchors: readonly EpochAnchor[], from?: number, to?: number): EpochAnchor[] {
-  if (from !== undefined && to !== undefined && from > to)
-    fail(`--from ${from} is after --to ${to}; give from <= to`);
   return anchors.filter((a) => a.epoch >= (from ?? 0) && a.epoch <= (to ?? Infinity));
 }
 
-task("resources:history", "Shows a device's anchored resource decisions (fetched by CID from Kubo)")
-  .addParam("device", "Device id", undefined, types.string)
-  .addOptionalParam("from", "First epoch (default 0)", undefined, types.string)
-  .addOptionalParam("to", "Last epoch (default the latest anchored)", undefined, types.string)
-  .addOptionalParam("kubo", "Kubo RPC API URL (env SHOAL_KUBO_URL)", DEFAULT_KUBO)
-  .addFlag("json", "Print JSON (one object per epoch with its records) instead of a table")
-  .setAction(async (args, hre) => {
-    const deviceId = wholeNumber("device", args.device, 1)!;
-    const from = wholeNumber("from", args.from, 0);
-    const to = wholeNumber("to", args.to, 0);
-    const ctx = await shoalContext(hre);
-    const anchors = range(await deviceAnchors(ctx, hre, deviceId), from, to);
-    const documents = await fetchEpochs(args.kubo, anchors);
-    if (args.json) {
-      const out = anchors.map((a) => {
-        const doc = documents.get(a.epoch);
-        return doc instanceof Error
-          ? { ...a, error: doc.message, records: [] }
-          : { ...a, records: (doc as EpochDocument).entries ?? [] };
-      });
-      console.log(JSON.stringify(out, null, 2));
-      return;
-    }
-    const rows: string[][] = [];
-    for (const a of anchors) {
-      const doc = documents.get(a.epoch);
-      if (doc instanceof Error) {
-        rows.push([
-          String(a.epoch),
-          "",
-          "",
-          "",
-          "",
-          "",
-          `records not fetchable (CID ${a.cid}): ${doc.message}`,
-        ]);
-        continue;
-      }
-      for (const r of (doc as EpochDocument).entries ?? [])
-        rows.push([
-          String(a.epoch),
-          String(r.seq),
-          r.at,
-          r.placementId,
-          r.resource,
-          `${r.from} -> ${r.to}`,
-          `${r.reason} (${r.metric} ${r.value} vs ${r.threshold})`,
-        ]);
-    }
-    console.log(`device ${deviceId}: ${anchors.length} anchored epochs`);
-    console.log(table(["epoch", "seq", "at", "placement", "resource", "change", "reason"], rows));
-  });
+/** The options both tasks take, checked before anything is read. */
+function selection(args: { device: string; from?: string; to?: string }) {
+  const deviceId = wholeNumber("device", args.device, 1)!;
+  const from = wholeNumber("from", args.from, 0);
+  const to = wholeNumber("to", args.to, 0);
+  if (from !== undefined && to !== undefined && from > to)
+    fail(`--from ${from} is after --to ${to}; give from <= to`);
+  return { deviceId, from, to };
+}
 
-task(
+/** A resources task with the options both take. */
+const resourcesTask = (name: string, description: string, json: string) =>
+  task(name, description)
+    .addParam("device", "Device id", undefined, types.string)
+    .addOptionalParam("from", "First epoch (default 0)", undefined, types.string)
+    .addOptionalParam("to", "Last epoch (default the latest anchored)", undefined, types.string)
+    .addOptionalParam("kubo", "Kubo RPC API URL (env SHOAL_KUBO_URL)", DEFAULT_KUBO)
+    .addFlag("json", json);
+
+resourcesTask(
+  "resources:history",
+  "Shows a device's anchored resource decisions (fetched by CID from Kubo)",
+  "Print JSON (one object per epoch with its records) instead of a table",
+).setAction(async (args, hre) => {
+  const { deviceId, from, to } = selection(args);
+  const ctx = await shoalContext(hre);
+  const anchors = range(await deviceAnchors(ctx, hre, deviceId), from, to);
+  const documents = await fetchEpochs(args.kubo, anchors);
+  if (args.json) {
+    const out = anchors.map((a) => {
+      const doc = documents.get(a.epoch);
+      return doc instanceof Error
+        ? { ...a, error: doc.message, records: [] }
+        : { ...a, records: (doc as EpochDocument).entries ?? [] };
+    });
+    console.log(JSON.stringify(out, null, 2));
+    return;
+  }
+  const rows: string[][] = [];
+  for (const a of anchors) {
+    const doc = documents.get(a.epoch);
+    if (doc instanceof Error) {
+      rows.push([
+        String(a.epoch),
+        "",
+        "",
+        "",
+        "",
+        "",
+        `records not fetchable (CID ${a.cid}): ${doc.message}`,
+      ]);
+      continue;
+    }
+    for (const r of (doc as EpochDocument).entries ?? [])
+      rows.push([
+        String(a.epoch),
+        String(r.seq),
+        r.at,
+        r.placementId,
+        r.resource,
+        `${r.from} -> ${r.to}`,
+        `${r.reason} (${r.metric} ${r.value} vs ${r.threshold})`,
+      ]);
+  }
+  console.log(`device ${deviceId}: ${anchors.length} anchored epochs`);
+  console.log(table(["epoch", "seq", "at", "placement", "resource", "change", "reason"], rows));
+});
+
+resourcesTask(
   "resources:verify",
   "Checks a device's anchored resource log: every record against the anchors and the hash chain",
-)
-  .addParam("device", "Device id", undefined, types.string)
-  .addOptionalParam("from", "First epoch (default 0)", undefined, types.string)
-  .addOptionalParam("to", "Last epoch (default the latest anchored)", undefined, types.string)
-  .addOptionalParam("kubo", "Kubo RPC API URL (env SHOAL_KUBO_URL)", DEFAULT_KUBO)
-  .addFlag("json", "Print the findings as JSON")
-  .setAction(async (args, hre) => {
-    const deviceId = wholeNumber("device", args.device, 1)!;
-    const from = wholeNumber("from", args.from, 0);
-    const to = wholeNumber("to", args.to, 0);
-    if (from !== undefined && to !== undefined && from > to)
-      fail(`--from ${from} is after --to ${to}; give from <= to`);
-    const ctx = await shoalContext(hre);
-    const anchors = await deviceAnchors(ctx, hre, deviceId);
-    const documents = await fetchEpochs(args.kubo, range(anchors, from, to));
-    const result = verifyResourceLog({ deviceId: String(deviceId), anchors, documents, from, to });
-    if (args.json) console.log(JSON.stringify(result, null, 2));
-    else {
-      for (const f of result.findings) console.log(`${f.kind}: ${f.message}`);
-      console.log(
-        `device ${deviceId}: ${result.epochsChecked} epochs, ${result.recordsChecked} records checked; ` +
-          (result.findings.length === 0 ? "the log verifies" : `${result.findings.length} problems`),
-      );
-    }
-    if (result.findings.length > 0) process.exitCode = 1;
-  });
+  "Print the findings as JSON",
+).setAction(async (args, hre) => {
+  const { deviceId, from, to } = selection(args);
+  const ctx = await shoalContext(hre);
+  const anchors = await deviceAnchors(ctx, hre, deviceId);
+  const documents = await fetchEpochs(args.kubo, range(anchors, from, to));
+  const result = verifyResourceLog({ deviceId: String(deviceId), anchors, documents, from, to });
+  if (args.json) console.log(JSON.stringify(result, null, 2));
+  else {
+    for (const f of result.findings) console.log(`${f.kind}: ${f.message}`);
+    console.log(
+      `device ${deviceId}: ${result.epochsChecked} epochs, ${result.recordsChecked} records checked; ` +
+        (result.findings.length === 0 ? "the log verifies" : `${result.findings.length} problems`),
+    );
+  }
+  if (result.findings.length > 0) process.exitCode = 1;
+});
