@@ -173,6 +173,38 @@ describe("task options and placement:history across a roll, as a user runs them"
     });
   });
 
+  describe("app:publish --account", function () {
+    it("registers a new app to the signer it names", async function () {
+      const yaml = (await readFile(path.join(dir, "tar-web.yaml"), "utf8")).replace(
+        "name: tar-web",
+        "name: own-web",
+      );
+      await writeFile(path.join(dir, "own-web.yaml"), yaml);
+      expect(
+        expectOk(await cli("app:publish", "--manifest", path.join(dir, "own-web.yaml"), "--account", "3")),
+      ).to.match(/published own-web 1\.0\.0 as app 2 version 1/);
+      expect(await apps.appOwner(2)).to.equal(await wallets[3].getAddress());
+    });
+
+    it("refuses a new version from an account that does not own the app, changing nothing", async function () {
+      const yaml = (await readFile(path.join(dir, "own-web.yaml"), "utf8")).replace(
+        'version: "1.0.0"',
+        'version: "1.0.1"',
+      );
+      await writeFile(path.join(dir, "own-web-1.0.1.yaml"), yaml);
+      const before = await chainState();
+      expect(
+        errorLine(
+          await cli("app:publish", "--manifest", path.join(dir, "own-web-1.0.1.yaml"), "--account", "4"),
+        ),
+      ).to.equal(
+        `app "own-web" (id 2) belongs to ${await wallets[3].getAddress()}, not to ${await wallets[4].getAddress()}; only its owner publishes versions`,
+      );
+      expect(await chainState()).to.deep.equal(before);
+      expect((await apps.app(2)).versionCount).to.equal(1n);
+    });
+  });
+
   describe("device:enroll --platform and --operator", function () {
     it("enrolls an arm64 device whose worker signs with another key, which may then heartbeat", async function () {
       const operator = await wallets[9].getAddress();
@@ -287,6 +319,19 @@ describe("task options and placement:history across a roll, as a user runs them"
           PLACEMENT_STATES[Number(await placements.placementState(p))],
         );
       }
+    });
+
+    it("--app narrows the history to the app's deployments; a bad --app or two filters are refused", async function () {
+      expect(await history("--app", "demo-web")).to.deep.equal(
+        await history("--deployment", String(deployment)),
+      );
+      expect(await history("--app", "tar-web")).to.deep.equal([]);
+      expect(errorLine(await cli("placement:history", "--app", "nope"))).to.equal(
+        '--app: no app named "nope" is registered',
+      );
+      expect(
+        errorLine(await cli("placement:history", "--app", "demo-web", "--device", String(devA))),
+      ).to.equal("give at most one of --app, --deployment, --device, --placement (got --app, --device)");
     });
 
     it("--from-block reads from that block on", async function () {
