@@ -13,7 +13,6 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import Docker from "dockerode";
 import mqtt from "mqtt";
 import YAML from "yaml";
 import {
@@ -29,7 +28,7 @@ import {
   type PlacementInfo,
 } from "./chain";
 import { isLivePlacement, keepsContainer, RELEASE_REASONS, shortPlacementId } from "../../workers/src";
-import { labelMatcher, type Fleet } from "./fleet";
+import { fleetDocker, labelMatcher, type Fleet, type FleetDocker } from "./fleet";
 import { FleetError, sleep, waitFor } from "./processes";
 
 export class ScenarioError extends FleetError {
@@ -54,7 +53,7 @@ export type ScenarioName = (typeof SCENARIOS)[number];
 
 interface Env {
   c: Contracts;
-  docker: Docker;
+  docker: FleetDocker;
   fleet: Fleet;
   say: (line: string) => void;
   ms: (seconds: number) => number;
@@ -63,7 +62,7 @@ interface Env {
 async function withEnv<T>(ctx: ScenarioContext, body: (env: Env) => Promise<T>): Promise<T> {
   const record = readDeploymentRecord(ctx.fleet.state.deploymentsFile);
   const c = connectContracts(ctx.fleet.state.rpcUrl, record);
-  const docker = new Docker({ socketPath: ctx.fleet.state.dockerSocket });
+  const docker = fleetDocker(ctx.fleet.state);
   try {
     return await body({
       c,
