@@ -116,7 +116,7 @@ export interface FleetOptions {
    * `home` (ensureNetwork; the services must listen on its gateway, SHOAL_BIND_ADDRESS). Devices
    * are made before they enroll, so that each enrolls with its own Kubo node's multiaddr.
    */
-  isolated?: { home: string; liveRestore?: boolean };
+  isolated?: { home: string; liveRestore?: boolean | ((index: number) => boolean) };
 }
 
 /**
@@ -484,13 +484,14 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       throw new FleetError(`no device network is recorded in ${home}/hosts.json; \`fleet net-up\` makes one`);
     const publisher = await publisherPeer(options.kuboUrl, network.gateway);
     const started = Date.now();
+    const liveRestore = options.isolated.liveRestore ?? true;
     hosts = await Promise.all(
-      Array.from({ length: options.devices }, () =>
+      Array.from({ length: options.devices }, (_, i) =>
         createDeviceHost({
           home,
           swarmKeyFile: ensureSwarmKey(path.join(home, "swarm.key")),
           peers: publisher ? [publisher] : [],
-          liveRestore: options.isolated!.liveRestore,
+          liveRestore: typeof liveRestore === "function" ? liveRestore(i + 1) : liveRestore,
         }),
       ),
     ).catch(async (error) => {

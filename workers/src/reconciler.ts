@@ -174,6 +174,10 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       case "keep":
         return confirmIfClaimed(true);
       case "restart":
+        logger.info(
+          { placementId: action.placementId, containerId: action.containerId, reason: action.reason },
+          "starting the container again in place",
+        );
         await runtime.start(action.containerId, { signal });
         return;
       case "recreate": {
@@ -217,7 +221,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       // the app's own. Read after, the error can only go the other way (an exit counted as the
       // engine's: one more start in place, never a moved replica).
       const engineStartedAt = await runtime.engineStartedAt?.({ signal });
-      const actions = plan({ desired, actual, engineStartedAt });
+      const actions = plan({ desired, actual, engineStartedAt, now: new Date(now()).toISOString() });
 
       const failed: PassResult["failed"] = [];
       for (const action of actions) {

@@ -15,7 +15,12 @@ import {
 import type { ContainerSpec, PlacementIdentity } from "../../../workers/src";
 import { canonicalManifestBytes, parseManifest, validateCanonicalManifest } from "../../../workers/src";
 import type { PublishedManifest } from "../../../workers/src";
-import { ENGINE_RESTORE_GRACE_MS, plan, stoppedByEngine } from "../../../workers/src";
+import {
+  ENGINE_RESTORE_GRACE_MS,
+  ENGINE_SHUTDOWN_SETTLE_MS,
+  plan,
+  stoppedByEngine,
+} from "../../../workers/src";
 import type { ActualContainer, DesiredPlacement, PlanAction } from "../../../workers/src";
 
 const ROOT = join(__dirname, "..", "..", "..");
@@ -579,6 +584,7 @@ describe("stoppedByEngine(): an exit that was the engine's doing, not the app's"
     name: string;
     manifest: PublishedManifest;
     container: ActualContainer;
+    now?: string;
     expected: string[];
   }[] = [
     {
@@ -595,10 +601,33 @@ describe("stoppedByEngine(): an exit that was the engine's doing, not the app's"
       expected: ["restart 1 c-1"],
     },
     {
-      name: "on-failure, exit 0 on its own under the engine now running: complete",
+      name: "on-failure, exit 0 on its own under the engine now running, settled: complete",
       manifest: onFailure,
       container: exited(at(1_000), at(5_000)),
+      now: at(5_000 + ENGINE_SHUTDOWN_SETTLE_MS),
       expected: ["complete 1 c-1"],
+    },
+    {
+      // The engine may be stopping: it answers while it stops its containers.
+      name: "on-failure, exit 0 a moment ago under the engine now running: wait, not complete yet",
+      manifest: onFailure,
+      container: exited(at(1_000), at(5_000)),
+      now: at(6_000),
+      expected: ["wait 1 c-1"],
+    },
+    {
+      name: "never, exit 1 a moment ago: wait before reporting the failure",
+      manifest: never,
+      container: exited(at(1_000), at(5_000), { exitCode: 1 }),
+      now: at(6_000),
+      expected: ["wait 1 c-1"],
+    },
+    {
+      name: "never, OOM killed a moment ago: reported at once (the kernel's verdict)",
+      manifest: never,
+      container: exited(at(1_000), at(5_000), { exitCode: 137, oomKilled: true }),
+      now: at(6_000),
+      expected: ["report-failure 1 c-1 OOMKilled"],
     },
   ];
   for (const c of planCases)
@@ -607,6 +636,7 @@ describe("stoppedByEngine(): an exit that was the engine's doing, not the app's"
         desired: [desired("1", c.manifest)],
         actual: [withSpec(c.manifest, c.container)],
         engineStartedAt: ENGINE,
+        now: c.now ?? at(600_000),
       });
       expect(summary(actions)).to.deep.equal(c.expected);
       if (actions[0].type === "restart") expect(actions[0].reason).to.match(/stopped by its engine/);

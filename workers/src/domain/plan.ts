@@ -108,7 +108,18 @@ export interface PlanInput {
    * the runtime cannot tell, and then every exit counts as the app's own.
    */
   engineStartedAt?: string;
+  /** The time of this pass (ISO); with engineStartedAt it holds back exits that may be a shutdown's. */
+  now?: string;
 }
+
+/**
+ * How long an exit that would end a placement (complete, report-failure) waits before it counts as
+ * the app's own. An engine that stops answers the API while it stops its containers, each within
+ * its stop timeout (10 s by default), so an app that exits at once on the engine's SIGTERM is seen
+ * exited under the engine that is going away. Once the engine is back, its new start time makes
+ * the exit the engine's (stoppedByEngine); an engine still up after this window did not stop.
+ */
+export const ENGINE_SHUTDOWN_SETTLE_MS = 15_000;
 
 /**
  * How long after an engine starts an exit may still be its doing: an engine that starts without
@@ -140,7 +151,7 @@ export function stoppedByEngine(
   return started < engine && finished < engine + ENGINE_RESTORE_GRACE_MS;
 }
 
-export function plan({ desired, actual, engineStartedAt }: PlanInput): PlanAction[] {
+export function plan({ desired, actual, engineStartedAt, now }: PlanInput): PlanAction[] {
   const byPlacement = new Map<string, ActualContainer[]>();
   for (const container of actual) {
     const list = byPlacement.get(container.placementId) ?? [];
@@ -166,7 +177,7 @@ export function plan({ desired, actual, engineStartedAt }: PlanInput): PlanActio
         });
       }
     }
-    others.push(placementAction(placement, keeper, engineStartedAt));
+    others.push(placementAction(placement, keeper, engineStartedAt, now));
   }
 
   for (const container of actual) {
@@ -188,6 +199,7 @@ function placementAction(
   placement: DesiredPlacement,
   container: ActualContainer | undefined,
   engineStartedAt: string | undefined,
+  now: string | undefined,
 ): PlanAction {
   const { placementId } = placement;
   const want = placement.container;
@@ -231,11 +243,30 @@ function placementAction(
           exitCode: container.exitCode,
           reason: `stopped by its engine (exited with ${container.exitCode ?? -1} at ${container.finishedAt}; the engine started at ${engineStartedAt}): started again in place`,
         };
-      return exitedAction(placementId, container, want.spec);
+      return settled(exitedAction(placementId, container, want.spec), container, engineStartedAt, now);
     default:
       // unknown (including "removing"), dead, restarting, paused: stop before starting again.
       return recreate(`state ${container.state}: stop before starting again`);
   }
+}
+
+/** Holds back an exit that would end the placement until ENGINE_SHUTDOWN_SETTLE_MS have passed. */
+function settled(
+  action: PlanAction,
+  container: ActualContainer,
+  engineStartedAt: string | undefined,
+  now: string | undefined,
+): PlanAction {
+  if (action.type !== "complete" && action.type !== "report-failure") return action;
+  if (engineStartedAt === undefined || now === undefined || container.oomKilled) return action;
+  const finished = Date.parse(container.finishedAt ?? "");
+  if (Number.isNaN(finished) || Date.parse(now) >= finished + ENGINE_SHUTDOWN_SETTLE_MS) return action;
+  return {
+    type: "wait",
+    placementId: action.placementId,
+    containerId: container.id,
+    reason: `exited at ${container.finishedAt}; its engine may be stopping, so the exit counts as the app's from ${new Date(finished + ENGINE_SHUTDOWN_SETTLE_MS).toISOString()}`,
+  };
 }
 
 /**
