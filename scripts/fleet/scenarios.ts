@@ -29,6 +29,11 @@ import {
 } from "./chain";
 import { isLivePlacement, keepsContainer, RELEASE_REASONS, shortPlacementId } from "../../workers/src";
 import { fleetDocker, labelMatcher, type Fleet, type FleetDocker } from "./fleet";
+import { inDevice } from "./hosts";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+
+const execFileAsync = promisify(execFile);
 import { FleetError, sleep, waitFor } from "./processes";
 
 export class ScenarioError extends FleetError {
@@ -705,8 +710,23 @@ export function scenarioRoll(
 
     const [first] = await containersOf(env, `io.shoal.placement=${pid(after[0])}`);
     const port = first.Ports.find((p) => p.PrivatePort === 8080)?.PublicPort;
+    // Ports are published on the device's loopback: on a device host, that is its namespace's.
+    const host = fleet.state.devices.find((d) => d.deviceId === after[0].deviceId)?.host;
+    const get = async (url: string) =>
+      host
+        ? (
+            await execFileAsync(inDevice(host)[0], [
+              ...inDevice(host).slice(1),
+              "curl",
+              "-fsS",
+              "-m",
+              "5",
+              url,
+            ])
+          ).stdout
+        : (await fetch(url)).text();
     const page = port
-      ? await waitFor("the new page", async () => (await fetch(`http://127.0.0.1:${port}/`)).text(), {
+      ? await waitFor("the new page", () => get(`http://127.0.0.1:${port}/`), {
           timeoutMs: env.ms(15),
         })
       : "";
