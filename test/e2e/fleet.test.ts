@@ -122,7 +122,8 @@ describe("e2e: a three-device fleet through scale, kill, spike and roll", functi
   };
 
   before(async function () {
-    this.timeout(240_000);
+    // Three device hosts, three enrollments and two publications: minutes on a busy 2-core machine.
+    this.timeout(360_000);
     await Promise.all([requireChain(urls), requireKubo(urls), requireDocker(urls)]);
     dir = await mkdtemp(path.join(tmpdir(), "shoal-e2e-"));
     broker = new PrivateBroker(await freePort(), dir, undefined, network?.gateway);
