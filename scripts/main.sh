@@ -2,7 +2,10 @@
 # The main job: a local edge fleet on one machine. Installs what is missing, starts Docker, Kubo,
 # Mosquitto and a Hardhat node on 127.0.0.1, builds the demo images, deploys the contracts (with a
 # short heartbeat TTL, so that a dead device is noticed within seconds), then `fleet up`: N device
-# workers of different sizes, the demo apps published and deployed, and the live fleet view.
+# workers of different sizes, the demo apps published and deployed, and the live fleet view. Each
+# device is a host of its own (network namespace, address on the project's bridge, Docker Engine,
+# Kubo node, worker) when this machine allows it (root, ip, nsenter, dockerd); otherwise, or with
+# --shared, every device shares this machine's engine and Kubo node.
 # On a terminal it stays in the view until Ctrl-C, which stops the fleet (not the services);
 # otherwise it prints the status and leaves everything running. `npm run down` (= this script's
 # `down`) stops the fleet and then the services, by recorded PIDs only.
@@ -18,7 +21,10 @@ Usage: npm start [-- fleet options]   the services, the contracts and a fleet of
        npm run fleet -- --help         the fleet's commands: view, status, scenario, down
 
 Fleet options: --devices N (1..8, default 3), --no-demo, --apps a,b, --keep (Ctrl-C leaves the
-fleet running), --detach (never stay in the view). Without a terminal npm start detaches anyway.
+fleet running), --detach (never stay in the view), --shared (all devices on this machine's engine
+and Kubo node instead of a host each). Without a terminal npm start detaches anyway.
+SHOAL_DEVICE_SUBNET (an IPv4 /24) fixes the device network's subnet; default the first free /24 of
+10.213.0.0/16 (docs/architecture.md, "Device hosts").
 SHOAL_HEARTBEAT_TTL (seconds, default 30 here) is the contracts' heartbeat TTL; SHOAL_TIMELOCK_DELAY
 (seconds, default 60 here) delays every admin change.
 
@@ -33,7 +39,12 @@ TXT
       node_modules/.bin/ts-node --transpile-only scripts/fleet/cli.ts down || true
       node_modules/.bin/ts-node --transpile-only console/serve.ts stop || true
     fi
-    exec bash scripts/services.sh down
+    bash scripts/services.sh down
+    # The device network goes after the services that listened on it.
+    if [[ -x node_modules/.bin/ts-node ]]; then
+      node_modules/.bin/ts-node --transpile-only scripts/fleet/cli.ts hosts-down
+    fi
+    exit 0
     ;;
 esac
 
@@ -46,15 +57,31 @@ say "compiling contracts and the worker"
 npx hardhat compile --quiet
 npm run -s build:worker
 
+say "stopping a previous fleet, if any"
+"${fleet[@]}" down
+# Leftovers of a crashed run (namespaces, engines, Kubo nodes, links, bridge, iptables rules).
+"${fleet[@]}" hosts-down
+
+shared=false
+for arg in "$@"; do [[ $arg != --shared ]] || shared=true; done
+if ! $shared; then
+  if why=$(node_modules/.bin/ts-node --transpile-only -e 'process.stdout.write(require("./scripts/fleet/hosts").isolationUnavailable() ?? "")') && [[ -z $why ]]; then
+    say "device network (one host per device)"
+    SHOAL_BIND_ADDRESS=$("${fleet[@]}" net-up)
+    export SHOAL_BIND_ADDRESS
+    echo "Devices get addresses on $SHOAL_BIND_ADDRESS/24; the services listen there too." >&2
+  else
+    echo "Running the devices in shared mode (one Docker Engine and Kubo node for all): $why." >&2
+    set -- "$@" --shared
+  fi
+fi
+
 say "starting services"
 bash scripts/services.sh up
 source "${SHOAL_HOME:-$repo/.shoal}/env"
 
 say "building local images"
 bash scripts/images/build.sh
-
-say "stopping a previous fleet, if any"
-"${fleet[@]}" down
 
 say "deploying contracts to the local chain"
 SHOAL_HEARTBEAT_TTL=${SHOAL_HEARTBEAT_TTL:-30} SHOAL_TIMELOCK_DELAY=${SHOAL_TIMELOCK_DELAY:-60} \

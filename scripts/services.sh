@@ -25,9 +25,15 @@ Settings (environment):
   SHOAL_MQTT_PORT      Mosquitto port                                      [1883]
   SHOAL_MQTT_WS_PORT   Mosquitto's MQTT-over-WebSockets port (the console)  [MQTT port + 1]
   SHOAL_KUBO_VERSION   Kubo version to use or build                        [v0.42.0]
+  SHOAL_BIND_ADDRESS   a second address the chain, the broker and Kubo listen on: the device
+                       bridge's (npm start sets it for isolated devices)   [none]
 
-Nothing listens on anything but 127.0.0.1. Docker is a machine-wide service: when one already
-answers `docker info`, it is used as it is and never stopped by this script.
+Nothing listens on anything but 127.0.0.1, unless SHOAL_BIND_ADDRESS names the bridge of the
+project's device network (docs/architecture.md, "Device hosts"): then the chain (through a
+forwarder), the broker and Kubo (API, and a swarm on that address in the fleet's private network:
+swarm key $SHOAL_HOME/swarm.key) listen there too. A running service whose bind address differs is
+restarted. Docker is a machine-wide service: when one already answers `docker info`, it is used as
+it is and never stopped by this script.
 EOF
 }
 
@@ -40,6 +46,7 @@ SHOAL_MQTT_PORT=${SHOAL_MQTT_PORT:-1883}
 SHOAL_MQTT_WS_PORT=${SHOAL_MQTT_WS_PORT:-$((SHOAL_MQTT_PORT + 1))}
 # v0.43.x replaces go-libp2p with a fork that the Go module proxy does not serve; v0.42.0 builds.
 SHOAL_KUBO_VERSION=${SHOAL_KUBO_VERSION:-v0.42.0}
+SHOAL_BIND_ADDRESS=${SHOAL_BIND_ADDRESS:-}
 
 run_dir=$SHOAL_HOME/run
 log_dir=$SHOAL_HOME/logs
@@ -109,6 +116,10 @@ stop_recorded() {
   fi
   rm -f "$run_dir/$name.pid"
 }
+
+# The bind address a service was started with ("" for loopback only): a change restarts it.
+bind_changed() { [[ $(cat "$run_dir/$1.bind" 2>/dev/null || true) != "$SHOAL_BIND_ADDRESS" ]]; }
+record_bind() { echo "$SHOAL_BIND_ADDRESS" >"$run_dir/$1.bind"; }
 
 need_root_apt() {
   command -v apt-get >/dev/null || die "$1 is missing and this is not a Debian/Ubuntu system; install $2 yourself"
@@ -200,7 +211,10 @@ kubo_build() {
 kubo_api() { echo "/ip4/127.0.0.1/tcp/$SHOAL_KUBO_API_PORT"; }
 
 kubo_up() {
-  if live_pid kubo >/dev/null; then return 0; fi
+  if live_pid kubo >/dev/null; then
+    bind_changed kubo || return 0
+    stop_recorded kubo
+  fi
   local bin
   bin=$(kubo_bin) || {
     # One build per machine: a second `up` (another checkout, a parallel test run) waits for the
@@ -221,14 +235,31 @@ kubo_up() {
   fi
   # Re-applied on every start so a changed port takes effect. Nothing leaves 127.0.0.1: no
   # bootstrap peers, no DHT, and the daemon runs --offline below.
-  "$bin" config Addresses.API "$(kubo_api)"
   "$bin" config Addresses.Gateway "/ip4/127.0.0.1/tcp/$((SHOAL_KUBO_API_PORT + 1))"
-  "$bin" config --json Addresses.Swarm '["/ip4/127.0.0.1/tcp/0"]'
   "$bin" config --json Bootstrap '[]'
   "$bin" config --json Discovery.MDNS.Enabled false
   "$bin" config Routing.Type none
-  log "kubo: starting $("$bin" version --number) (API 127.0.0.1:$SHOAL_KUBO_API_PORT)"
-  spawn kubo "$bin" daemon --offline
+  local mode=(--offline)
+  if [[ -n $SHOAL_BIND_ADDRESS ]]; then
+    # The publisher node of isolated devices: online, but only in the fleet's private swarm (its
+    # key; LIBP2P_FORCE_PNET refuses to start without one), reachable on the bridge.
+    [[ -f $SHOAL_HOME/swarm.key ]] || (umask 077 && printf '/key/swarm/psk/1.0.0/\n/base16/\n%s\n' \
+      "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$SHOAL_HOME/swarm.key")
+    cp "$SHOAL_HOME/swarm.key" "$IPFS_PATH/swarm.key"
+    "$bin" config --json Addresses.API "[\"$(kubo_api)\", \"/ip4/$SHOAL_BIND_ADDRESS/tcp/$SHOAL_KUBO_API_PORT\"]"
+    "$bin" config --json Addresses.Swarm "[\"/ip4/$SHOAL_BIND_ADDRESS/tcp/$((SHOAL_KUBO_API_PORT + 2))\"]"
+    "$bin" config --json Addresses.Announce "[\"/ip4/$SHOAL_BIND_ADDRESS/tcp/$((SHOAL_KUBO_API_PORT + 2))\"]"
+    "$bin" config --json Swarm.AddrFilters null
+    mode=()
+  else
+    rm -f "$IPFS_PATH/swarm.key"
+    "$bin" config Addresses.API "$(kubo_api)"
+    "$bin" config --json Addresses.Swarm '["/ip4/127.0.0.1/tcp/0"]'
+    "$bin" config --json Addresses.Announce '[]'
+  fi
+  log "kubo: starting $("$bin" version --number) (API 127.0.0.1:$SHOAL_KUBO_API_PORT${SHOAL_BIND_ADDRESS:+ and $SHOAL_BIND_ADDRESS})"
+  LIBP2P_FORCE_PNET=$([[ -n $SHOAL_BIND_ADDRESS ]] && echo 1 || echo 0) spawn kubo "$bin" daemon "${mode[@]}"
+  record_bind kubo
   wait_for kubo 60 curl -fsS -X POST "http://127.0.0.1:$SHOAL_KUBO_API_PORT/api/v0/id"
 }
 
@@ -291,7 +322,10 @@ JS
 }
 
 mosquitto_up() {
-  if live_pid mosquitto >/dev/null; then return 0; fi
+  if live_pid mosquitto >/dev/null; then
+    bind_changed mosquitto || return 0
+    stop_recorded mosquitto
+  fi
   command -v mosquitto >/dev/null || [[ -x /usr/sbin/mosquitto ]] || apt_install mosquitto mosquitto
   local bin
   bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
@@ -319,6 +353,7 @@ allow_anonymous false
 plugin $plugin
 plugin_opt_config_file $dir/dynamic-security.json
 listener $SHOAL_MQTT_PORT 127.0.0.1
+${SHOAL_BIND_ADDRESS:+listener $SHOAL_MQTT_PORT $SHOAL_BIND_ADDRESS}
 # MQTT over WebSockets for the console in the browser, which logs in as the read-only
 # shoal-viewer (SHOAL_MQTT_WS_URL). Mosquitto 2.0.11 hands the word after the port to libwebsockets as
 # an interface: "lo" binds loopback only, while 127.0.0.1 never binds (the listener then serves
@@ -340,6 +375,7 @@ EOF
   spawn mosquitto "$bin" -c "$dir/mosquitto.conf"
   wait_for mosquitto 20 port_open "$SHOAL_MQTT_PORT"
   wait_for mosquitto 20 port_open "$SHOAL_MQTT_WS_PORT"
+  record_bind mosquitto
 }
 
 mosquitto_status() {
@@ -361,7 +397,10 @@ rpc_ready() {
 }
 
 chain_up() {
-  if live_pid chain >/dev/null; then return 0; fi
+  if live_pid chain >/dev/null; then
+    chain_uplink_up
+    return 0
+  fi
   if port_open "$SHOAL_CHAIN_PORT"; then
     die "chain: 127.0.0.1:$SHOAL_CHAIN_PORT is already taken by another process; set SHOAL_CHAIN_PORT"
   fi
@@ -371,6 +410,20 @@ chain_up() {
   (cd "$repo" && NODE_OPTIONS="${NODE_OPTIONS:-} --require $repo/scripts/lib/http-keep-alive.js" \
     spawn chain node_modules/.bin/hardhat node --hostname 127.0.0.1 --port "$SHOAL_CHAIN_PORT")
   wait_for chain 60 rpc_ready
+  chain_uplink_up
+}
+
+# `hardhat node --hostname` takes one address: a forwarder serves the chain on the bind address.
+chain_uplink_up() {
+  if live_pid chain-uplink >/dev/null; then
+    bind_changed chain-uplink || return 0
+    stop_recorded chain-uplink
+  fi
+  record_bind chain-uplink
+  [[ -n $SHOAL_BIND_ADDRESS ]] || return 0
+  log "chain: also on $SHOAL_BIND_ADDRESS:$SHOAL_CHAIN_PORT (forwarder)"
+  spawn chain-uplink node "$repo/scripts/lib/tcp-forward.js" "$SHOAL_BIND_ADDRESS" "$SHOAL_CHAIN_PORT" 127.0.0.1 "$SHOAL_CHAIN_PORT"
+  wait_for chain-uplink 20 bash -c "exec 3<>/dev/tcp/$SHOAL_BIND_ADDRESS/$SHOAL_CHAIN_PORT"
 }
 
 chain_status() {
@@ -398,6 +451,7 @@ export SHOAL_MQTT_URL=mqtt://${admin:+shoal-admin:$admin@}127.0.0.1:$SHOAL_MQTT_
 export SHOAL_MQTT_VIEW_URL=mqtt://${viewer:+shoal-viewer:$viewer@}127.0.0.1:$SHOAL_MQTT_PORT
 export SHOAL_MQTT_WS_URL=ws://${viewer:+shoal-viewer:$viewer@}127.0.0.1:$SHOAL_MQTT_WS_PORT
 export DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}
+export SHOAL_BIND_ADDRESS=$SHOAL_BIND_ADDRESS
 EOF
 }
 
@@ -425,7 +479,11 @@ main() {
     down)
       local i
       # Reverse order: the chain and the brokers go before the engine they might depend on.
-      for ((i = ${#services[@]} - 1; i >= 0; i--)); do stop_recorded "${services[i]}"; done
+      for ((i = ${#services[@]} - 1; i >= 0; i--)); do
+        [[ ${services[i]} != chain ]] || stop_recorded chain-uplink
+        stop_recorded "${services[i]}"
+        rm -f "$run_dir/${services[i]}.bind"
+      done
       ;;
     status) for s in "${all_services[@]}"; do "${s}_status"; done ;;
     env) print_env ;;

@@ -23,8 +23,24 @@ export SHOAL_MQTT_PORT=${SHOAL_TEST_MQTT_PORT:-11883}
 
 ensure_npm_packages
 
-stop_services() { [[ ${SHOAL_KEEP_SERVICES:-} == 1 ]] || bash scripts/services.sh down; }
+fleet=(node_modules/.bin/ts-node --transpile-only scripts/fleet/cli.ts)
+stop_services() {
+  [[ ${SHOAL_KEEP_SERVICES:-} == 1 ]] && return 0
+  bash scripts/services.sh down
+  # After the services that listened on it: the device network and any device host a test left.
+  "${fleet[@]}" hosts-down
+}
 trap stop_services EXIT
+
+# The end-to-end fleets run on isolated device hosts (scripts/fleet/hosts.ts) when this machine
+# allows them: a device network of the test run's own, whose gateway the services listen on too.
+"${fleet[@]}" hosts-down # leftovers of an interrupted run
+if why=$(node_modules/.bin/ts-node --transpile-only -e 'process.stdout.write(require("./scripts/fleet/hosts").isolationUnavailable() ?? "")') && [[ -z $why ]]; then
+  SHOAL_BIND_ADDRESS=$("${fleet[@]}" net-up)
+  export SHOAL_BIND_ADDRESS
+else
+  echo "The end-to-end tests cannot run on isolated devices here: $why." >&2
+fi
 
 say "compiling contracts and the worker"
 npx hardhat compile --quiet

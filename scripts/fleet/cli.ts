@@ -9,6 +9,7 @@ import { connectContracts, livePlacements, readDeploymentRecord, ROOT } from "./
 import {
   deployDemo,
   deviceLabels,
+  fleetDocker,
   labelMatcher,
   MAX_DEVICES,
   openFleet,
@@ -28,6 +29,7 @@ import {
   type ScenarioContext,
 } from "./scenarios";
 import { render, statusLine } from "./view";
+import { ensureNetwork, isolationUnavailable, readHosts, teardownHosts } from "./hosts";
 
 const HELP = `Usage: fleet <command> [options]      (npm run fleet -- <command>, or npx ts-node scripts/fleet/cli.ts)
 
@@ -48,10 +50,16 @@ Commands:
                 spike  CPU bursts; the resource manager raises the limit, then lowers it
                 roll   publish demo-web 1.<n>.0 and roll the deployment to it
   down        stop the fleet's workers (recorded PIDs only) and remove the containers of every device
-              of the deployment (the fleet's and any hand-started worker's; stop that worker first)
+              of the deployment (the fleet's and any hand-started worker's; stop that worker first);
+              on isolated devices the device hosts go too (namespaces, engines, Kubo nodes)
+  net-up      make the device network (a bridge in the project's subnet) and print its address
+              (npm start does it; the services then listen there too: SHOAL_BIND_ADDRESS)
+  hosts-down  remove every recorded device host and the device network (npm run down does it)
 
 Options:
   --devices N        devices for \`up\`, 1..${MAX_DEVICES} (default 3: small, medium, large, repeating)
+  --shared           \`up\`: all devices share this machine's engine and Kubo node (the default
+                     when isolated devices cannot be made: not root, or no ip/nsenter/dockerd)
   --no-demo          \`up\` without publishing and deploying the demo apps
   --apps a,b         demo apps for \`up\` (default demo-web,demo-loadgen; from apps/<name>/shoal.yaml)
   --keep             leave the fleet running when the view ends (Ctrl-C)
@@ -66,7 +74,8 @@ Options:
 
 Environment: SHOAL_RPC_URL, SHOAL_KUBO_URL, SHOAL_MQTT_URL (default the local services on 8545,
 5401, 1883), SHOAL_DEPLOYMENTS_FILE (deployments/localhost.json), SHOAL_HOME (.shoal: the fleet
-lives in <SHOAL_HOME>/fleet, its PIDs in <SHOAL_HOME>/run).
+lives in <SHOAL_HOME>/fleet, its PIDs in <SHOAL_HOME>/run, its device hosts in <SHOAL_HOME>/hosts.json),
+SHOAL_DEVICE_SUBNET (the device network's /24; default the first free one of 10.213.0.0/16).
 Exit status: 0 done, 1 failed, 2 bad usage, 3 a scenario needs the resource manager.
 `;
 
@@ -85,6 +94,7 @@ interface Args {
   json: boolean;
   check: boolean;
   help: boolean;
+  shared: boolean;
 }
 
 class UsageError extends FleetError {
@@ -103,6 +113,7 @@ function parseArgs(argv: string[]): Args {
     json: false,
     check: false,
     help: false,
+    shared: false,
   };
   const positional: string[] = [];
   const value = (i: number, name: string) => {
@@ -130,11 +141,12 @@ function parseArgs(argv: string[]): Args {
     else if (a === "--keep-containers") args.keepContainers = true;
     else if (a === "--json") args.json = true;
     else if (a === "--check") args.check = true;
+    else if (a === "--shared") args.shared = true;
     else if (a.startsWith("-")) throw new UsageError(`${a}: unknown option; see fleet --help`);
     else positional.push(a);
   }
   [args.command, args.scenario] = positional;
-  const commands = ["up", "view", "status", "scenario", "down"];
+  const commands = ["up", "view", "status", "scenario", "down", "net-up", "hosts-down"];
   if (!args.help && args.command === undefined) args.help = true;
   if (args.command !== undefined && !commands.includes(args.command))
     throw new UsageError(
@@ -185,6 +197,7 @@ function observe(fleet: Fleet) {
     cgroupNames: (id) => deviceLabels(fleet.state, id),
     sinceTimestamp: fleet.state.sinceTimestamp,
     dockerSocket: fleet.state.dockerSocket,
+    docker: fleetDocker(fleet.state),
     rpcUrl: fleet.state.rpcUrl,
   });
 }
@@ -245,8 +258,16 @@ async function up(args: Args): Promise<void> {
   const deploymentsFile = path.resolve(
     process.env.SHOAL_DEPLOYMENTS_FILE ?? path.join(ROOT, "deployments/localhost.json"),
   );
+  // Isolated devices when the device network exists (npm start makes it when it can); --shared, or
+  // no network, runs every device on this machine's engine and Kubo node.
+  const isolated = !args.shared && readHosts(home).network !== undefined;
+  if (!args.shared && !isolated) {
+    const why = isolationUnavailable() ?? "no device network was made (fleet net-up)";
+    say(`running the devices in shared mode (one engine and Kubo node for all): ${why}`);
+  }
   const fleet = await startFleet({
     devices: args.devices,
+    ...(isolated ? { isolated: { home } } : {}),
     rpcUrl: process.env.SHOAL_RPC_URL ?? "http://127.0.0.1:8545",
     kuboUrl: process.env.SHOAL_KUBO_URL ?? "http://127.0.0.1:5401",
     mqttUrl: process.env.SHOAL_MQTT_URL ?? "mqtt://127.0.0.1:1883",
@@ -358,6 +379,22 @@ export async function main(argv: string[]): Promise<number> {
       case "down":
         await down(args.keepContainers);
         break;
+      case "net-up": {
+        const why = isolationUnavailable();
+        if (why !== undefined) throw new FleetError(why);
+        const network = await ensureNetwork(home);
+        process.stdout.write(`${network.gateway}\n`);
+        break;
+      }
+      case "hosts-down": {
+        const hosts = readHosts(home);
+        if (hosts.network !== undefined || hosts.devices.length > 0)
+          say(
+            `removing ${hosts.devices.length} device host(s) and the device network ${hosts.network?.bridge ?? ""}`,
+          );
+        await teardownHosts(home);
+        break;
+      }
       case "view": {
         const fleet = openFleet(stateFile);
         readFleetState(stateFile);

@@ -16,6 +16,15 @@ import { devWallet } from "../lib/local-chain";
 import { connectContracts, readDeploymentRecord, ROOT, runTask, type TaskEnv } from "./chain";
 import { removeDeviceCgroup } from "../../workers/src";
 import { FleetError, livePid, sleep, spawnDetached, stopRecorded, waitFor } from "./processes";
+import {
+  createDeviceHost,
+  ensureSwarmKey,
+  inDevice,
+  readHosts,
+  teardownHosts,
+  type DeviceHostRecord,
+  type NetworkRecord,
+} from "./hosts";
 
 export interface DeviceProfile {
   name: string;
@@ -51,6 +60,8 @@ export interface FleetDevice {
   pidFile: string;
   logFile: string;
   configFile: string;
+  /** Isolated mode: the device's own host (namespace, address, engine, Kubo node). */
+  host?: DeviceHostRecord;
 }
 
 /** What fleet.json holds: enough for another process to find, drive and stop the fleet. */
@@ -71,6 +82,11 @@ export interface FleetState {
   devices: FleetDevice[];
   /** Deployments the fleet created for the demo apps, by app name. */
   demo: Record<string, number>;
+  /**
+   * Isolated mode: the device network (bridge, subnet) and the SHOAL_HOME whose hosts.json records
+   * the device hosts. Absent in shared mode (one engine and Kubo node for every device).
+   */
+  isolated?: { home: string; network: NetworkRecord };
 }
 
 export interface FleetOptions {
@@ -95,6 +111,74 @@ export interface FleetOptions {
   workerConfig?: Record<string, unknown>;
   logLevel?: string;
   onProgress?: (line: string) => void;
+  /**
+   * Isolated devices: each device a host of its own (hosts.ts) on the network recorded under
+   * `home` (ensureNetwork; the services must listen on its gateway, SHOAL_BIND_ADDRESS). Devices
+   * are made before they enroll, so that each enrolls with its own Kubo node's multiaddr.
+   */
+  isolated?: { home: string; liveRestore?: boolean | ((index: number) => boolean) };
+}
+
+/**
+ * The subset of dockerode the fleet's tools use, over every engine of the fleet: one in shared
+ * mode, one per device in isolated mode (listContainers fans out; getContainer goes to the engine
+ * that listed the id, or finds it).
+ */
+export interface FleetDocker {
+  listContainers(options: Docker.ContainerListOptions): Promise<Docker.ContainerInfo[]>;
+  getContainer(id: string): {
+    inspect(): Promise<Docker.ContainerInspectInfo>;
+    remove(o?: object): Promise<unknown>;
+  };
+  /** The engine of one device. */
+  forDevice(deviceId: number): Docker;
+}
+
+export function fleetDocker(state: FleetState): FleetDocker {
+  const shared = new Docker({ socketPath: state.dockerSocket });
+  const engines = new Map<number, Docker>();
+  for (const d of state.devices)
+    engines.set(d.deviceId, d.host ? new Docker({ socketPath: d.host.dockerSocket }) : shared);
+  const all = [...new Set(engines.values())];
+  if (all.length === 0) all.push(shared);
+  const owner = new Map<string, Docker>();
+  const find = async (id: string): Promise<Docker> => {
+    const known = owner.get(id);
+    if (known) return known;
+    for (const e of all)
+      if (
+        await e
+          .getContainer(id)
+          .inspect()
+          .then(
+            () => true,
+            () => false,
+          )
+      )
+        return e;
+    return all[0];
+  };
+  return {
+    async listContainers(options) {
+      const lists = await Promise.all(
+        all.map(async (e) => {
+          const list = await e.listContainers(options);
+          for (const c of list) owner.set(c.Id, e);
+          return list;
+        }),
+      );
+      return lists.flat();
+    },
+    getContainer(id) {
+      return {
+        inspect: async () => (await find(id)).getContainer(id).inspect(),
+        remove: async (o = {}) => (await find(id)).getContainer(id).remove(o),
+      };
+    },
+    forDevice(deviceId) {
+      return engines.get(deviceId) ?? shared;
+    },
+  };
 }
 
 export interface Fleet {
@@ -135,20 +219,29 @@ function fleetWorkerConfig(overrides: Record<string, unknown> = {}): Record<stri
   };
 }
 
+/** A service URL on 127.0.0.1 as a device host reaches it: on the bridge's address. */
+export function viaUplink(url: string, gateway: string | undefined): string {
+  if (gateway === undefined) return url;
+  const u = new URL(url);
+  if (u.hostname === "127.0.0.1" || u.hostname === "localhost") u.hostname = gateway;
+  return u.toString().replace(/\/$/, url.endsWith("/") ? "/" : "");
+}
+
 function workerEnv(state: FleetState, device: FleetDevice, logLevel: string): NodeJS.ProcessEnv {
   // The device's own broker user (provisioned at enrollment), never the admin of state.mqttUrl.
   const credentials = deviceCredentials(state.mqttUrl, state.deviceRegistry, device.deviceId);
+  const gateway = device.host ? state.isolated?.network.gateway : undefined;
   return {
     ...process.env,
-    SHOAL_RPC_URL: state.rpcUrl,
+    SHOAL_RPC_URL: viaUplink(state.rpcUrl, gateway),
     SHOAL_OPERATOR_KEY: devWallet(device.account).privateKey,
     SHOAL_DEVICE_ID: String(device.deviceId),
     SHOAL_DEPLOYMENTS_FILE: state.deploymentsFile,
-    SHOAL_MQTT_URL: withoutCredentials(state.mqttUrl),
+    SHOAL_MQTT_URL: viaUplink(withoutCredentials(state.mqttUrl), gateway),
     SHOAL_MQTT_USERNAME: credentials?.username ?? "",
     SHOAL_MQTT_PASSWORD: credentials?.password ?? "",
-    SHOAL_KUBO_URL: state.kuboUrl,
-    SHOAL_DOCKER_SOCKET: state.dockerSocket,
+    SHOAL_KUBO_URL: device.host?.kuboApiUrl ?? state.kuboUrl,
+    SHOAL_DOCKER_SOCKET: device.host?.dockerSocket ?? state.dockerSocket,
     SHOAL_DATA_DIR: device.dataDir,
     SHOAL_LOG_LEVEL: logLevel,
   };
@@ -190,7 +283,7 @@ export function openFleet(stateFile: string, options: { logLevel?: string } = {}
   // fleet.json files written before deviceRegistry was recorded: read it from the deployment.
   state.deviceRegistry ??= readDeploymentRecord(state.deploymentsFile).contracts.DeviceRegistry.address;
   const logLevel = options.logLevel ?? "info";
-  const docker = new Docker({ socketPath: state.dockerSocket });
+  const docker = fleetDocker(state);
   const taskEnv: TaskEnv = {
     rpcUrl: state.rpcUrl,
     kuboUrl: state.kuboUrl,
@@ -210,10 +303,12 @@ export function openFleet(stateFile: string, options: { logLevel?: string } = {}
     const d = device(deviceId);
     if (livePid(d.pidFile) !== undefined) return;
     startMarks.set(deviceId, logSize(d.logFile));
+    // Executed, not run through `node`: its first line carries the worker's V8 flags. On a device
+    // host the worker runs in the device's namespace (nsenter execs it: the recorded PID is its own).
+    const [command, ...prefix] = d.host ? [...inDevice(d.host), WORKER_BIN] : [WORKER_BIN];
     spawnDetached({
-      // Executed, not run through `node`: its first line carries the worker's V8 flags.
-      command: WORKER_BIN,
-      args: ["--config", d.configFile],
+      command,
+      args: [...prefix, "--config", d.configFile],
       env: workerEnv(state, d, logLevel),
       cwd: ROOT,
       logFile: d.logFile,
@@ -248,6 +343,13 @@ export function openFleet(stateFile: string, options: { logLevel?: string } = {}
     async stop(options = {}) {
       await Promise.all(state.devices.map((d) => stopRecorded(d.pidFile, { graceMs: 20_000 })));
       if (options.keepContainers) return;
+      if (state.isolated !== undefined) {
+        // Each device's engine holds only its own containers: the hosts go, and their engines with them.
+        const names = state.devices.flatMap((d) => (d.host ? [d.host.name] : []));
+        await teardownHosts(state.isolated.home, names);
+        await removeCgroups();
+        return;
+      }
       const mine = labelMatcher(state);
       const containers = await docker.listContainers({
         all: true,
@@ -279,24 +381,27 @@ export function openFleet(stateFile: string, options: { logLevel?: string } = {}
       );
       for (const label of new Set(strays.map((c) => c.Labels["io.shoal.device"])))
         await removeDeviceCgroup({ deviceId: label }).catch(() => undefined);
-      // The workers leave their device cgroups behind (their containers may outlive them); with the
-      // containers gone, the fleet removes them too. Best effort: a busy one is left for the next down.
-      for (const d of state.devices)
-        for (const name of deviceLabels(state, d.deviceId))
-          for (let attempt = 0; attempt < 5; attempt++) {
-            try {
-              await removeDeviceCgroup({ deviceId: name });
-              break;
-            } catch {
-              await sleep(300);
-            }
-          }
+      await removeCgroups();
     },
     saveState() {
       // Owner-only: mqttUrl may carry the broker admin's credentials.
       writeFileSync(stateFile, JSON.stringify(state, null, 2) + "\n", { mode: 0o600 });
     },
   };
+  // The workers leave their device cgroups behind (their containers may outlive them); with the
+  // containers gone, the fleet removes them too. Best effort: a busy one is left for the next down.
+  async function removeCgroups(): Promise<void> {
+    for (const d of state.devices)
+      for (const name of deviceLabels(state, d.deviceId))
+        for (let attempt = 0; attempt < 5; attempt++) {
+          try {
+            await removeDeviceCgroup({ deviceId: name });
+            break;
+          } catch {
+            await sleep(300);
+          }
+        }
+  }
   return fleet;
 }
 
@@ -370,11 +475,43 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
 
   mkdirSync(options.dataDir, { recursive: true });
   const runDir = options.runDir ?? path.join(options.dataDir, "run");
+  let hosts: DeviceHostRecord[] = [];
+  let network: NetworkRecord | undefined;
+  if (options.isolated !== undefined) {
+    const home = options.isolated.home;
+    network = readHosts(home).network;
+    if (network === undefined)
+      throw new FleetError(`no device network is recorded in ${home}/hosts.json; \`fleet net-up\` makes one`);
+    const publisher = await publisherPeer(options.kuboUrl, network.gateway);
+    const started = Date.now();
+    const liveRestore = options.isolated.liveRestore ?? true;
+    hosts = await Promise.all(
+      Array.from({ length: options.devices }, (_, i) =>
+        createDeviceHost({
+          home,
+          swarmKeyFile: ensureSwarmKey(path.join(home, "swarm.key")),
+          peers: publisher ? [publisher] : [],
+          liveRestore: typeof liveRestore === "function" ? liveRestore(i + 1) : liveRestore,
+        }),
+      ),
+    ).catch(async (error) => {
+      await teardownHosts(
+        home,
+        readHosts(home).devices.map((d) => d.name),
+      ).catch(() => undefined);
+      throw error;
+    });
+    say(
+      `made ${hosts.length} device host(s) on ${network.bridge} (${network.subnet}) in ${((Date.now() - started) / 1000).toFixed(1)} s: ` +
+        hosts.map((h) => h.address).join(", "),
+    );
+  }
   say(`enrolling ${options.devices} device(s) with device:enroll`);
   const enrolled = await Promise.all(
     Array.from({ length: options.devices }, async (_, i) => {
       const index = i + 1;
       const profile = PROFILES[i % PROFILES.length];
+      const host = hosts[i] as DeviceHostRecord | undefined;
       const out = await runTask(
         [
           "device:enroll",
@@ -389,7 +526,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
           "--labels",
           [...profile.labels, `fleet=device-${index}`].join(","),
           "--endpoint",
-          "/ip4/127.0.0.1/tcp/4001",
+          host?.kuboMultiaddr ?? "/ip4/127.0.0.1/tcp/4001",
         ],
         taskEnv,
       );
@@ -410,9 +547,11 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
         pidFile: path.join(runDir, `fleet-device-${deviceId}.pid`),
         logFile: path.join(dataDir, "worker.log"),
         configFile: path.join(dataDir, "worker.json"),
+        ...(host ? { host } : {}),
       };
       say(
-        `  device ${deviceId}: ${profile.name} (${profile.cpu} CPU, ${profile.memory}), stake ${profile.stake}, account ${index}`,
+        `  device ${deviceId}: ${profile.name} (${profile.cpu} CPU, ${profile.memory}), stake ${profile.stake}, account ${index}` +
+          (host ? `, host ${host.address}` : ""),
       );
       return device;
     }),
@@ -436,6 +575,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     sinceTimestamp,
     devices: enrolled,
     demo: {},
+    ...(network && options.isolated ? { isolated: { home: options.isolated.home, network } } : {}),
   };
   for (const d of enrolled)
     writeFileSync(d.configFile, JSON.stringify(fleetWorkerConfig(options.workerConfig), null, 2) + "\n");
@@ -455,6 +595,26 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     throw error;
   }
   return fleet;
+}
+
+/**
+ * The publisher Kubo node as a device host reaches it: its peer id and its swarm addresses on the
+ * bridge (services.sh with SHOAL_BIND_ADDRESS). undefined when it has none there (offline).
+ */
+async function publisherPeer(
+  kuboUrl: string,
+  gateway: string,
+): Promise<{ id: string; addrs: string[] } | undefined> {
+  const response = await fetch(`${kuboUrl}/api/v0/id`, {
+    method: "POST",
+    signal: AbortSignal.timeout(5_000),
+  });
+  if (!response.ok) throw new FleetError(`the Kubo node at ${kuboUrl} answered ${response.status} to id`);
+  const id = (await response.json()) as { ID: string; Addresses: string[] | null };
+  const addrs = (id.Addresses ?? [])
+    .filter((a) => a.startsWith(`/ip4/${gateway}/tcp/`))
+    .map((a) => a.replace(/\/p2p\/.*$/, ""));
+  return addrs.length > 0 ? { id: id.ID, addrs } : undefined;
 }
 
 /**

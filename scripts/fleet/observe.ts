@@ -9,6 +9,7 @@
  */
 import { readFileSync } from "node:fs";
 import Docker from "dockerode";
+import type { FleetDocker } from "./fleet";
 import { JsonRpcProvider } from "ethers";
 import mqtt from "mqtt";
 import {
@@ -117,6 +118,8 @@ export interface ObserverOptions {
   /** Retained state updated before this block time (s) belongs to an older deployment: ignored. */
   sinceTimestamp: number;
   dockerSocket?: string;
+  /** The fleet's engines (one per device on isolated devices); default: the one at dockerSocket. */
+  docker?: Pick<FleetDocker, "listContainers" | "getContainer">;
   cgroupRoot?: string;
   /** JSON-RPC endpoint: each device's operator (to verify messages) and the latest block time. */
   rpcUrl: string;
@@ -177,7 +180,8 @@ function cgroupUsage(root: string, parent: string, id: string): { cpuNs?: number
 
 export async function createObserver(options: ObserverOptions): Promise<Observer> {
   const root = options.cgroupRoot ?? "/sys/fs/cgroup";
-  const docker = new Docker({ socketPath: options.dockerSocket ?? "/var/run/docker.sock" });
+  const docker: Pick<FleetDocker, "listContainers" | "getContainer"> =
+    options.docker ?? new Docker({ socketPath: options.dockerSocket ?? "/var/run/docker.sock" });
   const ids = new Set(options.deviceIds);
   const snap: FleetSnapshot = {
     at: new Date(),

@@ -13,7 +13,6 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import Docker from "dockerode";
 import mqtt from "mqtt";
 import YAML from "yaml";
 import {
@@ -29,7 +28,12 @@ import {
   type PlacementInfo,
 } from "./chain";
 import { isLivePlacement, keepsContainer, RELEASE_REASONS, shortPlacementId } from "../../workers/src";
-import { labelMatcher, type Fleet } from "./fleet";
+import { fleetDocker, labelMatcher, type Fleet, type FleetDocker } from "./fleet";
+import { inDevice } from "./hosts";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+
+const execFileAsync = promisify(execFile);
 import { FleetError, sleep, waitFor } from "./processes";
 
 export class ScenarioError extends FleetError {
@@ -54,7 +58,7 @@ export type ScenarioName = (typeof SCENARIOS)[number];
 
 interface Env {
   c: Contracts;
-  docker: Docker;
+  docker: FleetDocker;
   fleet: Fleet;
   say: (line: string) => void;
   ms: (seconds: number) => number;
@@ -63,7 +67,7 @@ interface Env {
 async function withEnv<T>(ctx: ScenarioContext, body: (env: Env) => Promise<T>): Promise<T> {
   const record = readDeploymentRecord(ctx.fleet.state.deploymentsFile);
   const c = connectContracts(ctx.fleet.state.rpcUrl, record);
-  const docker = new Docker({ socketPath: ctx.fleet.state.dockerSocket });
+  const docker = fleetDocker(ctx.fleet.state);
   try {
     return await body({
       c,
@@ -706,8 +710,23 @@ export function scenarioRoll(
 
     const [first] = await containersOf(env, `io.shoal.placement=${pid(after[0])}`);
     const port = first.Ports.find((p) => p.PrivatePort === 8080)?.PublicPort;
+    // Ports are published on the device's loopback: on a device host, that is its namespace's.
+    const host = fleet.state.devices.find((d) => d.deviceId === after[0].deviceId)?.host;
+    const get = async (url: string) =>
+      host
+        ? (
+            await execFileAsync(inDevice(host)[0], [
+              ...inDevice(host).slice(1),
+              "curl",
+              "-fsS",
+              "-m",
+              "5",
+              url,
+            ])
+          ).stdout
+        : (await fetch(url)).text();
     const page = port
-      ? await waitFor("the new page", async () => (await fetch(`http://127.0.0.1:${port}/`)).text(), {
+      ? await waitFor("the new page", () => get(`http://127.0.0.1:${port}/`), {
           timeoutMs: env.ms(15),
         })
       : "";

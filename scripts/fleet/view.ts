@@ -54,11 +54,17 @@ export function render(
       `${live.length} live placements  MQTT ${snap.mqttConnected ? "connected" : color("down", 31, tty)}  ` +
       `${snap.eventCount} events (${snap.repeats} repeats dropped)  ${snap.at.toISOString().slice(11, 19)}`,
   );
+  lines.push(
+    state.isolated
+      ? `devices: a host each (namespace, Docker Engine, Kubo node, worker) on ${state.isolated.network.bridge} ${state.isolated.network.subnet}; uplink ${state.isolated.network.gateway}`
+      : "devices: shared mode (one Docker Engine and Kubo node for all)",
+  );
   lines.push("");
 
   const deviceRows: string[][] = [
     [
       "device",
+      "address",
       "size",
       "labels",
       "worker",
@@ -82,6 +88,8 @@ export function render(
     const age = chain?.lastHeartbeat ? now - chain.lastHeartbeat.timestamp : undefined;
     deviceRows.push([
       String(d.deviceId),
+      // Isolated: the device host's own address; shared: every device is this machine.
+      d.host?.address ?? "shared",
       d.profile.name,
       d.profile.labels.filter((l) => !l.startsWith("fleet=")).join(","),
       presence

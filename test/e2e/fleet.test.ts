@@ -1,6 +1,8 @@
 // The whole system end to end: a fleet of three devices (small, medium, large), each a real
 // shoal-worker process with its own key, stake and data dir, on the test run's Hardhat node, Kubo and
-// Docker and a private Mosquitto. It runs the fleet's four scenarios (scale, kill, spike, roll) and
+// a private Mosquitto. Each device is a host of its own (network namespace, Docker Engine, Kubo node,
+// worker; scripts/fleet/hosts.ts) when this machine allows it, and then every device's engine must
+// hold only its own containers and images, fetched over the private swarm from the publisher node. It runs the fleet's four scenarios (scale, kill, spike, roll) and
 // checks every outcome through three views that do not share code with the workers: the chain (the
 // auditor's placement:history task and the registries' logs), an MQTT subscriber of its own, and
 // Docker (inspect). Expected states and limits; no lost event, and no repeat beyond what at-least-once
@@ -9,10 +11,19 @@ import { expect } from "chai";
 import Docker from "dockerode";
 import { JsonRpcProvider } from "ethers";
 import mqtt from "mqtt";
+import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { deployDemo, labelMatcher, startFleet, tail, type Fleet } from "../../scripts/fleet/fleet";
+import {
+  deployDemo,
+  fleetDocker,
+  labelMatcher,
+  startFleet,
+  tail,
+  type Fleet,
+  type FleetDocker,
+} from "../../scripts/fleet/fleet";
 import { livePlacements, connectContracts, PLACEMENT_STATES } from "../../scripts/fleet/chain";
 import { FAILURE_CODES, RELEASE_REASONS } from "../../workers/src";
 import {
@@ -25,7 +36,7 @@ import {
 } from "../../scripts/fleet/scenarios";
 import type { TimelineRow } from "../../tasks/placement";
 import { runHardhat, type CliResult } from "../../scripts/lib/local-chain";
-import { firstFreeDeviceId } from "../shared/fleet";
+import { deviceNetwork, firstFreeDeviceId } from "../shared/fleet";
 import { freePort, PrivateBroker, waitFor } from "../shared/processes";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../shared/services";
 
@@ -59,6 +70,9 @@ describe("e2e: a three-device fleet through scale, kill, spike and roll", functi
   this.timeout(180_000);
 
   const docker = new Docker({ socketPath: urls.dockerSocket });
+  /** The fleet's engines: one per device on isolated hosts, else the machine's. */
+  let engines: FleetDocker;
+  const network = deviceNetwork();
   const started = Date.now();
   let dir: string;
   let broker: PrivateBroker;
@@ -84,7 +98,7 @@ describe("e2e: a three-device fleet through scale, kill, spike and roll", functi
   const deviceOf = (label: string | undefined) => labelMatcher(fleet.state)(label);
   /** Shoal containers with `label` on this fleet's devices (other fleets may reuse placement ids). */
   const containersOf = async (label: string) => {
-    const all = await docker.listContainers({
+    const all = await engines.listContainers({
       all: true,
       filters: { label: ["io.shoal.managed=true", label] },
     });
@@ -100,7 +114,7 @@ describe("e2e: a three-device fleet through scale, kill, spike and roll", functi
     }
   };
   const inspectLimits = async (id: string) => {
-    const host = (await docker.getContainer(id).inspect()).HostConfig;
+    const host = (await engines.getContainer(id).inspect()).HostConfig;
     return {
       cpuMillicores: Math.round((host.CpuQuota! / host.CpuPeriod!) * 1000),
       memoryMiB: host.Memory! / MiB,
@@ -108,10 +122,11 @@ describe("e2e: a three-device fleet through scale, kill, spike and roll", functi
   };
 
   before(async function () {
-    this.timeout(240_000);
+    // Three device hosts, three enrollments and two publications: minutes on a busy 2-core machine.
+    this.timeout(360_000);
     await Promise.all([requireChain(urls), requireKubo(urls), requireDocker(urls)]);
     dir = await mkdtemp(path.join(tmpdir(), "shoal-e2e-"));
-    broker = new PrivateBroker(await freePort(), dir);
+    broker = new PrivateBroker(await freePort(), dir, undefined, network?.gateway);
     await broker.start();
     ok(await runHardhat(["run", "scripts/deploy.ts"], { ...env(), SHOAL_HEARTBEAT_TTL: String(TTL_S) }));
     record = JSON.parse(await readFile(path.join(dir, "localhost.json"), "utf8"));
@@ -136,7 +151,9 @@ describe("e2e: a three-device fleet through scale, kill, spike and roll", functi
       firstDeviceId: await firstFreeDeviceId(docker),
       logLevel: "debug",
       onProgress: (line) => log.push(line),
+      ...(network ? { isolated: { home: network.home } } : {}),
     });
+    engines = fleetDocker(fleet.state);
     ctx = { fleet, say: (line) => log.push(line) };
     await deployDemo(fleet, ["demo-web"], ctx.say);
     const c = connectContracts(urls.rpcUrl, record as Parameters<typeof connectContracts>[1]);
@@ -167,10 +184,16 @@ describe("e2e: a three-device fleet through scale, kill, spike and roll", functi
     await fleet?.stop();
     await subscriber?.endAsync();
     await broker?.stop();
-    if (fleet) {
+    if (fleet && network === undefined) {
       const left = await containersOf("io.shoal.managed=true");
       expect(left, "containers left behind by the fleet").to.deep.equal([]);
     }
+    // Isolated: the device hosts went with the fleet (namespaces, engines, Kubo nodes, their files).
+    for (const d of fleet?.state.devices ?? [])
+      if (d.host) {
+        expect(existsSync(d.host.netnsPath), `${d.host.netnsPath} left behind`).to.equal(false);
+        expect(existsSync(d.host.dir), `${d.host.dir} left behind`).to.equal(false);
+      }
     await rm(dir, { recursive: true, force: true });
     console.log(`      e2e fleet: ${Math.round((Date.now() - started) / 1000)} s in all`);
   });
@@ -490,6 +513,46 @@ describe("e2e: a three-device fleet through scale, kill, spike and roll", functi
       expect(copies.length, `copies of ${id}`).to.be.at.most(fleet.state.devices.length + 1);
       const contents = new Set(copies.map((c) => JSON.stringify({ ...c.payload, sig: undefined })));
       expect(contents.size, `distinct payloads of ${id}`).to.equal(1);
+    }
+  });
+
+  it("each device's engine holds only its own containers and the images of what it ran, delivered from IPFS", async function () {
+    // Shared mode has one engine for all devices: this machine then cannot show what the test asks.
+    expect(network, "isolated device hosts (root, ip, nsenter, dockerd)").to.not.equal(undefined);
+    const c = connectContracts(urls.rpcUrl, record as Parameters<typeof connectContracts>[1]);
+    try {
+      const rows = await history();
+      for (const d of fleet.state.devices) {
+        const engine = engines.forDevice(d.deviceId);
+        // Containers: only this device's (by its io.shoal.device label), nothing else at all.
+        const containers = await engine.listContainers({ all: true });
+        for (const x of containers)
+          expect(
+            deviceOf(x.Labels["io.shoal.device"]),
+            `device of ${x.Names[0]} on ${d.host!.name}`,
+          ).to.equal(d.deviceId);
+        // Images: only those of versions of deployments this device held a placement of, as the
+        // worker loads them from IPFS (tagged shoal-cid:<image CID>); a device that held none has none.
+        const cids = new Set<string>();
+        for (const deploymentId of new Set(
+          rows.filter((r) => r.deviceId === d.deviceId).map((r) => r.deploymentId),
+        )) {
+          const summary = await c.apps.deploymentSummary(deploymentId);
+          for (let v = 1; v <= Number(summary.version); v++)
+            for (const cid of (await c.apps.version(summary.appId, v)).imageCids) cids.add(cid);
+        }
+        const images = await engine.listImages();
+        for (const image of images) {
+          const cidTags = (image.RepoTags ?? []).filter((t) => t.startsWith("shoal-cid:"));
+          expect(cidTags, `image ${image.Id} on device ${d.deviceId} came from IPFS`).to.not.deep.equal([]);
+          for (const tag of cidTags)
+            expect([...cids], `device ${d.deviceId} ran no version with image ${tag}`).to.include(
+              tag.slice(10),
+            );
+        }
+      }
+    } finally {
+      c.close();
     }
   });
 });

@@ -58,6 +58,8 @@ export class PrivateBroker {
     readonly port: number,
     private readonly dir: string,
     readonly wsPort?: number,
+    /** A second address to listen on: the device bridge's, for workers on isolated device hosts. */
+    readonly bindAddress?: string,
   ) {}
 
   get url(): string {
@@ -75,6 +77,7 @@ export class PrivateBroker {
       conf,
       [
         `listener ${this.port} 127.0.0.1`,
+        ...(this.bindAddress ? [`listener ${this.port} ${this.bindAddress}`] : []),
         ...(this.wsPort === undefined ? [] : [`listener ${this.wsPort} lo`, "protocol websockets"]),
         "allow_anonymous true",
         "persistence true",

@@ -188,7 +188,10 @@ function bandLookup(registry: Registry, platform: Platform) {
 async function buildParts(config: WorkerConfig, conn: Connection, metrics: WorkerMetrics, logger: Logger) {
   const { registry, platform, deviceKey, chainId, record, device } = conn;
   const deviceId = config.deviceId;
-  const runtime = createDockerRuntime({ docker: createDockerClient(config.dockerSocket) });
+  const runtime = createDockerRuntime({
+    docker: createDockerClient(config.dockerSocket),
+    socketPath: config.dockerSocket,
+  });
   const delivery = createDelivery({
     contentStore: createKuboContentStore({ url: config.kuboUrl }),
     runtime,

@@ -174,6 +174,10 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       case "keep":
         return confirmIfClaimed(true);
       case "restart":
+        logger.info(
+          { placementId: action.placementId, containerId: action.containerId, reason: action.reason },
+          "starting the container again in place",
+        );
         await runtime.start(action.containerId, { signal });
         return;
       case "recreate": {
@@ -212,7 +216,12 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           .then((placements) => toDesired(placements, signal)),
         runtime.list({ deviceId, signal }),
       ]);
-      const actions = plan({ desired, actual });
+      // The engine's start time is read after its containers: had it been read first, an engine
+      // restarting in between would show exits newer than the time read, and they would count as
+      // the app's own. Read after, the error can only go the other way (an exit counted as the
+      // engine's: one more start in place, never a moved replica).
+      const engineStartedAt = await runtime.engineStartedAt?.({ signal });
+      const actions = plan({ desired, actual, engineStartedAt, now: new Date(now()).toISOString() });
 
       const failed: PassResult["failed"] = [];
       for (const action of actions) {

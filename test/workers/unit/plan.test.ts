@@ -15,7 +15,12 @@ import {
 import type { ContainerSpec, PlacementIdentity } from "../../../workers/src";
 import { canonicalManifestBytes, parseManifest, validateCanonicalManifest } from "../../../workers/src";
 import type { PublishedManifest } from "../../../workers/src";
-import { plan } from "../../../workers/src";
+import {
+  ENGINE_RESTORE_GRACE_MS,
+  ENGINE_SHUTDOWN_SETTLE_MS,
+  plan,
+  stoppedByEngine,
+} from "../../../workers/src";
 import type { ActualContainer, DesiredPlacement, PlanAction } from "../../../workers/src";
 
 const ROOT = join(__dirname, "..", "..", "..");
@@ -498,4 +503,142 @@ describe("effectiveUser()", () => {
       }
     });
   }
+});
+
+describe("stoppedByEngine(): an exit that was the engine's doing, not the app's", () => {
+  const ENGINE = "2026-11-26T10:00:00.000000000Z";
+  const at = (offsetMs: number) => new Date(Date.parse(ENGINE) + offsetMs).toISOString();
+  const exited = (startedAt: string, finishedAt: string, more: Partial<ActualContainer> = {}) =>
+    actual("1", { state: "exited", exitCode: 0, startedAt, finishedAt, ...more });
+  const cases: { name: string; container: ActualContainer; engine: string | undefined; expected: boolean }[] =
+    [
+      {
+        name: "stopped at the engine's shutdown (started by the engine before): yes",
+        container: exited(at(-600_000), at(-2_000)),
+        engine: ENGINE,
+        expected: true,
+      },
+      {
+        name: "stopped while the new engine restored it without live-restore: yes",
+        container: exited(at(-600_000), at(3_000), { exitCode: 143 }),
+        engine: ENGINE,
+        expected: true,
+      },
+      {
+        name: "exited after the restore grace under a live-restored engine: the app's own",
+        container: exited(at(-600_000), at(ENGINE_RESTORE_GRACE_MS + 1_000)),
+        engine: ENGINE,
+        expected: false,
+      },
+      {
+        name: "started by the engine now running: the app's own",
+        container: exited(at(1_000), at(2_000)),
+        engine: ENGINE,
+        expected: false,
+      },
+      {
+        name: "OOM killed: the kernel's verdict on the app, never the engine's",
+        container: exited(at(-600_000), at(-2_000), { oomKilled: true, exitCode: 137 }),
+        engine: ENGINE,
+        expected: false,
+      },
+      {
+        name: "engine start unknown (a remote engine): the app's own",
+        container: exited(at(-600_000), at(-2_000)),
+        engine: undefined,
+        expected: false,
+      },
+      {
+        name: "running: no exit to judge",
+        container: actual("1", { startedAt: at(-600_000) }),
+        engine: ENGINE,
+        expected: false,
+      },
+      {
+        name: "created, never started: no",
+        container: actual("1", { state: "created", startedAt: undefined, finishedAt: undefined }),
+        engine: ENGINE,
+        expected: false,
+      },
+    ];
+  for (const c of cases)
+    it(c.name, () => expect(stoppedByEngine(c.container, c.engine)).to.equal(c.expected));
+
+  const onFailure = published(
+    readFileSync(join(ROOT, "apps/demo-web/shoal.yaml"), "utf8").replace(
+      "restartPolicy: always",
+      "restartPolicy: on-failure",
+    ),
+  );
+  const never = published(
+    readFileSync(join(ROOT, "apps/demo-web/shoal.yaml"), "utf8").replace(
+      "restartPolicy: always",
+      "restartPolicy: never",
+    ),
+  );
+  const withSpec = (manifest: PublishedManifest, container: ActualContainer) => ({
+    ...container,
+    specHash: specHash(specFor("1", manifest)),
+  });
+  const planCases: {
+    name: string;
+    manifest: PublishedManifest;
+    container: ActualContainer;
+    now?: string;
+    expected: string[];
+  }[] = [
+    {
+      // The bug of issue 14: demo-loadgen exited 0 on dockerd's SIGTERM and its placement was released.
+      name: "on-failure, exit 0 at the engine's shutdown: restart in place, not complete",
+      manifest: onFailure,
+      container: exited(at(-600_000), at(-2_000)),
+      expected: ["restart 1 c-1"],
+    },
+    {
+      name: "never, exit 143 at the engine's shutdown: restart in place, not a failure",
+      manifest: never,
+      container: exited(at(-600_000), at(-2_000), { exitCode: 143 }),
+      expected: ["restart 1 c-1"],
+    },
+    {
+      name: "on-failure, exit 0 on its own under the engine now running, settled: complete",
+      manifest: onFailure,
+      container: exited(at(1_000), at(5_000)),
+      now: at(5_000 + ENGINE_SHUTDOWN_SETTLE_MS),
+      expected: ["complete 1 c-1"],
+    },
+    {
+      // The engine may be stopping: it answers while it stops its containers.
+      name: "on-failure, exit 0 a moment ago under the engine now running: wait, not complete yet",
+      manifest: onFailure,
+      container: exited(at(1_000), at(5_000)),
+      now: at(6_000),
+      expected: ["wait 1 c-1"],
+    },
+    {
+      name: "never, exit 1 a moment ago: wait before reporting the failure",
+      manifest: never,
+      container: exited(at(1_000), at(5_000), { exitCode: 1 }),
+      now: at(6_000),
+      expected: ["wait 1 c-1"],
+    },
+    {
+      name: "never, OOM killed a moment ago: reported at once (the kernel's verdict)",
+      manifest: never,
+      container: exited(at(1_000), at(5_000), { exitCode: 137, oomKilled: true }),
+      now: at(6_000),
+      expected: ["report-failure 1 c-1 OOMKilled"],
+    },
+  ];
+  for (const c of planCases)
+    it(`plan(): ${c.name}`, () => {
+      const actions = plan({
+        desired: [desired("1", c.manifest)],
+        actual: [withSpec(c.manifest, c.container)],
+        engineStartedAt: ENGINE,
+        now: c.now ?? at(600_000),
+      });
+      expect(summary(actions)).to.deep.equal(c.expected);
+      if (actions[0].type === "restart") expect(actions[0].reason).to.match(/stopped by its engine/);
+    });
 });

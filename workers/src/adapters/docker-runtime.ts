@@ -1,5 +1,6 @@
 /** Runtime over the Docker Engine API (dockerode). Translates a ContainerSpec, never adds to it. */
 import type Docker from "dockerode";
+import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
 import {
   CPU_PERIOD_US,
@@ -63,13 +64,23 @@ export function translateDockerError(action: string, error: unknown): RuntimeErr
 
 export interface DockerRuntimeOptions {
   docker: Docker;
+  /**
+   * The engine's unix socket, when the engine runs on this host: dockerd unlinks and creates it
+   * when it starts, so its inode change time is the engine's start (engineStartedAt). Without it
+   * engineStartedAt is unknown.
+   */
+  socketPath?: string;
   /** Parallel inspects in list(); a device runs tens of containers at most. Default 8. */
   inspectConcurrency?: number;
 }
 
 const MiB = 1024 * 1024;
 
-export function createDockerRuntime({ docker, inspectConcurrency = 8 }: DockerRuntimeOptions): Runtime {
+export function createDockerRuntime({
+  docker,
+  socketPath,
+  inspectConcurrency = 8,
+}: DockerRuntimeOptions): Runtime {
   async function call<T>(action: string, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
@@ -176,6 +187,15 @@ export function createDockerRuntime({ docker, inspectConcurrency = 8 }: DockerRu
   }
 
   return {
+    async engineStartedAt() {
+      if (socketPath === undefined) return undefined;
+      try {
+        return (await stat(socketPath)).ctime.toISOString();
+      } catch {
+        return undefined; // the engine is down: list() fails this pass anyway
+      }
+    },
+
     list: ({ deviceId, signal }) => list(deviceId, signal),
 
     inspect: (id, options = {}) => inspect(id, options.signal),

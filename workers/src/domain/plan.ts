@@ -15,6 +15,8 @@ import type { ContainerSpec, ResourceLimits } from "./container-spec";
  * - state unknown (or removing), dead, restarting or paused: recreate (stop before starting again);
  * - running: keep;
  * - created (never started, e.g. the worker died between create and start): restart;
+ * - exited because its engine stopped or restarted (see `stoppedByEngine`): restart in place, whatever
+ *   the restart policy and exit code say: the app did not end, its engine ended it;
  * - exited: by the restart policy and the exit, see `exitedAction`;
  * - container without a desired placement: stop (and remove).
  * Stop actions come first in the result, so a sequential applier never runs two instances.
@@ -101,9 +103,55 @@ type StopAction = Extract<PlanAction, { type: "stop" }>;
 export interface PlanInput {
   desired: readonly DesiredPlacement[];
   actual: readonly ActualContainer[];
+  /**
+   * When the engine that now answers started (ISO time; Runtime.engineStartedAt); undefined when
+   * the runtime cannot tell, and then every exit counts as the app's own.
+   */
+  engineStartedAt?: string;
+  /** The time of this pass (ISO); with engineStartedAt it holds back exits that may be a shutdown's. */
+  now?: string;
 }
 
-export function plan({ desired, actual }: PlanInput): PlanAction[] {
+/**
+ * How long an exit that would end a placement (complete, report-failure) waits before it counts as
+ * the app's own. An engine that stops answers the API while it stops its containers, each within
+ * its stop timeout (10 s by default), so an app that exits at once on the engine's SIGTERM is seen
+ * exited under the engine that is going away. Once the engine is back, its new start time makes
+ * the exit the engine's (stoppedByEngine); an engine still up after this window did not stop.
+ */
+export const ENGINE_SHUTDOWN_SETTLE_MS = 15_000;
+
+/**
+ * How long after an engine starts an exit may still be its doing: an engine that starts without
+ * live-restore stops the containers it finds still running while it restores them, a few seconds
+ * after it starts (60 s leaves room for a slow disk and many containers).
+ */
+export const ENGINE_RESTORE_GRACE_MS = 60_000;
+
+/**
+ * Whether a container's last exit was its engine's doing (the engine stopped, or restarted
+ * without live-restore) rather than the app's: the container was started by an earlier engine
+ * (startedAt before the engine now running started) and exited no later than that engine's
+ * restore (finishedAt before engineStartedAt + ENGINE_RESTORE_GRACE_MS). An OOM kill is the
+ * kernel's verdict on the app and never counts. Docker records no cause for an exit; this reads it
+ * from Docker's own times. An app that ends on its own in the last moments before its engine stops
+ * counts as stopped by the engine: it is started once more and, when it ends again, handled as
+ * usual; the opposite mistake would move a healthy replica to another device.
+ */
+export function stoppedByEngine(
+  container: Pick<ActualContainer, "state" | "startedAt" | "finishedAt" | "oomKilled">,
+  engineStartedAt: string | undefined,
+): boolean {
+  if (container.state !== "exited" || container.oomKilled || engineStartedAt === undefined) return false;
+  if (container.startedAt === undefined || container.finishedAt === undefined) return false;
+  const engine = Date.parse(engineStartedAt);
+  const started = Date.parse(container.startedAt);
+  const finished = Date.parse(container.finishedAt);
+  if ([engine, started, finished].some(Number.isNaN)) return false;
+  return started < engine && finished < engine + ENGINE_RESTORE_GRACE_MS;
+}
+
+export function plan({ desired, actual, engineStartedAt, now }: PlanInput): PlanAction[] {
   const byPlacement = new Map<string, ActualContainer[]>();
   for (const container of actual) {
     const list = byPlacement.get(container.placementId) ?? [];
@@ -129,7 +177,7 @@ export function plan({ desired, actual }: PlanInput): PlanAction[] {
         });
       }
     }
-    others.push(placementAction(placement, keeper));
+    others.push(placementAction(placement, keeper, engineStartedAt, now));
   }
 
   for (const container of actual) {
@@ -147,7 +195,12 @@ export function plan({ desired, actual }: PlanInput): PlanAction[] {
   return [...stops, ...others];
 }
 
-function placementAction(placement: DesiredPlacement, container: ActualContainer | undefined): PlanAction {
+function placementAction(
+  placement: DesiredPlacement,
+  container: ActualContainer | undefined,
+  engineStartedAt: string | undefined,
+  now: string | undefined,
+): PlanAction {
   const { placementId } = placement;
   const want = placement.container;
   if (want === undefined) {
@@ -182,11 +235,38 @@ function placementAction(placement: DesiredPlacement, container: ActualContainer
         reason: "created but never started",
       };
     case "exited":
-      return exitedAction(placementId, container, want.spec);
+      if (stoppedByEngine(container, engineStartedAt))
+        return {
+          type: "restart",
+          placementId,
+          containerId: container.id,
+          exitCode: container.exitCode,
+          reason: `stopped by its engine (exited with ${container.exitCode ?? -1} at ${container.finishedAt}; the engine started at ${engineStartedAt}): started again in place`,
+        };
+      return settled(exitedAction(placementId, container, want.spec), container, engineStartedAt, now);
     default:
       // unknown (including "removing"), dead, restarting, paused: stop before starting again.
       return recreate(`state ${container.state}: stop before starting again`);
   }
+}
+
+/** Holds back an exit that would end the placement until ENGINE_SHUTDOWN_SETTLE_MS have passed. */
+function settled(
+  action: PlanAction,
+  container: ActualContainer,
+  engineStartedAt: string | undefined,
+  now: string | undefined,
+): PlanAction {
+  if (action.type !== "complete" && action.type !== "report-failure") return action;
+  if (engineStartedAt === undefined || now === undefined || container.oomKilled) return action;
+  const finished = Date.parse(container.finishedAt ?? "");
+  if (Number.isNaN(finished) || Date.parse(now) >= finished + ENGINE_SHUTDOWN_SETTLE_MS) return action;
+  return {
+    type: "wait",
+    placementId: action.placementId,
+    containerId: container.id,
+    reason: `exited at ${container.finishedAt}; its engine may be stopping, so the exit counts as the app's from ${new Date(finished + ENGINE_SHUTDOWN_SETTLE_MS).toISOString()}`,
+  };
 }
 
 /**

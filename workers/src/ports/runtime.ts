@@ -50,6 +50,11 @@ export interface ResourceUpdate extends ResourceLimits {
 }
 
 export interface Runtime {
+  /**
+   * When the engine that answers now started (ISO time), or undefined when the runtime cannot tell
+   * (a remote engine). plan() reads a container's exit before that as the engine's doing.
+   */
+  engineStartedAt?(options?: SignalOptions): Promise<string | undefined>;
   /** Shoal containers of the device (by label), in any state. */
   list(options: { deviceId: string } & SignalOptions): Promise<ActualContainer[]>;
   /** One container by id or name; undefined when it does not exist. */
