@@ -517,20 +517,24 @@ async function main() {
   );
   const rows: Row[] = [];
   try {
-    const probe = new JsonRpcProvider(nodeUrl, undefined, { staticNetwork: true });
+    const rpc = (method: string, params: unknown[]) =>
+      fetch(nodeUrl, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+      }).then((response) => response.json());
     await waitFor(
       "the bench's Hardhat node",
       () =>
-        probe.getBlockNumber().then(
+        rpc("eth_chainId", []).then(
           () => true,
           () => false,
         ),
       180_000,
       1_000,
     );
-    await probe.send("evm_setAutomine", [false]);
-    await probe.send("evm_setIntervalMining", [args.blockS * 1000]);
-    probe.destroy();
+    await rpc("evm_setAutomine", [false]);
+    await rpc("evm_setIntervalMining", [args.blockS * 1000]);
     for (const n of args.sizes) {
       rows.push(
         await runSize(n, args, {
