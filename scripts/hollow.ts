@@ -26,12 +26,17 @@ import { readFileSync } from "node:fs";
 import { devWallet } from "./lib/local-chain";
 import { provisionDevice, withoutCredentials } from "./fleet/credentials";
 
-/** Gives every device its own broker user (nothing for an anonymous broker), `concurrency` at a time. */
+/**
+ * Gives every device its own broker user (nothing for an anonymous broker), `concurrency` at a
+ * time. Default 1: every admin session reads every answer on the dynamic-security response topic,
+ * and the answers carry no correlation, so parallel sessions can take each other's answers (seen:
+ * "Role already exists" answering a password reset).
+ */
 export async function provisionHollowDevices(
   adminUrl: string,
   record: DeploymentRecord,
   devices: HollowDevice[],
-  concurrency = 10,
+  concurrency = 1,
   onProgress: (done: number) => void = () => undefined,
 ): Promise<HollowDevice[]> {
   const out: HollowDevice[] = new Array(devices.length);
@@ -184,7 +189,7 @@ async function main(argv: string[]): Promise<number> {
     onProgress: (done, total) =>
       say(`enrolled ${done}/${total} (${((Date.now() - started) / 1000).toFixed(1)} s)`),
   });
-  const devices = await provisionHollowDevices(adminUrl, record, enrolled, 10, (done) =>
+  const devices = await provisionHollowDevices(adminUrl, record, enrolled, 1, (done) =>
     say(`broker users ${done}/${enrolled.length}`),
   );
   await mkdir(args.dataDir, { recursive: true });
