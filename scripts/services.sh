@@ -27,6 +27,8 @@ Settings (environment):
   SHOAL_KUBO_VERSION   Kubo version to use or build                        [v0.42.0]
   SHOAL_BIND_ADDRESS   a second address the chain, the broker and Kubo listen on: the device
                        bridge's (npm start sets it for isolated devices)   [none]
+  SHOAL_CHAIN_BLOCK_TIME  seconds between blocks (interval mining, like a real network;
+                       the gas limit stays Hardhat's 30M); 0 = a block per transaction  [0]
 
 Nothing listens on anything but 127.0.0.1, unless SHOAL_BIND_ADDRESS names the bridge of the
 project's device network (docs/architecture.md, "Device hosts"): then the chain (through a
@@ -47,6 +49,9 @@ SHOAL_MQTT_WS_PORT=${SHOAL_MQTT_WS_PORT:-$((SHOAL_MQTT_PORT + 1))}
 # v0.43.x replaces go-libp2p with a fork that the Go module proxy does not serve; v0.42.0 builds.
 SHOAL_KUBO_VERSION=${SHOAL_KUBO_VERSION:-v0.42.0}
 SHOAL_BIND_ADDRESS=${SHOAL_BIND_ADDRESS:-}
+SHOAL_CHAIN_BLOCK_TIME=${SHOAL_CHAIN_BLOCK_TIME:-0}
+[[ $SHOAL_CHAIN_BLOCK_TIME =~ ^[0-9]+$ ]] ||
+  { echo "SHOAL_CHAIN_BLOCK_TIME: \"$SHOAL_CHAIN_BLOCK_TIME\" is not allowed; use whole seconds (0 = automine)" >&2; exit 2; }
 
 run_dir=$SHOAL_HOME/run
 log_dir=$SHOAL_HOME/logs
@@ -410,7 +415,20 @@ chain_up() {
   (cd "$repo" && NODE_OPTIONS="${NODE_OPTIONS:-} --require $repo/scripts/lib/http-keep-alive.js" \
     spawn chain node_modules/.bin/hardhat node --hostname 127.0.0.1 --port "$SHOAL_CHAIN_PORT")
   wait_for chain 60 rpc_ready
+  if ((SHOAL_CHAIN_BLOCK_TIME > 0)); then
+    # Interval mining: transactions wait in the mempool and a block every N s takes them all (up to
+    # the 30M gas limit), as on a real network; automine (a block per transaction) stays the default.
+    log "chain: interval mining, a block every ${SHOAL_CHAIN_BLOCK_TIME} s"
+    chain_rpc evm_setAutomine false >/dev/null
+    chain_rpc evm_setIntervalMining "$((SHOAL_CHAIN_BLOCK_TIME * 1000))" >/dev/null
+  fi
   chain_uplink_up
+}
+
+chain_rpc() {
+  curl -fsS -H 'content-type: application/json' \
+    -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$1\",\"params\":[${2:-}]}" \
+    "http://127.0.0.1:$SHOAL_CHAIN_PORT"
 }
 
 # `hardhat node --hostname` takes one address: a forwarder serves the chain on the bind address.

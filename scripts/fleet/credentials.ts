@@ -46,10 +46,14 @@ export function deviceCredentials(
   return { username, password };
 }
 
+let controlSessions = 0;
+
 /** Sends dynamic-security commands as the admin; resolves with each command's error ("" if none). */
 async function control(adminUrl: string, commands: Record<string, unknown>[]): Promise<string[]> {
   const client = await mqtt.connectAsync(adminUrl, {
-    clientId: `shoal-fleet-provision-${process.pid}-${Date.now()}`,
+    // A counter, not only the time: two sessions opened in the same millisecond would share a
+    // client id, and the broker would drop the first (hollow devices provision in parallel).
+    clientId: `shoal-fleet-provision-${process.pid}-${Date.now()}-${++controlSessions}`,
     clean: true,
     connectTimeout: 5_000,
     reconnectPeriod: 0,

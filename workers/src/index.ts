@@ -65,6 +65,9 @@ import type * as HostMetricsModule from "./adapters/host-metrics";
 import type * as KuboModule from "./adapters/kubo";
 import type * as MqttBusModule from "./adapters/mqtt-bus";
 import type * as ShoalContractsModule from "./adapters/shoal-contracts";
+import type * as MemoryRuntimeModule from "./adapters/memory-runtime";
+import type * as MemoryContentStoreModule from "./adapters/memory-content-store";
+import type * as HollowModule from "./hollow";
 export type * from "./bridge";
 export type * from "./claimer";
 export type * from "./config";
@@ -87,6 +90,9 @@ export type * from "./adapters/host-metrics";
 export type * from "./adapters/kubo";
 export type * from "./adapters/mqtt-bus";
 export type * from "./adapters/shoal-contracts";
+export type * from "./adapters/memory-runtime";
+export type * from "./adapters/memory-content-store";
+export type * from "./hollow";
 
 const once = <M>(load: () => M) => {
   let module: M | undefined;
@@ -115,6 +121,11 @@ const load = {
   resourceLog: once(() => require("./resource-log") as typeof ResourceLogModule),
   ethersResourceLog: once(() => require("./adapters/ethers-resource-log") as typeof EthersResourceLogModule),
   shoalContracts: once(() => require("./adapters/shoal-contracts") as typeof ShoalContractsModule),
+  memoryRuntime: once(() => require("./adapters/memory-runtime") as typeof MemoryRuntimeModule),
+  memoryContentStore: once(
+    () => require("./adapters/memory-content-store") as typeof MemoryContentStoreModule,
+  ),
+  hollow: once(() => require("./hollow") as typeof HollowModule),
 };
 
 export const createResourceLog: typeof ResourceLogModule.createResourceLog = (...args) =>
@@ -243,3 +254,25 @@ export const createVerifier: typeof SignedBusModule.createVerifier = (...args) =
   load.signedBus().createVerifier(...args);
 export const createSignedBus: typeof SignedBusModule.createSignedBus = (...args) =>
   load.signedBus().createSignedBus(...args);
+export const createMemoryRuntime: typeof MemoryRuntimeModule.createMemoryRuntime = (...args) =>
+  load.memoryRuntime().createMemoryRuntime(...args);
+export const hollowImageTar: typeof MemoryRuntimeModule.hollowImageTar = (...args) =>
+  load.memoryRuntime().hollowImageTar(...args);
+export const createMemoryContentStore: typeof MemoryContentStoreModule.createMemoryContentStore = (...args) =>
+  load.memoryContentStore().createMemoryContentStore(...args);
+export const rawLeafCid: typeof MemoryContentStoreModule.rawLeafCid = (...args) =>
+  load.memoryContentStore().rawLeafCid(...args);
+export declare const MemoryContentStoreError: typeof MemoryContentStoreModule.MemoryContentStoreError;
+export type MemoryContentStoreError = MemoryContentStoreModule.MemoryContentStoreError;
+lazyValue("MemoryContentStoreError", () => load.memoryContentStore().MemoryContentStoreError);
+export const enrollHollowDevices: typeof HollowModule.enrollHollowDevices = (...args) =>
+  load.hollow().enrollHollowDevices(...args);
+export const runHollowDevices: typeof HollowModule.runHollowDevices = (...args) =>
+  load.hollow().runHollowDevices(...args);
+export const hollowOperatorKey: typeof HollowModule.hollowOperatorKey = (...args) =>
+  load.hollow().hollowOperatorKey(...args);
+export declare const HollowError: typeof HollowModule.HollowError;
+export type HollowError = HollowModule.HollowError;
+lazyValue("HollowError", () => load.hollow().HollowError);
+export const publishHollowApp: typeof HollowModule.publishHollowApp = (...args) =>
+  load.hollow().publishHollowApp(...args);

@@ -36,7 +36,9 @@ import { ShoalError } from "./errors";
 import { loop, onAbort, retry, superviseAll } from "./lib/supervise";
 import { createWorkerMetrics, serveMetrics, type WorkerMetrics } from "./metrics";
 import type { ChainEvent } from "./ports/chain-source";
+import type { ContentStore } from "./ports/content-store";
 import type { DeviceView, KeeperRegistry, Registry } from "./ports/registry";
+import type { Runtime } from "./ports/runtime";
 import { createReconciler } from "./reconciler";
 import { chainSenderLookup, createSealer, createSignedBus, createVerifier } from "./signed-bus";
 import { createResourceManager } from "./resource-manager";
@@ -184,16 +186,33 @@ function bandLookup(registry: Registry, platform: Platform) {
   };
 }
 
+/**
+ * Adapters a caller may supply instead of Docker and Kubo: hollow devices (workers/src/hollow.ts)
+ * run the same worker over in-memory ones.
+ */
+export interface WorkerAdapters {
+  runtime?: Runtime;
+  contentStore?: ContentStore;
+}
+
 /** Every part of the worker, built and connected, nothing started. */
-async function buildParts(config: WorkerConfig, conn: Connection, metrics: WorkerMetrics, logger: Logger) {
+async function buildParts(
+  config: WorkerConfig,
+  conn: Connection,
+  metrics: WorkerMetrics,
+  logger: Logger,
+  adapters: WorkerAdapters = {},
+) {
   const { registry, platform, deviceKey, chainId, record, device } = conn;
   const deviceId = config.deviceId;
-  const runtime = createDockerRuntime({
-    docker: createDockerClient(config.dockerSocket),
-    socketPath: config.dockerSocket,
-  });
+  const runtime =
+    adapters.runtime ??
+    createDockerRuntime({
+      docker: createDockerClient(config.dockerSocket),
+      socketPath: config.dockerSocket,
+    });
   const delivery = createDelivery({
-    contentStore: createKuboContentStore({ url: config.kuboUrl }),
+    contentStore: adapters.contentStore ?? createKuboContentStore({ url: config.kuboUrl }),
     runtime,
     platform,
     logger: logger.child({ component: "delivery" }),
@@ -425,7 +444,12 @@ async function runLoops(
  * Builds the worker's parts and runs them until `signal` aborts (resolves) or a loop fails fatally
  * (rejects with a LoopError whose cause is the loop's error).
  */
-export async function runWorker(config: WorkerConfig, signal: AbortSignal, logger: Logger): Promise<void> {
+export async function runWorker(
+  config: WorkerConfig,
+  signal: AbortSignal,
+  logger: Logger,
+  adapters: WorkerAdapters = {},
+): Promise<void> {
   const metrics = createWorkerMetrics({ deviceId: config.deviceId });
   await mkdir(config.dataDir, { recursive: true });
   // Aborted by the caller (SIGTERM) or by the first loop that fails fatally.
@@ -433,7 +457,7 @@ export async function runWorker(config: WorkerConfig, signal: AbortSignal, logge
   const offSignal = onAbort(signal, () => stop.abort(signal.reason));
   try {
     const conn = await connect(config, stop.signal, logger);
-    const parts = await buildParts(config, conn, metrics, logger);
+    const parts = await buildParts(config, conn, metrics, logger, adapters);
     const metricsServer =
       config.metricsPort > 0
         ? await serveMetrics(metrics.registry, { host: config.metricsHost, port: config.metricsPort })

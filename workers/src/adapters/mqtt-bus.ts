@@ -273,7 +273,15 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
           .catch((error: unknown) => log.warn({ err: error }, "could not announce offline status"));
       }
       state = "closed";
-      await client.endAsync();
+      // A graceful end waits for the acks of in-flight QoS 1 messages, which never come while the
+      // broker is gone (seen with 50 hollow devices on a starved host): give it 5 s, then force.
+      let timer: NodeJS.Timeout | undefined;
+      const graceful = await Promise.race([
+        client.endAsync().then(() => true),
+        new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), 5_000))),
+      ]);
+      clearTimeout(timer);
+      if (!graceful) await client.endAsync(true);
       emit({ type: "closed" });
       log.info("closed");
     },
