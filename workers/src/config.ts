@@ -54,6 +54,13 @@ export interface WorkerConfig {
    * (0, or not below periodMs, turns it off). See docs/resource-manager.md.
    */
   resources: { enabled: boolean; periodMs: number; fastPeriodMs: number };
+  /**
+   * Peering (docs/worker.md, "Peering"): keeps the device's Kubo node connected to at most
+   * `maxPeers` fleet peers found on chain (version providers first, then the nearest devices),
+   * checked every `refreshMs` and on every endpoint change. `updateEndpoint`: when the enrolled
+   * endpoint names another peer id than the Kubo node's, set it on chain (true) or only warn.
+   */
+  peering: { enabled: boolean; maxPeers: number; refreshMs: number; updateEndpoint: boolean };
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
 }
 
@@ -78,6 +85,7 @@ const DEFAULTS: Omit<WorkerConfig, "operatorKey" | "deviceId" | "mqttUsername" |
   bridge: { enabled: true },
   keeper: { enabled: true, jitterMs: 5000, retryMs: 30_000 },
   resources: { enabled: true, periodMs: 1000, fastPeriodMs: 100 },
+  peering: { enabled: true, maxPeers: 16, refreshMs: 30_000, updateEndpoint: false },
   logLevel: "info",
 };
 
@@ -102,6 +110,9 @@ export const ENV: Record<string, keyof WorkerConfig> = {
 /** Nested settings with an environment variable of their own. */
 const NESTED_ENV: Record<string, [string, string]> = {
   SHOAL_RESOURCES_ENABLED: ["resources", "enabled"],
+  SHOAL_PEERING_ENABLED: ["peering", "enabled"],
+  SHOAL_PEERING_MAX_PEERS: ["peering", "maxPeers"],
+  SHOAL_PEERING_UPDATE_ENDPOINT: ["peering", "updateEndpoint"],
 };
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
@@ -246,6 +257,7 @@ export function loadConfig(
   const bridge = nested("bridge", DEFAULTS.bridge);
   const keeper = nested("keeper", DEFAULTS.keeper);
   const resources = nested("resources", DEFAULTS.resources);
+  const peering = nested("peering", DEFAULTS.peering);
   const logLevel = merged.logLevel;
   const mqtt = mqttCredentials(url("mqttUrl", merged.mqttUrl, ["mqtt:", "mqtts:", "ws:", "wss:"]), merged);
   if (!LOG_LEVELS.includes(logLevel as (typeof LOG_LEVELS)[number]))
@@ -281,6 +293,12 @@ export function loadConfig(
       enabled: flag("resources.enabled", resources.enabled),
       periodMs: integer("resources.periodMs", resources.periodMs, 100, 60_000),
       fastPeriodMs: integer("resources.fastPeriodMs", resources.fastPeriodMs, 0, 60_000),
+    },
+    peering: {
+      enabled: flag("peering.enabled", peering.enabled),
+      maxPeers: integer("peering.maxPeers", peering.maxPeers, 1, 1000),
+      refreshMs: integer("peering.refreshMs", peering.refreshMs, 1000, 3_600_000),
+      updateEndpoint: flag("peering.updateEndpoint", peering.updateEndpoint),
     },
     logLevel: logLevel as WorkerConfig["logLevel"],
   };
