@@ -214,6 +214,9 @@ describe("peer-to-peer delivery over a private IPFS swarm", function () {
   it("with the publisher node stopped, device C gets the version from device B, which runs it", async function () {
     await kubo.publisher.stop();
     // C's engine has never seen the image: on the shared engine, that is B's image without the tag.
+    // B's worker stops first, or its next reconcile pass would tag the image again from its own
+    // node; B's container and B's Kubo node (which holds the pin) keep running.
+    await workers.b.stop();
     await docker.getImage(`shoal-cid:${imageCid}`).remove({ noprune: true });
     const before = await kubo.c.receivedFrom(kubo.b.peerId);
     ok(await cli({}, "app:deploy", "--app", APP, "--replicas", "1", "--labels", "p2p=c"));
