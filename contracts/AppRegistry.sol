@@ -15,6 +15,8 @@ contract AppRegistry is IAppRegistry {
     uint256 public constant MAX_PLATFORMS = 8;
     /// @notice The longest CID accepted, in bytes (CIDv1 base32 text is about 59).
     uint256 public constant MAX_CID_LENGTH = 128;
+    /// @notice The longest provider multiaddr, in bytes (as a device endpoint).
+    uint256 public constant MAX_PROVIDER_LENGTH = 256;
     /// @notice The longest app name, in bytes.
     uint256 public constant MAX_NAME_LENGTH = 64;
 
@@ -146,6 +148,19 @@ contract AppRegistry is IAppRegistry {
         if (v.deprecated) revert AppRegistryVersionDeprecated(appId, versionNumber);
         v.deprecated = true;
         emit VersionDeprecated(appId, versionNumber);
+    }
+
+    /// @inheritdoc IAppRegistry
+    function announceProvider(
+        uint32 appId,
+        uint32 versionNumber,
+        string calldata provider
+    ) external onlyAppOwner(appId) {
+        _publishedVersion(appId, versionNumber);
+        uint256 length = bytes(provider).length;
+        if (length == 0 || length > MAX_PROVIDER_LENGTH) revert AppRegistryInvalidProvider(provider);
+        // Log only, like a device's endpoint: nothing on chain reads it, so it costs no storage.
+        emit VersionProviderAnnounced(appId, versionNumber, provider);
     }
 
     // ---------------------------------------------------------------- deployments

@@ -24,6 +24,9 @@ Settings (environment):
   SHOAL_KUBO_API_PORT  Kubo RPC API port                                   [5401]
   SHOAL_MQTT_PORT      Mosquitto port                                      [1883]
   SHOAL_MQTT_WS_PORT   Mosquitto's MQTT-over-WebSockets port (the console)  [MQTT port + 1]
+  SHOAL_KUBO_SWARM_PORT  Kubo swarm port (private IPFS swarm)              [Kubo API port + 2]
+  SHOAL_KUBO_SWARM_HOST  Kubo swarm address (the uplink)          [SHOAL_BIND_ADDRESS, else 127.0.0.1]
+  SHOAL_SWARM_KEY      the fleet's swarm key, made on first start          [$SHOAL_HOME/swarm.key]
   SHOAL_KUBO_VERSION   Kubo version to use or build                        [v0.42.0]
   SHOAL_BIND_ADDRESS   a second address the chain, the broker and Kubo listen on: the device
                        bridge's (npm start sets it for isolated devices)   [none]
@@ -52,6 +55,9 @@ SHOAL_BIND_ADDRESS=${SHOAL_BIND_ADDRESS:-}
 SHOAL_CHAIN_BLOCK_TIME=${SHOAL_CHAIN_BLOCK_TIME:-0}
 [[ $SHOAL_CHAIN_BLOCK_TIME =~ ^[0-9]+$ ]] ||
   { echo "SHOAL_CHAIN_BLOCK_TIME: \"$SHOAL_CHAIN_BLOCK_TIME\" is not allowed; use whole seconds (0 = automine)" >&2; exit 2; }
+SHOAL_KUBO_SWARM_PORT=${SHOAL_KUBO_SWARM_PORT:-$((SHOAL_KUBO_API_PORT + 2))}
+SHOAL_KUBO_SWARM_HOST=${SHOAL_KUBO_SWARM_HOST:-${SHOAL_BIND_ADDRESS:-127.0.0.1}}
+SHOAL_SWARM_KEY=${SHOAL_SWARM_KEY:-$SHOAL_HOME/swarm.key}
 
 run_dir=$SHOAL_HOME/run
 log_dir=$SHOAL_HOME/logs
@@ -232,38 +238,23 @@ kubo_up() {
     bin=$(kubo_bin)
   }
   export IPFS_PATH=$SHOAL_HOME/ipfs
-  if [[ ! -f $IPFS_PATH/config ]]; then
-    log "kubo: initialising a loopback-only repo in $IPFS_PATH"
-    mkdir -p "$IPFS_PATH"
-    "$bin" init --empty-repo --profile=test >"$log_dir/kubo-init.log" 2>&1 ||
-      die "kubo: ipfs init failed; see $log_dir/kubo-init.log"
+  # The publisher node of the fleet's private swarm (scripts/kubo-node.sh): the fleet's swarm key,
+  # no bootstrap peers, no DHT; swarm at a fixed port (on the bridge for isolated devices, else on
+  # loopback), since `app:publish` records this
+  # node's address on chain for devices to fetch from.
+  SHOAL_IPFS_BIN=$bin bash "$repo/scripts/kubo-node.sh" swarm-key "$SHOAL_SWARM_KEY"
+  SHOAL_IPFS_BIN=$bin bash "$repo/scripts/kubo-node.sh" configure "$IPFS_PATH" "$(kubo_api)" \
+    "/ip4/$SHOAL_KUBO_SWARM_HOST/tcp/$SHOAL_KUBO_SWARM_PORT" "$SHOAL_SWARM_KEY" ||
+    die "kubo: could not configure $IPFS_PATH"
+  if port_open "$SHOAL_KUBO_SWARM_PORT"; then
+    die "kubo: 127.0.0.1:$SHOAL_KUBO_SWARM_PORT is already taken by another process; set SHOAL_KUBO_SWARM_PORT"
   fi
-  # Re-applied on every start so a changed port takes effect. Nothing leaves 127.0.0.1: no
-  # bootstrap peers, no DHT, and the daemon runs --offline below.
-  "$bin" config Addresses.Gateway "/ip4/127.0.0.1/tcp/$((SHOAL_KUBO_API_PORT + 1))"
-  "$bin" config --json Bootstrap '[]'
-  "$bin" config --json Discovery.MDNS.Enabled false
-  "$bin" config Routing.Type none
-  local mode=(--offline)
   if [[ -n $SHOAL_BIND_ADDRESS ]]; then
-    # The publisher node of isolated devices: online, but only in the fleet's private swarm (its
-    # key; LIBP2P_FORCE_PNET refuses to start without one), reachable on the bridge.
-    [[ -f $SHOAL_HOME/swarm.key ]] || (umask 077 && printf '/key/swarm/psk/1.0.0/\n/base16/\n%s\n' \
-      "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$SHOAL_HOME/swarm.key")
-    cp "$SHOAL_HOME/swarm.key" "$IPFS_PATH/swarm.key"
+    # The publisher node of isolated devices: its API on the bridge too, for the device hosts.
     "$bin" config --json Addresses.API "[\"$(kubo_api)\", \"/ip4/$SHOAL_BIND_ADDRESS/tcp/$SHOAL_KUBO_API_PORT\"]"
-    "$bin" config --json Addresses.Swarm "[\"/ip4/$SHOAL_BIND_ADDRESS/tcp/$((SHOAL_KUBO_API_PORT + 2))\"]"
-    "$bin" config --json Addresses.Announce "[\"/ip4/$SHOAL_BIND_ADDRESS/tcp/$((SHOAL_KUBO_API_PORT + 2))\"]"
-    "$bin" config --json Swarm.AddrFilters null
-    mode=()
-  else
-    rm -f "$IPFS_PATH/swarm.key"
-    "$bin" config Addresses.API "$(kubo_api)"
-    "$bin" config --json Addresses.Swarm '["/ip4/127.0.0.1/tcp/0"]'
-    "$bin" config --json Addresses.Announce '[]'
   fi
-  log "kubo: starting $("$bin" version --number) (API 127.0.0.1:$SHOAL_KUBO_API_PORT${SHOAL_BIND_ADDRESS:+ and $SHOAL_BIND_ADDRESS})"
-  LIBP2P_FORCE_PNET=$([[ -n $SHOAL_BIND_ADDRESS ]] && echo 1 || echo 0) spawn kubo "$bin" daemon "${mode[@]}"
+  log "kubo: starting $("$bin" version --number) (API 127.0.0.1:$SHOAL_KUBO_API_PORT${SHOAL_BIND_ADDRESS:+ and $SHOAL_BIND_ADDRESS}, private swarm $SHOAL_KUBO_SWARM_HOST:$SHOAL_KUBO_SWARM_PORT)"
+  LIBP2P_FORCE_PNET=1 spawn kubo "$bin" daemon
   record_bind kubo
   wait_for kubo 60 curl -fsS -X POST "http://127.0.0.1:$SHOAL_KUBO_API_PORT/api/v0/id"
 }
@@ -465,6 +456,7 @@ print_env() {
 export SHOAL_HOME=$SHOAL_HOME
 export SHOAL_RPC_URL=http://127.0.0.1:$SHOAL_CHAIN_PORT
 export SHOAL_KUBO_URL=http://127.0.0.1:$SHOAL_KUBO_API_PORT
+export SHOAL_SWARM_KEY=$SHOAL_SWARM_KEY
 export SHOAL_MQTT_URL=mqtt://${admin:+shoal-admin:$admin@}127.0.0.1:$SHOAL_MQTT_PORT
 export SHOAL_MQTT_VIEW_URL=mqtt://${viewer:+shoal-viewer:$viewer@}127.0.0.1:$SHOAL_MQTT_PORT
 export SHOAL_MQTT_WS_URL=ws://${viewer:+shoal-viewer:$viewer@}127.0.0.1:$SHOAL_MQTT_WS_PORT

@@ -17,6 +17,7 @@ import {
   MAX_MANIFEST_BYTES,
   ManifestError,
   parseManifest,
+  preferredAddress,
   resourceBand,
   splitLabels,
   validateCanonicalManifest,
@@ -40,6 +41,8 @@ export interface PublishResult {
   imageCids: Record<string, string>;
   txHash?: string;
   gasUsed?: string;
+  /** The provider announced on chain (the publisher's Kubo node), when one was. */
+  provider?: string;
 }
 
 // kubo-rpc-client and dockerode add about 0.6 s to every Hardhat command: the entry point loads
@@ -219,8 +222,13 @@ async function send(what: string, tx: () => Promise<{ wait(): Promise<unknown> }
 
 export async function publishApp(
   hre: HardhatRuntimeEnvironment,
-  args: { manifest: string; kubo: string; account?: string },
+  args: { manifest: string; kubo: string; account?: string; provider?: string },
 ): Promise<PublishResult> {
+  if (args.provider !== undefined && args.provider !== "none" && !/^\/\S+\/p2p\/\w+$/.test(args.provider)) {
+    fail(
+      `--provider "${args.provider}" is not a multiaddr with a peer id; give one like /ip4/192.0.2.1/tcp/4001/p2p/12D3KooW..., or "none"`,
+    );
+  }
   const file = path.resolve(args.manifest);
   const { manifest, dir } = await loadManifest(file);
   const ctx = await shoalContext(hre, args.account);
@@ -296,7 +304,25 @@ export async function publishApp(
   console.log(
     `published ${manifest.name} ${manifest.version} as app ${appId} version ${version} (tx ${receipt.hash}, gas ${receipt.gasUsed})`,
   );
+  // Where devices fetch the version from: this Kubo node, unless told otherwise (docs/tasks.md).
+  let provider = args.provider === "none" ? undefined : args.provider;
+  if (args.provider === undefined) {
+    const self = await store.identity().catch(() => undefined);
+    provider = self && preferredAddress(self);
+    if (provider === undefined)
+      console.log(
+        `warning: the Kubo node at ${args.kubo} announces no TCP address; no provider recorded (devices fetch from peers only)`,
+      );
+  }
+  if (provider !== undefined) {
+    const announced = await send(`announcing the provider of ${manifest.name} ${manifest.version}`, () =>
+      ctx.apps.announceProvider(appId, version, provider),
+    );
+    gasUsed += announced.gasUsed;
+    console.log(`provider: ${provider} (tx ${announced.hash}, gas ${announced.gasUsed})`);
+  }
   return {
+    provider,
     status: "published",
     app: manifest.name,
     appId,
@@ -316,6 +342,10 @@ task(
   .addOptionalParam("manifest", "Path to the app's shoal.yaml", "shoal.yaml")
   .addOptionalParam("kubo", "Kubo RPC API URL (env SHOAL_KUBO_URL)", DEFAULT_KUBO)
   .addOptionalParam("account", "Signer: account index or address of the network", "0")
+  .addOptionalParam(
+    "provider",
+    'The IPFS node devices fetch the version from, a multiaddr with /p2p/<id>; "none" records none (default: the --kubo node\'s address)',
+  )
   .setAction((args, hre) => publishApp(hre, args));
 
 task("app:deploy", "Asks for N replicas of an app version, placed by the devices themselves")

@@ -2,6 +2,8 @@
 import { task, types } from "hardhat/config";
 import { formatUnits, parseUnits } from "ethers";
 import {
+  createKuboContentStore,
+  preferredAddress,
   labelsProblem,
   MEMORY_MIB_MIN,
   PLATFORMS,
@@ -40,7 +42,15 @@ task("device:enroll", "Stakes tokens and enrolls a device (approve + enroll in o
   .addParam("memory", 'Memory capacity: "512Mi", "1Gi"')
   .addOptionalParam("platform", "Platform of the device's images", "linux/amd64")
   .addOptionalParam("labels", "Labels, comma separated key=value (at most 8)", "")
-  .addParam("endpoint", "The device's IPFS peer address (multiaddr)")
+  .addOptionalParam(
+    "endpoint",
+    "The device's IPFS peer address, a multiaddr with /p2p/<peer id> (default: read from the --kubo node)",
+  )
+  .addOptionalParam(
+    "kubo",
+    "The device's Kubo RPC API, read for the default endpoint (env SHOAL_KUBO_URL)",
+    process.env.SHOAL_KUBO_URL ?? "http://127.0.0.1:5401",
+  )
   .addOptionalParam("operator", "Key the device's worker signs with (default: the signer)")
   .addOptionalParam("account", "Signer (the device owner): account index or address", "0")
   .setAction(async (args, hre) => {
@@ -67,6 +77,17 @@ task("device:enroll", "Stakes tokens and enrolls a device (approve + enroll in o
     const labels = splitLabels(args.labels as string);
     const labelProblem = labelsProblem(labels);
     if (labelProblem) fail(`--labels: ${labelProblem}`);
+    if (args.endpoint === undefined) {
+      const self = await createKuboContentStore({ url: args.kubo })
+        .identity()
+        .catch(() => undefined);
+      args.endpoint = self && preferredAddress(self);
+      if (args.endpoint === undefined)
+        fail(
+          `--endpoint is missing and the Kubo node at --kubo ${args.kubo} could not be read (or announces no TCP address); give the device's IPFS address like /ip4/192.0.2.10/tcp/4001/p2p/12D3KooW...`,
+        );
+      console.log(`endpoint: ${args.endpoint} (the Kubo node at ${args.kubo})`);
+    }
     const endpointBytes = Buffer.byteLength(args.endpoint as string);
     if (!/^\/\S+$/.test(args.endpoint) || endpointBytes > MAX_ENDPOINT_BYTES)
       fail(

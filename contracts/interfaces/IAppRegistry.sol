@@ -164,6 +164,10 @@ interface IAppRegistry {
     /// @param observer The observer already set, or the zero address given.
     error AppRegistryInvalidObserver(address observer);
 
+    /// @notice A content provider address is empty or longer than 256 bytes.
+    /// @param provider The address given.
+    error AppRegistryInvalidProvider(string provider);
+
     // ---------------------------------------------------------------- events
 
     /// @notice The observer told about new deployments (the PlacementRegistry) was set.
@@ -202,6 +206,14 @@ interface IAppRegistry {
     /// @param appId The app.
     /// @param version The version.
     event VersionDeprecated(uint32 indexed appId, uint32 indexed version);
+
+    /// @notice An IPFS node that holds a version's manifest and images (the publisher's node, or a
+    /// pinning service) was announced; devices connect to it to fetch the version over bitswap.
+    /// @dev Kept in the log only: a worker reads the announcements of the versions it runs.
+    /// @param appId The app.
+    /// @param version The version.
+    /// @param provider The node's multiaddr with its peer id, e.g. `/ip4/192.0.2.1/tcp/4001/p2p/12D3KooW...`.
+    event VersionProviderAnnounced(uint32 indexed appId, uint32 indexed version, string provider);
 
     /// @notice A deployment was created; devices may now claim its replicas.
     /// @dev Carries the whole version so that a worker can fetch and run a replica it claims without
@@ -298,6 +310,13 @@ interface IAppRegistry {
     /// @param appId The app.
     /// @param versionNumber The version.
     function deprecateVersion(uint32 appId, uint32 versionNumber) external;
+
+    /// @notice Announces an IPFS node that provides a version's content (`app:publish` announces
+    /// the publisher's node). Only the owner; any number of times (a second node, a new address).
+    /// @param appId The app.
+    /// @param versionNumber The version (published; deprecated ones too: running replicas still fetch).
+    /// @param provider The node's multiaddr with its peer id, 1 to 256 bytes.
+    function announceProvider(uint32 appId, uint32 versionNumber, string calldata provider) external;
 
     /// @notice Creates a deployment of `replicas` replicas of a version. Only the app owner.
     /// @param appId The app.

@@ -280,6 +280,42 @@ describe("AppRegistry", () => {
     });
   });
 
+  describe("announceProvider", () => {
+    const PROVIDER = "/ip4/192.0.2.1/tcp/4001/p2p/12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo";
+
+    it("test_announceProvider_emitsTheAddress", async () => {
+      const { apps, appOwner } = await loadFixture(appFixture);
+      await expect(apps.connect(appOwner).announceProvider(1, 1, PROVIDER))
+        .to.emit(apps, "VersionProviderAnnounced")
+        .withArgs(1, 1, PROVIDER);
+      // A deprecated version still has running replicas that fetch it.
+      await apps.connect(appOwner).deprecateVersion(1, 1);
+      await expect(apps.connect(appOwner).announceProvider(1, 1, PROVIDER)).to.emit(
+        apps,
+        "VersionProviderAnnounced",
+      );
+    });
+
+    it("test_announceProvider_failsIfProviderInvalid", async () => {
+      const { apps, appOwner } = await loadFixture(appFixture);
+      for (const provider of ["", "/" + "a".repeat(256)]) {
+        await expect(apps.connect(appOwner).announceProvider(1, 1, provider))
+          .to.be.revertedWithCustomError(apps, "AppRegistryInvalidProvider")
+          .withArgs(provider);
+      }
+    });
+
+    it("test_announceProvider_failsIfUnknownVersionOrNotOwner", async () => {
+      const { apps, appOwner, other } = await loadFixture(appFixture);
+      await expect(apps.connect(appOwner).announceProvider(1, 3, PROVIDER))
+        .to.be.revertedWithCustomError(apps, "AppRegistryUnknownVersion")
+        .withArgs(1, 3);
+      await expect(apps.connect(other).announceProvider(1, 1, PROVIDER))
+        .to.be.revertedWithCustomError(apps, "AppRegistryUnauthorizedAccount")
+        .withArgs(1, other.address);
+    });
+  });
+
   describe("createDeployment", () => {
     it("test_createDeployment_storesDeployment", async () => {
       const { apps, appOwner } = await loadFixture(appFixture);

@@ -98,6 +98,10 @@ describe("tasks: publish, deploy, enroll and audit against a real chain and Kubo
     it("adds the image and the canonical manifest to Kubo and publishes the version on chain", async function () {
       const out = expectOk(await cli("app:publish", "--manifest", WEB_MANIFEST)).stdout;
       expect(out).to.match(/published demo-web 1\.0\.0 as app 1 version 1 \(tx 0x[0-9a-f]{64}, gas \d+\)/);
+      // Where devices fetch it: the Kubo node's address, announced on chain (VersionProviderAnnounced).
+      expect(out).to.match(
+        /provider: \/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/12D3KooW\w+ \(tx 0x[0-9a-f]{64}, gas \d+\)/,
+      );
 
       const appId = await apps.appIdOf("demo-web");
       expect(appId).to.equal(1n);

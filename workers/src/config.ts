@@ -64,6 +64,13 @@ export interface WorkerConfig {
     epochMaxRecords: number;
     epochMaxAgeMs: number;
   };
+  /**
+   * Peering (docs/worker.md, "Peering"): keeps the device's Kubo node connected to at most
+   * `maxPeers` fleet peers found on chain (version providers first, then the nearest devices),
+   * checked every `refreshMs` and on every endpoint change. `updateEndpoint`: when the enrolled
+   * endpoint names another peer id than the Kubo node's, set it on chain (true) or only warn.
+   */
+  peering: { enabled: boolean; maxPeers: number; refreshMs: number; updateEndpoint: boolean };
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
 }
 
@@ -94,6 +101,7 @@ const DEFAULTS: Omit<WorkerConfig, "operatorKey" | "deviceId" | "mqttUsername" |
     epochMaxRecords: 64,
     epochMaxAgeMs: 300_000,
   },
+  peering: { enabled: true, maxPeers: 16, refreshMs: 30_000, updateEndpoint: false },
   logLevel: "info",
 };
 
@@ -120,6 +128,9 @@ const NESTED_ENV: Record<string, [string, string]> = {
   SHOAL_RESOURCES_ENABLED: ["resources", "enabled"],
   SHOAL_RESOURCES_EPOCH_MAX_RECORDS: ["resources", "epochMaxRecords"],
   SHOAL_RESOURCES_EPOCH_MAX_AGE_MS: ["resources", "epochMaxAgeMs"],
+  SHOAL_PEERING_ENABLED: ["peering", "enabled"],
+  SHOAL_PEERING_MAX_PEERS: ["peering", "maxPeers"],
+  SHOAL_PEERING_UPDATE_ENDPOINT: ["peering", "updateEndpoint"],
 };
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
@@ -264,6 +275,7 @@ export function loadConfig(
   const bridge = nested("bridge", DEFAULTS.bridge);
   const keeper = nested("keeper", DEFAULTS.keeper);
   const resources = nested("resources", DEFAULTS.resources);
+  const peering = nested("peering", DEFAULTS.peering);
   const logLevel = merged.logLevel;
   const mqtt = mqttCredentials(url("mqttUrl", merged.mqttUrl, ["mqtt:", "mqtts:", "ws:", "wss:"]), merged);
   if (!LOG_LEVELS.includes(logLevel as (typeof LOG_LEVELS)[number]))
@@ -301,6 +313,12 @@ export function loadConfig(
       fastPeriodMs: integer("resources.fastPeriodMs", resources.fastPeriodMs, 0, 60_000),
       epochMaxRecords: integer("resources.epochMaxRecords", resources.epochMaxRecords, 1, 10_000),
       epochMaxAgeMs: integer("resources.epochMaxAgeMs", resources.epochMaxAgeMs, 1000, 86_400_000),
+    },
+    peering: {
+      enabled: flag("peering.enabled", peering.enabled),
+      maxPeers: integer("peering.maxPeers", peering.maxPeers, 1, 1000),
+      refreshMs: integer("peering.refreshMs", peering.refreshMs, 1000, 3_600_000),
+      updateEndpoint: flag("peering.updateEndpoint", peering.updateEndpoint),
     },
     logLevel: logLevel as WorkerConfig["logLevel"],
   };

@@ -56,6 +56,11 @@ export interface DeliveryDeps {
   maxManifestBytes?: number;
   /** Fail a fetch when no byte arrived for this long (a CID nobody provides never ends). Default 60 s. */
   idleTimeoutMs?: number;
+  /**
+   * Called before content is fetched (not for a cache hit): the peering connects the peers that
+   * hold the CID. Must not throw.
+   */
+  beforeFetch?: (cid: string, options: { signal?: AbortSignal }) => Promise<void>;
 }
 
 export interface EnsureImageParams {
@@ -107,6 +112,7 @@ export function createDelivery(deps: DeliveryDeps): Delivery {
     checkCid(manifestCid, "manifest");
     const cached = manifests.get(manifestCid);
     if (cached !== undefined) return cached;
+    await deps.beforeFetch?.(manifestCid, { signal });
     const chunks: Uint8Array[] = [];
     let size = 0;
     const watchdog = idleWatchdog(idleTimeoutMs, signal);
@@ -156,6 +162,7 @@ export function createDelivery(deps: DeliveryDeps): Delivery {
     signal: AbortSignal,
   ): Promise<{ imageId: string }> {
     const log = deps.logger?.child({ action: "fetch-image", imageCid, platform });
+    await deps.beforeFetch?.(imageCid, { signal });
     const started = Date.now();
     let received = 0;
     let sourceError: unknown;

@@ -211,10 +211,16 @@ export function runHollowDevices(options: RunHollowOptions, signal: AbortSignal)
           : {}),
         SHOAL_DATA_DIR: path.join(options.dataDir, `device-${device.deviceId}`),
         SHOAL_RESOURCES_ENABLED: "false",
+        SHOAL_PEERING_ENABLED: "false",
         SHOAL_LOG_LEVEL: options.logLevel ?? "warn",
       },
     });
-    return { ...config, ...options.config, resources: { ...config.resources, enabled: false } };
+    return {
+      ...config,
+      ...options.config,
+      resources: { ...config.resources, enabled: false },
+      peering: { ...config.peering, enabled: false },
+    };
   };
 
   const started = (async () => {

@@ -19,6 +19,7 @@ export * from "./domain/envelope";
 export * from "./domain/host-usage";
 export * from "./domain/keeper";
 export * from "./domain/manifest";
+export * from "./domain/peer-book";
 export * from "./domain/placement";
 export * from "./domain/plan";
 export * from "./domain/resource-log";
@@ -48,6 +49,7 @@ import type * as ClaimerModule from "./claimer";
 import type * as ConfigModule from "./config";
 import type * as DeliveryModule from "./delivery";
 import type * as KeeperModule from "./keeper";
+import type * as PeeringModule from "./peering";
 import type * as MetricsModule from "./metrics";
 import type * as ReconcilerModule from "./reconciler";
 import type * as ResourceManagerModule from "./resource-manager";
@@ -73,6 +75,7 @@ export type * from "./claimer";
 export type * from "./config";
 export type * from "./delivery";
 export type * from "./keeper";
+export type * from "./peering";
 export type * from "./metrics";
 export type * from "./reconciler";
 export type * from "./resource-manager";
@@ -104,6 +107,7 @@ const load = {
   config: once(() => require("./config") as typeof ConfigModule),
   delivery: once(() => require("./delivery") as typeof DeliveryModule),
   keeper: once(() => require("./keeper") as typeof KeeperModule),
+  peering: once(() => require("./peering") as typeof PeeringModule),
   metrics: once(() => require("./metrics") as typeof MetricsModule),
   reconciler: once(() => require("./reconciler") as typeof ReconcilerModule),
   resourceManager: once(() => require("./resource-manager") as typeof ResourceManagerModule),
@@ -246,6 +250,10 @@ export const createMqttBus: typeof MqttBusModule.createMqttBus = (...args) =>
   load.mqttBus().createMqttBus(...args);
 export const createKeeper: typeof KeeperModule.createKeeper = (...args) =>
   load.keeper().createKeeper(...args);
+export const createPeering: typeof PeeringModule.createPeering = (...args) =>
+  load.peering().createPeering(...args);
+export const preferredAddress: typeof PeeringModule.preferredAddress = (...args) =>
+  load.peering().preferredAddress(...args);
 export const createSealer: typeof SignedBusModule.createSealer = (...args) =>
   load.signedBus().createSealer(...args);
 export const chainSenderLookup: typeof SignedBusModule.chainSenderLookup = (...args) =>

@@ -29,6 +29,7 @@ import { createClaimer, deploymentsTouchedBy } from "./claimer";
 import { ConfigError, ENV, loadConfig, type WorkerConfig } from "./config";
 import { createDelivery } from "./delivery";
 import { createKeeper } from "./keeper";
+import { createPeering } from "./peering";
 import { bandFromChain, type ResourceBand } from "./domain/band";
 import { parseDeploymentRecord, type DeploymentRecord } from "./domain/deployment-record";
 import type { Platform } from "./domain/manifest";
@@ -37,7 +38,7 @@ import { loop, onAbort, retry, superviseAll } from "./lib/supervise";
 import { createWorkerMetrics, serveMetrics, type WorkerMetrics } from "./metrics";
 import type { ChainEvent } from "./ports/chain-source";
 import type { ContentStore } from "./ports/content-store";
-import type { DeviceView, KeeperRegistry, Registry } from "./ports/registry";
+import type { DeviceView, EndpointRegistry, KeeperRegistry, Registry } from "./ports/registry";
 import type { Runtime } from "./ports/runtime";
 import { createReconciler } from "./reconciler";
 import { chainSenderLookup, createSealer, createSignedBus, createVerifier } from "./signed-bus";
@@ -104,7 +105,7 @@ interface Connection {
   record: DeploymentRecord;
   chainId: number;
   provider: JsonRpcProvider;
-  registry: Registry & KeeperRegistry;
+  registry: Registry & KeeperRegistry & EndpointRegistry;
   device: DeviceView;
   platform: Platform;
   /**
@@ -211,11 +212,36 @@ async function buildParts(
       docker: createDockerClient(config.dockerSocket),
       socketPath: config.dockerSocket,
     });
+  const contentStore = adapters.contentStore ?? createKuboContentStore({ url: config.kuboUrl });
+  const { contracts, startBlock } = contractsFromDeployment(record);
+  const source = createEthersChainSource({
+    rpcUrl: config.rpcUrl,
+    chainId,
+    contracts,
+    startBlock,
+    dataDir: config.dataDir,
+    logger: logger.child({ component: "chain-source" }),
+    confirmations: config.confirmations,
+    pollIntervalMs: config.pollIntervalMs,
+  });
+  const peering = config.peering.enabled
+    ? createPeering({
+        contentStore,
+        source,
+        registry: config.peering.updateEndpoint ? registry : undefined,
+        deviceId,
+        dataDir: config.dataDir,
+        logger: logger.child({ component: "peering" }),
+        maxPeers: config.peering.maxPeers,
+        refreshMs: config.peering.refreshMs,
+      })
+    : undefined;
   const delivery = createDelivery({
-    contentStore: adapters.contentStore ?? createKuboContentStore({ url: config.kuboUrl }),
+    contentStore,
     runtime,
     platform,
     logger: logger.child({ component: "delivery" }),
+    beforeFetch: peering?.prepareFetch,
   });
   // Every message out is sealed with the operator key, every message in verified against the chain.
   const sealer = createSealer({ operatorKey: config.operatorKey, deviceId });
@@ -303,17 +329,6 @@ async function buildParts(
       if (outcome.result === "won") reconciler.markDirty("claimed");
     },
   });
-  const { contracts, startBlock } = contractsFromDeployment(record);
-  const source = createEthersChainSource({
-    rpcUrl: config.rpcUrl,
-    chainId,
-    contracts,
-    startBlock,
-    dataDir: config.dataDir,
-    logger: logger.child({ component: "chain-source" }),
-    confirmations: config.confirmations,
-    pollIntervalMs: config.pollIntervalMs,
-  });
   const keeper = config.keeper.enabled
     ? createKeeper({
         registry,
@@ -333,7 +348,7 @@ async function buildParts(
     dataDir: config.dataDir,
     logger: logger.child({ component: "bridge" }),
   });
-  return { runtime, bus, resourceManager, resourceLog, reconciler, claimer, source, bridge, keeper };
+  return { runtime, bus, resourceManager, resourceLog, reconciler, claimer, source, bridge, keeper, peering };
 }
 
 type Parts = Awaited<ReturnType<typeof buildParts>>;
@@ -353,7 +368,7 @@ async function runLoops(
 ): Promise<void> {
   const { signal } = stop;
   const { registry, device } = conn;
-  const { bus, claimer, reconciler, resourceManager, resourceLog, source, bridge, keeper } = parts;
+  const { bus, claimer, reconciler, resourceManager, resourceLog, source, bridge, keeper, peering } = parts;
   const onError = ({
     loop: name,
     error,
@@ -409,12 +424,14 @@ async function runLoops(
   const chain = (async () => {
     if (config.bridge.enabled) await bridge.open({ signal });
     await keeper?.open({ signal });
+    await peering?.open({ signal });
     await source.run(
       async (batch, options) => {
         if (batch.type === "reorg") onChange("reorg", "reorg");
         else if (batch.logs.length > 0) onChange("chain", batch.logs);
         if (config.bridge.enabled) await bridge.handle(batch, options);
         await keeper?.handle(batch, options);
+        await peering?.handle(batch, options);
         const status = source.status();
         if (status.head !== null)
           metrics.bridgeLagBlocks.set(Math.max(0, status.head - status.checkpoint.number));
@@ -433,6 +450,7 @@ async function runLoops(
       ...(resourceManager ? [{ name: "resource manager", done: resourceManager.run({ signal }) }] : []),
       ...(resourceLog ? [{ name: "resource log", done: resourceLog.run({ signal }) }] : []),
       ...(keeper ? [{ name: "keeper", done: keeper.run({ signal }) }] : []),
+      ...(peering ? [{ name: "peering", done: peering.run({ signal }) }] : []),
       { name: "heartbeat", done: heartbeat.done },
       ...(claims ? [{ name: "claimer", done: claims.done }] : []),
     ],

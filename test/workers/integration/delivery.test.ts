@@ -36,6 +36,7 @@ const MiB = 1024 * 1024;
 function counting(inner: ContentStore) {
   const stats = { cats: new Map<string, number>(), bytes: new Map<string, number>() };
   const store: ContentStore = {
+    ...inner,
     add: (content, options) => inner.add(content, options),
     isPinned: (cid, options) => inner.isPinned(cid, options),
     pin: (cid, options) => inner.pin(cid, options),

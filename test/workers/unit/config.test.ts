@@ -69,6 +69,16 @@ describe("worker config", function () {
       'pollIntervalMs: "1.5" is not allowed; use a whole number from 50 to 600000',
     ],
     [
+      "a peer cap of 0",
+      { ...base, SHOAL_PEERING_MAX_PEERS: "0" },
+      'peering.maxPeers: "0" is not allowed; use a whole number from 1 to 1000',
+    ],
+    [
+      "a peering switch that is not a boolean",
+      { ...base, SHOAL_PEERING_UPDATE_ENDPOINT: "maybe" },
+      'peering.updateEndpoint: "maybe" is not allowed',
+    ],
+    [
       "an unknown log level",
       { ...base, SHOAL_LOG_LEVEL: "loud" },
       'logLevel: "loud" is not allowed; use one of fatal, error, warn, info, debug, trace',

@@ -20,6 +20,7 @@ import {
   type Band,
   type DeploymentView,
   type FailureCode,
+  type EndpointRegistry,
   type KeeperRegistry,
   type PlacementView,
   type Registry,
@@ -127,7 +128,7 @@ export function createEthersRegistry({
   contracts,
   operatorKey,
   deviceId,
-}: EthersRegistryOptions): Registry & KeeperRegistry {
+}: EthersRegistryOptions): Registry & KeeperRegistry & EndpointRegistry {
   // One nonce sequence per worker: heartbeats, claims, confirms and keeper calls may overlap.
   const wallet = new Wallet(operatorKey, provider);
   const signer = new NonceManager(wallet);
@@ -329,6 +330,15 @@ export function createEthersRegistry({
           };
         },
         options?.signal,
+      ),
+
+    setEndpoint: async (endpoint, options) =>
+      txResult(
+        await send(
+          `endpoint of device ${deviceId}`,
+          () => devices.setEndpoint(deviceId, endpoint),
+          options?.signal,
+        ),
       ),
 
     heartbeat: async (options) =>

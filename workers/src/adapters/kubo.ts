@@ -37,6 +37,36 @@ function parseCid(cid: string): CID {
 
 export function createKuboContentStore({ url }: KuboContentStoreOptions): ContentStore {
   const kubo = create({ url });
+  /** One RPC call of the API that kubo-rpc-client does not cover (swarm peering). */
+  async function rpc<T>(
+    action: string,
+    command: string,
+    args: string[],
+    signal: AbortSignal | undefined,
+  ): Promise<T> {
+    const query = args.map((a) => `arg=${encodeURIComponent(a)}`).join("&");
+    let response: Response;
+    try {
+      response = await fetch(`${url}/api/v0/${command}${query ? `?${query}` : ""}`, {
+        method: "POST",
+        signal,
+      });
+    } catch (error) {
+      throw translate(action, url, error);
+    }
+    const text = await response.text();
+    if (!response.ok) {
+      let message = text;
+      try {
+        message = (JSON.parse(text) as { Message?: string }).Message ?? text;
+      } catch {
+        // not JSON: keep the text
+      }
+      throw new ContentStoreError(`Kubo could not ${action}: ${message.trim()}`);
+    }
+    return (text ? JSON.parse(text) : {}) as T;
+  }
+
   return {
     async add(content, options: AddOptions = {}) {
       let size = 0;
@@ -87,6 +117,54 @@ export function createKuboContentStore({ url }: KuboContentStoreOptions): Conten
         if (error instanceof Error && /not pinned/i.test(error.message)) return false;
         throw translate(`check the pin of ${cid}`, url, error);
       }
+    },
+
+    async unpin(cid, options = {}) {
+      const parsed = parseCid(cid);
+      try {
+        await kubo.pin.rm(parsed, { recursive: true, signal: options.signal });
+      } catch (error) {
+        if (error instanceof Error && /not pinned/i.test(error.message)) return;
+        throw translate(`unpin ${cid}`, url, error);
+      }
+    },
+
+    async identity(options = {}) {
+      const id = await rpc<{ ID: string; Addresses: string[] | null }>(
+        "read its identity",
+        "id",
+        [],
+        options.signal,
+      );
+      return { peerId: id.ID, addresses: id.Addresses ?? [] };
+    },
+
+    async keptPeers(options = {}) {
+      const list = await rpc<{ Peers: { ID: string }[] | null }>(
+        "list its peering set",
+        "swarm/peering/ls",
+        [],
+        options.signal,
+      );
+      return (list.Peers ?? []).map((p) => p.ID);
+    },
+
+    async keepPeer(multiaddr, options = {}) {
+      await rpc("add a peer to its peering set", "swarm/peering/add", [multiaddr], options.signal);
+      // Peering dials in the background with a backoff; one dial now makes the peer usable at once.
+      await rpc("connect to a peer", "swarm/connect", [multiaddr], options.signal).catch((error: unknown) => {
+        if (options.signal?.aborted || (error instanceof ContentStoreError && error.retryable)) throw error;
+      });
+    },
+
+    async dropPeer(peerId, options = {}) {
+      await rpc("remove a peer from its peering set", "swarm/peering/rm", [peerId], options.signal).catch(
+        (error: unknown) => {
+          if (error instanceof ContentStoreError && !error.retryable && /not|unknown/i.test(error.message))
+            return;
+          throw error;
+        },
+      );
     },
 
     async pin(cid, options = {}) {

@@ -3,7 +3,8 @@
  * manifest and a hollow image tar are) under the CID Kubo gives it with IMPORT_SETTINGS (CIDv1, raw
  * leaf, sha2-256), so a CID on chain names the same bytes here and on a real node. One store is
  * shared by every hollow device of a process, as a swarm that already holds every block; larger
- * content (a DAG of several chunks) is refused.
+ * content (a DAG of several chunks) is refused. It has no swarm: it names no peer of its own and
+ * only remembers which peers it was asked to keep.
  */
 import { createHash } from "node:crypto";
 import { ShoalError } from "../errors";
@@ -49,6 +50,7 @@ function checkSignal(signal?: AbortSignal): void {
 export function createMemoryContentStore(): ContentStore {
   const blocks = new Map<string, Uint8Array>();
   const pins = new Set<string>();
+  const kept = new Map<string, string>();
 
   return {
     async add(content, options: AddOptions = {}): Promise<AddResult> {
@@ -98,6 +100,34 @@ export function createMemoryContentStore(): ContentStore {
       checkSignal(signal);
       if (!blocks.has(cid)) throw new MemoryContentStoreError(`${cid} is not in the in-memory store`);
       pins.add(cid);
+    },
+
+    async unpin(cid, { signal } = {}) {
+      checkCid(cid);
+      checkSignal(signal);
+      pins.delete(cid);
+    },
+
+    async identity({ signal } = {}) {
+      checkSignal(signal);
+      return { peerId: "", addresses: [] };
+    },
+
+    async keptPeers({ signal } = {}) {
+      checkSignal(signal);
+      return [...kept.keys()];
+    },
+
+    async keepPeer(multiaddr, { signal } = {}) {
+      checkSignal(signal);
+      const peerId = /\/p2p\/([^/]+)$/.exec(multiaddr)?.[1];
+      if (!peerId) throw new MemoryContentStoreError(`"${multiaddr}" does not end in /p2p/<peer id>`);
+      kept.set(peerId, multiaddr);
+    },
+
+    async dropPeer(peerId, { signal } = {}) {
+      checkSignal(signal);
+      kept.delete(peerId);
     },
   };
 }

@@ -32,6 +32,14 @@ export interface CatOptions {
   signal?: AbortSignal;
 }
 
+/** The node's own place in the swarm. */
+export interface NodeIdentity {
+  /** Its libp2p peer id, e.g. "12D3KooW...". */
+  peerId: string;
+  /** The addresses it announces, each ending in /p2p/<peerId>. */
+  addresses: string[];
+}
+
 export interface ContentStore {
   /** Adds (and pins, unless onlyHash) the content; the CID follows IMPORT_SETTINGS. */
   add(content: Uint8Array | AsyncIterable<Uint8Array>, options?: AddOptions): Promise<AddResult>;
@@ -41,4 +49,20 @@ export interface ContentStore {
   isPinned(cid: string, options?: { signal?: AbortSignal }): Promise<boolean>;
   /** Pins the CID recursively (fetching missing blocks), so garbage collection keeps it; idempotent. */
   pin(cid: string, options?: { signal?: AbortSignal }): Promise<void>;
+  /** Removes the CID's recursive pin, so garbage collection may drop it; idempotent. */
+  unpin(cid: string, options?: { signal?: AbortSignal }): Promise<void>;
+
+  // ---- the swarm: which peers the node keeps connected (bitswap asks connected peers)
+
+  /** This node's peer id and announced addresses. */
+  identity(options?: { signal?: AbortSignal }): Promise<NodeIdentity>;
+  /** The peers the node keeps connected (reconnecting when a connection drops), by peer id. */
+  keptPeers(options?: { signal?: AbortSignal }): Promise<string[]>;
+  /**
+   * Keeps the peer at `multiaddr` (with its /p2p/<id>) connected from now on and dials it once
+   * right away; a dial failure is not an error (the node keeps trying). Idempotent.
+   */
+  keepPeer(multiaddr: string, options?: { signal?: AbortSignal }): Promise<void>;
+  /** Stops keeping a peer connected (the connection may stay open until the node trims it). */
+  dropPeer(peerId: string, options?: { signal?: AbortSignal }): Promise<void>;
 }

@@ -139,3 +139,9 @@ export interface KeeperRegistry {
   /** The heartbeat TTL in seconds. */
   heartbeatTtlS(options?: ReadOptions): Promise<number>;
 }
+
+/** What the peering sends: the device's own IPFS endpoint (owner or operator may set it). */
+export interface EndpointRegistry {
+  /** Sets this device's endpoint (its Kubo node's multiaddr with /p2p/<peer id>). */
+  setEndpoint(endpoint: string, options?: { signal?: AbortSignal }): Promise<TxResult>;
+}
