@@ -107,6 +107,7 @@ describe("worker failure paths: failure codes, backoff, RPC and Kubo outages, me
   const imagesToRemove = new Set<string>();
   const cids: Record<string, string> = {};
   let decisionsOnMqtt = 0;
+  const tagsBefore = new Set<string>();
 
   const cli = (...args: string[]) =>
     runHardhat(args, { SHOAL_DEPLOYMENTS_DIR: dir, SHOAL_KUBO_URL: urls.kuboUrl });
@@ -231,6 +232,8 @@ describe("worker failure paths: failure codes, backoff, RPC and Kubo outages, me
       const exported = await exportImage(docker, ref, PLATFORM);
       cids[name] = await add(exported.stream);
     }
+    for (const image of await docker.listImages())
+      for (const tag of image.RepoTags ?? []) tagsBefore.add(tag);
 
     subscriber = await mqtt.connectAsync(urls.mqttUrl, { clientId: `failures-test-${process.pid}` });
     subscriber.on("message", (topic, payload) => {
@@ -302,7 +305,8 @@ describe("worker failure paths: failure codes, backoff, RPC and Kubo outages, me
       await Promise.all(leftovers.map((c) => docker.getContainer(c.Id).remove({ force: true })));
       await removeDeviceCgroup({ deviceId: deviceKey() });
     }
-    for (const cid of Object.values(cids)) {
+    // The CID tags the worker set, unless another run had set them already (then they are not ours).
+    for (const cid of Object.values(cids).filter((c) => !tagsBefore.has(`shoal-cid:${c}`))) {
       await docker
         .getImage(`shoal-cid:${cid}`)
         .remove({ noprune: true })
