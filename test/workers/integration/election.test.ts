@@ -216,6 +216,7 @@ describe("election: a few elected bridges publish the chain, the others follow o
     const running = await livePlacements(1);
     expect(running).to.have.length(3);
     const topic = `shoal/v1/chain/${record.chainId}/AppRegistry/DeploymentStopped`;
+    const head = await provider.getBlockNumber();
     const lie = (n: number) =>
       JSON.stringify({
         v: 1,
@@ -225,7 +226,7 @@ describe("election: a few elected bridges publish the chain, the others follow o
         address: record.contracts.AppRegistry.address,
         event: "DeploymentStopped",
         args: { deploymentId: 1, appId: 1, generation: 1 },
-        blockNumber: await provider.getBlockNumber(),
+        blockNumber: head,
         blockHash: `0x${"cd".repeat(32)}`,
         txHash: `0x${"ab".repeat(32)}`,
         logIndex: n,
@@ -233,18 +234,18 @@ describe("election: a few elected bridges publish the chain, the others follow o
       });
     const before = { unsigned: await drops("unsigned"), notBridge: await drops("not-a-bridge") };
     // A broker client with no key (what a broker admin can do), ...
-    await subscriber.publishAsync(topic, await lie(0), { qos: 1 });
+    await subscriber.publishAsync(topic, lie(0), { qos: 1 });
     // ... an enrolled device that is not an elected bridge (its own key, a valid signature), ...
     const silent = createSealer({
       operatorKey: devWallet(SILENT_OPERATOR).privateKey,
       deviceId: silentDevice,
     });
-    await subscriber.publishAsync(topic, silent.seal([{ topic, payload: await lie(1), retain: false }])[0], {
+    await subscriber.publishAsync(topic, silent.seal([{ topic, payload: lie(1), retain: false }])[0], {
       qos: 1,
     });
     // ... and an elected bridge telling a lie: believed as a hint, checked on chain, not acted on.
     const bridge = createSealer({ operatorKey: devWallet(OPERATORS[0]).privateKey, deviceId: deviceIds[0] });
-    await subscriber.publishAsync(topic, bridge.seal([{ topic, payload: await lie(2), retain: false }])[0], {
+    await subscriber.publishAsync(topic, bridge.seal([{ topic, payload: lie(2), retain: false }])[0], {
       qos: 1,
     });
 
