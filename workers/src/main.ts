@@ -357,17 +357,21 @@ async function runLoops(
   // bridges mark the loops dirty and tell the claimer which deployments to re-read. Both are hints:
   // every decision is taken on a fresh read of the chain, so a forged or missing event costs a read
   // (or waits for the next pass), never a wrong action.
+  const self = String(config.deviceId);
   const onChange = (reason: string, events: readonly ChainEvent[] | "reorg") => {
     claimer.touch(events === "reorg" ? "all" : deploymentsTouchedBy(events));
-    reconciler.markDirty(reason);
+    // The reconciler acts on this device's placements only, and every placement and device event
+    // names its device: other devices' events would cost a pass of reads each for nothing (its
+    // timer pass, reconcileIntervalMs, is the safety net).
+    if (events === "reorg" || events.some((e) => String(e.args.deviceId) === self))
+      reconciler.markDirty(reason);
     claims?.poke();
   };
-  const self = String(config.deviceId);
   const seen = createSeenEvents();
   /** Highest block of a bridged event heard from an elected bridge: where a successor takes over. */
   let heardThrough = -1;
   await bus
-    .subscribe("shoal/v1/chain/#", ({ payload, sender }) => {
+    .subscribe("shoal/v1/chain/#", ({ topic, payload, sender }) => {
       // Only the elected bridges speak for the chain; anyone else's "event" is not even a hint.
       if (sender !== self && !election.trusts(sender)) {
         metrics.busMessagesDropped.inc({ reason: "not-a-bridge" });
@@ -384,7 +388,7 @@ async function runLoops(
         if (!seen.first(eventCoordinates(event))) return;
         if (Number.isSafeInteger(event.blockNumber)) heardThrough = Math.max(heardThrough, event.blockNumber);
         onChange("mqtt", [event]);
-      } else onChange("mqtt", []);
+      } else if (topic.endsWith("/reorg")) onChange("mqtt", "reorg");
     })
     .catch((error: unknown) =>
       logger.warn({ err: error }, "could not subscribe to chain events; relying on the reconcile passes"),
