@@ -65,6 +65,12 @@ export interface Bridge {
   handle(batch: ChainBatch, options: { signal?: AbortSignal }): Promise<void>;
   /** open(), then source.run(handle) until the signal aborts. */
   run(options?: { signal?: AbortSignal }): Promise<void>;
+  /**
+   * Derive, but do not publish, the events of blocks up to `block`: another bridge published them
+   * (a device elected to take over starts from its own checkpoint, which may be far behind). The
+   * retained states of those batches are not republished either; later batches publish theirs.
+   */
+  quietThrough(block: number): void;
   /** The desired state as of `stats().block`. */
   state(): DesiredState;
   stats(): BridgeStats;
@@ -88,6 +94,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
   const log = deps.logger.child({ component: "bridge", chainId });
   const topicNames = createTopics(deps.topicRoot);
   let derived: DerivedState | undefined;
+  let quiet = -1;
   const stats: BridgeStats = { batches: 0, events: 0, states: 0, reorgs: 0, block: startBlock - 1 };
 
   async function load(): Promise<DerivedState> {
@@ -140,16 +147,25 @@ export function createBridge(deps: BridgeDeps): Bridge {
           );
         }
         const result = advance(current, batch.logs, batch.toBlock, reorgWindow);
+        const loud = result.applied.filter((e) => e.blockNumber > quiet);
         await publishAll(
-          result.applied.map((e) => chainEventMessage(e, topicNames)),
+          loud.map((e) => chainEventMessage(e, topicNames)),
           signal,
         );
-        const states = stateMessages(chainId, result.derived.state, result.changed, topicNames);
+        const states =
+          batch.toBlock > quiet
+            ? stateMessages(chainId, result.derived.state, result.changed, topicNames)
+            : [];
         await publishAll(states, signal);
+        if (loud.length < result.applied.length)
+          log.debug(
+            { quiet: result.applied.length - loud.length, through: quiet },
+            "derived events another bridge published",
+          );
         await save(result.derived);
         derived = result.derived;
         stats.batches++;
-        stats.events += result.applied.length;
+        stats.events += loud.length;
         stats.states += states.length;
         stats.block = derived.block;
         return;
@@ -200,6 +216,10 @@ export function createBridge(deps: BridgeDeps): Bridge {
       });
       if (signal?.aborted) return;
       await source.run(bridge.handle, options);
+    },
+
+    quietThrough(block) {
+      quiet = block;
     },
 
     state() {

@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { ShoalError } from "./errors";
+import { DEFAULT_BRIDGES, MAX_BRIDGES, MIN_BRIDGES } from "./domain/election";
 
 export interface WorkerConfig {
   /** EVM JSON-RPC endpoint. */
@@ -40,7 +41,12 @@ export interface WorkerConfig {
   metricsPort: number;
   metricsHost: string;
   claim: { enabled: boolean; maxDelayMs: number; jitterMs: number };
-  bridge: { enabled: boolean };
+  /**
+   * The chain -> MQTT bridge: `count` devices (1-5) are elected from the online presences to read
+   * the chain and publish its events; the others learn events from MQTT. enabled false: this
+   * device is never elected. See docs/worker.md, "Bridge election".
+   */
+  bridge: { enabled: boolean; count: number };
   /**
    * The keeper: expires stale devices and finalizes expired placements and overdue claims of other
    * devices, each duty `0..jitterMs` after it comes due (drawn per duty), and at most once per
@@ -92,7 +98,7 @@ const DEFAULTS: Omit<WorkerConfig, "operatorKey" | "deviceId" | "mqttUsername" |
   metricsPort: 0,
   metricsHost: "127.0.0.1",
   claim: { enabled: true, maxDelayMs: 2000, jitterMs: 250 },
-  bridge: { enabled: true },
+  bridge: { enabled: true, count: DEFAULT_BRIDGES },
   keeper: { enabled: true, jitterMs: 5000, retryMs: 30_000 },
   resources: {
     enabled: true,
@@ -131,6 +137,7 @@ const NESTED_ENV: Record<string, [string, string]> = {
   SHOAL_PEERING_ENABLED: ["peering", "enabled"],
   SHOAL_PEERING_MAX_PEERS: ["peering", "maxPeers"],
   SHOAL_PEERING_UPDATE_ENDPOINT: ["peering", "updateEndpoint"],
+  SHOAL_BRIDGES: ["bridge", "count"],
 };
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
@@ -301,7 +308,10 @@ export function loadConfig(
       maxDelayMs: integer("claim.maxDelayMs", claim.maxDelayMs, 0, 600_000),
       jitterMs: integer("claim.jitterMs", claim.jitterMs, 0, 60_000),
     },
-    bridge: { enabled: flag("bridge.enabled", bridge.enabled) },
+    bridge: {
+      enabled: flag("bridge.enabled", bridge.enabled),
+      count: integer("bridge.count", bridge.count, MIN_BRIDGES, MAX_BRIDGES),
+    },
     keeper: {
       enabled: flag("keeper.enabled", keeper.enabled),
       jitterMs: integer("keeper.jitterMs", keeper.jitterMs, 0, 600_000),

@@ -14,6 +14,7 @@ export * from "./domain/chain-event";
 export * from "./domain/container-spec";
 export * from "./domain/controller";
 export * from "./domain/deployment-record";
+export * from "./domain/election";
 export * from "./domain/desired-state";
 export * from "./domain/envelope";
 export * from "./domain/host-usage";

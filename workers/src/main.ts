@@ -2,12 +2,15 @@
  * shoal-worker: one process per edge device. Wiring only: `connect` (deployment record, chain,
  * device), `buildParts` (adapters and services), `runLoops` (start them). Six loops share one
  * AbortSignal, supervised by lib/supervise.ts:
- *   chain source -> bridge (MQTT) -> marks the reconciler and the claimer dirty
+ *   bridge role      (only while this device is an elected bridge, election.ts):
+ *                    chain source -> bridge (MQTT) and keeper; on every device, bridged events
+ *                    from the elected bridges mark the reconciler and the claimer dirty
  *   claimer          (claims replicas this device fits, after a score-based delay)
  *   reconciler       (chain desired state vs Docker actual state)
  *   heartbeat        (liveness on chain, well inside the TTL)
  *   resource manager (live resizing inside the bands and the device's capacity)
- *   keeper           (expires stale devices, finalizes expired placements and overdue claims)
+ *   keeper           (part of the bridge role: expires stale devices, finalizes expired
+ *                    placements and overdue claims)
  * SIGTERM/SIGINT: stop taking work, finish the reconcile pass under way, publish offline, exit 0.
  * A fatal error in any loop stops the others, is logged with its cause, and exits 1.
  */
@@ -28,6 +31,8 @@ import { createBridge } from "./bridge";
 import { createClaimer, deploymentsTouchedBy } from "./claimer";
 import { ConfigError, ENV, loadConfig, type WorkerConfig } from "./config";
 import { createDelivery } from "./delivery";
+import { createElection } from "./election";
+import { createSeenEvents, eventCoordinates, quietThrough } from "./domain/election";
 import { createKeeper } from "./keeper";
 import { createPeering } from "./peering";
 import { bandFromChain, type ResourceBand } from "./domain/band";
@@ -252,6 +257,7 @@ async function buildParts(
       password: config.mqttPassword,
       clientId: `shoal-worker-${chainId}-${deviceId}`,
       deviceId,
+      bridgeCandidate: config.bridge.enabled,
       logger,
       onPublishFailure: () => metrics.mqttPublishFailures.inc(),
       seal: (topic, payload) => sealer.seal([{ topic, payload, retain: true }])[0],
@@ -351,7 +357,26 @@ async function buildParts(
     dataDir: config.dataDir,
     logger: logger.child({ component: "bridge" }),
   });
-  return { runtime, bus, resourceManager, resourceLog, reconciler, claimer, source, bridge, keeper, peering };
+  const election = createElection({
+    bus,
+    deviceId,
+    count: config.bridge.count,
+    candidate: config.bridge.enabled,
+    logger,
+  });
+  return {
+    runtime,
+    bus,
+    resourceManager,
+    resourceLog,
+    reconciler,
+    claimer,
+    source,
+    bridge,
+    keeper,
+    peering,
+    election,
+  };
 }
 
 type Parts = Awaited<ReturnType<typeof buildParts>>;
@@ -371,7 +396,18 @@ async function runLoops(
 ): Promise<void> {
   const { signal } = stop;
   const { registry, device } = conn;
-  const { bus, claimer, reconciler, resourceManager, resourceLog, source, bridge, keeper, peering } = parts;
+  const {
+    bus,
+    claimer,
+    reconciler,
+    resourceManager,
+    resourceLog,
+    source,
+    bridge,
+    keeper,
+    peering,
+    election,
+  } = parts;
   const onError = ({
     loop: name,
     error,
@@ -403,56 +439,141 @@ async function runLoops(
       })
     : undefined;
 
-  // New chain logs (this worker's source) and bridged events (any worker's, often first) mark the
-  // loops dirty and tell the claimer which deployments to re-read. Both are hints: every decision
-  // is taken on a fresh read of the chain.
+  // New chain logs (this worker's source, while it bridges) and events bridged by the elected
+  // bridges mark the loops dirty and tell the claimer which deployments to re-read. Both are hints:
+  // every decision is taken on a fresh read of the chain, so a forged or missing event costs a read
+  // (or waits for the next pass), never a wrong action.
+  const self = String(config.deviceId);
   const onChange = (reason: string, events: readonly ChainEvent[] | "reorg") => {
     claimer.touch(events === "reorg" ? "all" : deploymentsTouchedBy(events));
-    reconciler.markDirty(reason);
+    // The reconciler acts on this device's placements only, and every placement and device event
+    // names its device: other devices' events would cost a pass of reads each for nothing (its
+    // timer pass, reconcileIntervalMs, is the safety net).
+    if (events === "reorg" || events.some((e) => String(e.args.deviceId) === self))
+      reconciler.markDirty(reason);
     claims?.poke();
   };
+  /**
+   * A follower's peer book: its chain source reads the peer events at start and after each
+   * reconnect (from the book's saved block to the head: one bounded read, not a poll), and between
+   * those the book hears them from the bridges. A bridge feeds it from its own chain source.
+   */
+  const catchUpPeering = async () => {
+    if (!peering || election.isBridge()) return;
+    try {
+      while (!signal.aborted && (await source.poll(peering.handle, { signal })).type !== "idle");
+    } catch (error) {
+      if (!signal.aborted)
+        logger.warn(
+          { err: error },
+          "peering: could not catch up with the chain; the bridges' events fill the book",
+        );
+    }
+  };
+  let peeringCaughtUp = (async () => {
+    await peering?.open({ signal });
+    await catchUpPeering();
+  })();
+  const seen = createSeenEvents();
+  /** Highest block of a bridged event heard from an elected bridge: where a successor takes over. */
+  let heardThrough = -1;
   await bus
-    .subscribe("shoal/v1/chain/#", ({ payload }) => {
+    .subscribe("shoal/v1/chain/#", ({ topic, payload, sender }) => {
+      // Only the elected bridges speak for the chain; anyone else's "event" is not even a hint.
+      if (sender !== self && !election.trusts(sender)) {
+        metrics.busMessagesDropped.inc({ reason: "not-a-bridge" });
+        return;
+      }
       let event: ChainEvent | undefined;
       try {
         event = JSON.parse(Buffer.from(payload).toString("utf8")) as ChainEvent;
       } catch {
-        // not an event of ours; the chain source delivers it anyway
+        // not an event of ours; the next pass reads the chain anyway
       }
-      onChange("mqtt", event?.args ? [event] : []);
+      if (event?.args && typeof event.blockHash === "string" && typeof event.logIndex === "number") {
+        // Copies from several bridges are one event: de-duplicated by its chain coordinates.
+        if (!seen.first(eventCoordinates(event))) return;
+        if (Number.isSafeInteger(event.blockNumber)) heardThrough = Math.max(heardThrough, event.blockNumber);
+        onChange("mqtt", [event]);
+        peering
+          ?.hear(event)
+          .catch((error: unknown) => logger.warn({ err: error }, "peering: could not record a peer event"));
+      } else if (topic.endsWith("/reorg")) onChange("mqtt", "reorg");
     })
     .catch((error: unknown) =>
-      logger.warn({ err: error }, "could not subscribe to chain events; relying on the chain source"),
+      logger.warn({ err: error }, "could not subscribe to chain events; relying on the reconcile passes"),
     );
-  const chain = (async () => {
-    if (config.bridge.enabled) await bridge.open({ signal });
-    await keeper?.open({ signal });
-    await peering?.open({ signal });
-    await source.run(
-      async (batch, options) => {
-        if (batch.type === "reorg") onChange("reorg", "reorg");
-        else if (batch.logs.length > 0) onChange("chain", batch.logs);
-        if (config.bridge.enabled) await bridge.handle(batch, options);
-        await keeper?.handle(batch, options);
-        await peering?.handle(batch, options);
-        const status = source.status();
-        if (status.head !== null)
-          metrics.bridgeLagBlocks.set(Math.max(0, status.head - status.checkpoint.number));
-      },
-      { signal },
-    );
-  })();
+  // Catch-up after a (re)connect: events sent while this device was away are not replayed (QoS 1,
+  // clean session), so every deployment it knows is re-read once on the next claimer pass, and the
+  // reconciler re-reads this device's placements: one bounded chain read, not a log replay.
+  bus.on((event) => {
+    if (event.type !== "connected") return;
+    onChange("reconnected", "reorg");
+    peeringCaughtUp = peeringCaughtUp.then(catchUpPeering);
+  });
+
+  /**
+   * The bridge role: while this device is elected, its chain source feeds the bridge and the
+   * keeper. A successor starts from its own checkpoint and derives quietly through the block
+   * before the last one it heard from the bridges (each bridge publishes in block order, so every
+   * earlier block is complete on the broker), capped at the chain's head.
+   */
+  const bridgeRole = async () => {
+    await election.start({ signal });
+    while (!signal.aborted) {
+      await election.until(true, signal);
+      if (signal.aborted) break;
+      const role = new AbortController();
+      const offStop = onAbort(signal, () => role.abort());
+      const offDemoted = election.onChange(() => !election.isBridge() && role.abort());
+      try {
+        await peeringCaughtUp;
+        const head = await retry("read the chain head", () => conn.provider.getBlockNumber(), { signal });
+        if (head === undefined) break;
+        const through = quietThrough([heardThrough - 1], head);
+        bridge.quietThrough(through);
+        logger.info({ quietThrough: through, bridges: election.bridges() }, "bridging");
+        await bridge.open({ signal: role.signal });
+        await keeper?.open({ signal: role.signal });
+        await Promise.all([
+          source.run(
+            async (batch, options) => {
+              if (batch.type === "reorg") onChange("reorg", "reorg");
+              else if (batch.logs.length > 0) onChange("chain", batch.logs);
+              await bridge.handle(batch, options);
+              await keeper?.handle(batch, options);
+              await peering?.handle(batch, options);
+              const status = source.status();
+              if (status.head !== null)
+                metrics.bridgeLagBlocks.set(Math.max(0, status.head - status.checkpoint.number));
+            },
+            { signal: role.signal },
+          ),
+          keeper?.run({ signal: role.signal }),
+        ]);
+      } finally {
+        offDemoted();
+        offStop();
+      }
+      if (!signal.aborted) logger.info("stopped bridging");
+    }
+  };
+  const chain = bridgeRole();
   logger.info(
-    { deviceId: config.deviceId, heartbeatS, bridge: config.bridge.enabled, claim: config.claim.enabled },
+    {
+      deviceId: config.deviceId,
+      heartbeatS,
+      bridge: config.bridge.enabled ? `elected (${config.bridge.count} of the fleet)` : false,
+      claim: config.claim.enabled,
+    },
     "worker started",
   );
   await superviseAll(
     [
-      { name: config.bridge.enabled ? "chain source and bridge" : "chain source", done: chain },
+      { name: "bridge role (chain source, bridge, keeper)", done: chain },
       { name: "reconciler", done: reconciler.run({ signal }) },
       ...(resourceManager ? [{ name: "resource manager", done: resourceManager.run({ signal }) }] : []),
       ...(resourceLog ? [{ name: "resource log", done: resourceLog.run({ signal }) }] : []),
-      ...(keeper ? [{ name: "keeper", done: keeper.run({ signal }) }] : []),
       ...(peering ? [{ name: "peering", done: peering.run({ signal }) }] : []),
       { name: "heartbeat", done: heartbeat.done },
       ...(claims ? [{ name: "claimer", done: claims.done }] : []),

@@ -55,7 +55,7 @@ export function createWorkerMetrics(labels: { deviceId: number }): WorkerMetrics
     }),
     busMessagesDropped: new Counter({
       name: "shoal_bus_messages_dropped_total",
-      help: "Received MQTT messages dropped by signature verification, by reason (unsigned, malformed, forged, unknown-device, replayed, stale)",
+      help: "Received MQTT messages dropped by signature verification or the bridge election, by reason (unsigned, malformed, forged, unknown-device, replayed, stale, not-a-bridge)",
       labelNames: ["reason"],
       registers: [registry],
     }),

@@ -18,7 +18,7 @@ import path from "node:path";
 import type { Logger } from "pino";
 import { applyPeerEvent, choosePeers, emptyPeerBook, peerIdOf, type PeerBook } from "./domain/peer-book";
 import { readJsonFile, writeJsonFileAtomic } from "./lib/json-file";
-import type { ChainBatch, ChainSource } from "./ports/chain-source";
+import type { ChainBatch, ChainEvent, ChainSource } from "./ports/chain-source";
 import type { ContentStore, NodeIdentity } from "./ports/content-store";
 import type { EndpointRegistry } from "./ports/registry";
 
@@ -45,6 +45,11 @@ export interface Peering {
   open(options?: { signal?: AbortSignal }): Promise<void>;
   /** The chain source's handler (call it with every batch, after open()). */
   handle(batch: ChainBatch, options?: { signal?: AbortSignal }): Promise<void>;
+  /**
+   * A chain event a follower heard from an elected bridge over MQTT (followers read no chain
+   * between catch-ups): applied to the book like one of a batch.
+   */
+  hear(event: ChainEvent): Promise<void>;
   run(options?: { signal?: AbortSignal }): Promise<void>;
   /**
    * Before fetching `cid`: connect to the providers of its version (and the usual peers) now.
@@ -184,6 +189,20 @@ export function createPeering(deps: PeeringDeps): Peering {
         wake?.();
       }
       if (!endpointChecked && caughtUp()) wake?.();
+    },
+
+    async hear(event) {
+      if (!applyPeerEvent(book, event)) return;
+      const content: BookFile = {
+        version: 1,
+        chainId: source.chainId,
+        startBlock: source.startBlock,
+        block,
+        book,
+      };
+      await writeJsonFileAtomic(file, content);
+      dirty = true;
+      wake?.();
     },
 
     async run({ signal } = {}) {

@@ -278,7 +278,8 @@ export function createSignedBus(deps: SignedBusDeps): Bus {
             .then(async () => {
               const result = await verifier.verify(message.topic, message.payload);
               if (!result.ok) return;
-              handler({ ...message, payload: new TextEncoder().encode(result.payload) });
+              const sender = result.payload === "" ? undefined : result.envelope.d;
+              handler({ ...message, payload: new TextEncoder().encode(result.payload), sender });
             })
             .catch(() => undefined); // the inner bus logs handler errors; one must not stall the rest
         },

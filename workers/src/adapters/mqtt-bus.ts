@@ -39,6 +39,8 @@ export interface MqttBusDeps {
   reconnectPeriodMs?: number;
   /** Default 5,000 ms. */
   connectTimeoutMs?: number;
+  /** False when the device never bridges: its presence says so and the election skips it. */
+  bridgeCandidate?: boolean;
   /** MQTT keepalive; the broker fires the Will after 1.5 x this without traffic (default 15 s). */
   keepaliveSeconds?: number;
   /** Called on every failed publish: the worker counts them ("mqtt publish failures"). */
@@ -72,7 +74,14 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
   const topicNames = createTopics(deps.topicRoot);
   const status = (status: DeviceStatusPayload["status"], reason: DeviceStatusPayload["reason"]) => {
     const m = deviceStatusMessage(
-      { deviceId: String(deviceId), status, clientId, reason, at: now().toISOString() },
+      {
+        deviceId: String(deviceId),
+        status,
+        clientId,
+        reason,
+        at: now().toISOString(),
+        ...(deps.bridgeCandidate === false ? { bridge: false } : {}),
+      },
       topicNames,
     );
     return deps.seal ? { ...m, payload: deps.seal(m.topic, m.payload) } : m;

@@ -150,6 +150,8 @@ export interface DeviceStatusPayload {
   reason: "connected" | "shutdown" | "connection-lost";
   /** ISO time the worker wrote the message; for the Last Will, the time it connected. */
   at: string;
+  /** False when the device never bridges (bridge.enabled false): the election skips it. */
+  bridge?: boolean;
 }
 
 export function deviceStatusMessage(p: Omit<DeviceStatusPayload, "v">, t: Topics = topics): OutgoingMessage {
@@ -214,6 +216,6 @@ export const TOPIC_TABLE: readonly TopicSpec[] = [
     retained: true,
     publisher: "each worker's bus (online on connect, offline on close, Last Will offline)",
     payload:
-      "v, deviceId, status (online | offline), clientId, reason (connected | shutdown | connection-lost), at",
+      "v, deviceId, status (online | offline), clientId, reason (connected | shutdown | connection-lost), at, bridge (false: never elected a bridge)",
   },
 ];

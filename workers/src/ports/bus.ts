@@ -32,6 +32,8 @@ export interface BusMessage {
   topic: string;
   payload: Uint8Array;
   retained: boolean;
+  /** The device that signed it, when the bus verifies signatures (the signed bus); else undefined. */
+  sender?: string;
 }
 
 export type MessageHandler = (message: BusMessage) => void;

@@ -1,0 +1,113 @@
+/**
+ * Bridge election, pure: which devices read the chain and publish its events to MQTT. Every
+ * worker computes the same answer from the same input, the retained presence messages
+ * (`shoal/v1/devices/<id>/status`) it has verified, so no vote and no leader lease are needed:
+ *
+ *   bridges = the `count` lowest device ids among the devices that are online and bridge-capable.
+ *
+ * Lowest ids, not rendezvous hashing: the set moves only when one of its members goes offline or
+ * a lower id comes online, and a reader of the broker can tell the bridges by eye. Hashing would
+ * spread the role over the fleet, which matters for load only when the count is large; it is 1-5.
+ *
+ * When views differ (a Last Will not yet delivered everywhere) two workers may briefly disagree:
+ * then an extra bridge publishes a few copies (consumers de-duplicate by chain coordinates) or a
+ * consumer ignores a new bridge's hints until its view catches up (it acts only on chain reads).
+ * No I/O, no clock.
+ */
+export const MIN_BRIDGES = 1;
+export const MAX_BRIDGES = 5;
+export const DEFAULT_BRIDGES = 2;
+
+/** What a device's retained status says, as far as the election cares. */
+export interface PresenceEntry {
+  online: boolean;
+  /** False when the device announced it never bridges (bridge.enabled false); absent means it may. */
+  bridge: boolean;
+}
+
+/** Device id (decimal string) -> its last verified presence. */
+export type PresenceView = ReadonlyMap<string, PresenceEntry>;
+
+const byId = (a: string, b: string) => {
+  const x = BigInt(a);
+  const y = BigInt(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+};
+
+/** The elected bridges, lowest id first. Ids that are not decimal integers are ignored. */
+export function electBridges(view: PresenceView, count: number): string[] {
+  const candidates: string[] = [];
+  for (const [id, p] of view) if (p.online && p.bridge && /^\d+$/.test(id)) candidates.push(id);
+  return candidates.sort(byId).slice(0, count);
+}
+
+/**
+ * The view after one presence message: `payload` is the status JSON, or "" when the retained
+ * status was cleared (the device is gone). Returns the same view when nothing changed.
+ */
+export function applyPresence(view: PresenceView, deviceId: string, payload: string): PresenceView {
+  let next: PresenceEntry | undefined;
+  if (payload !== "") {
+    let parsed: { status?: unknown; bridge?: unknown };
+    try {
+      parsed = JSON.parse(payload) as typeof parsed;
+    } catch {
+      return view;
+    }
+    if (parsed.status !== "online" && parsed.status !== "offline") return view;
+    next = { online: parsed.status === "online", bridge: parsed.bridge !== false };
+  }
+  const old = view.get(deviceId);
+  if (old?.online === next?.online && old?.bridge === next?.bridge) return view;
+  const out = new Map(view);
+  if (next === undefined) out.delete(deviceId);
+  else out.set(deviceId, next);
+  return out;
+}
+
+/** Whether two elections name the same devices (order included: both are sorted). */
+export function sameBridges(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((id, i) => id === b[i]);
+}
+
+/**
+ * The block through which a newly elected bridge need not publish events again: the highest
+ * cursor among the bridges it heard from, capped by what it can itself check (its safe head).
+ * A cursor only makes the new bridge quiet for blocks another bridge said it published; a lying
+ * cursor delays those events on this bridge only (the other bridges publish them anyway).
+ */
+export function quietThrough(cursors: Iterable<number>, safeHead: number): number {
+  let high = -1;
+  for (const c of cursors) if (Number.isSafeInteger(c) && c > high) high = c;
+  return Math.min(high, safeHead);
+}
+
+/**
+ * Chain coordinates of a bridged event, for de-duplicating copies from several bridges: the block
+ * hash and log index name one log on one chain, whichever bridge carried it (the event id
+ * `chainId:txHash:logIndex` does too, but a reorg can move a transaction to another block).
+ */
+export function eventCoordinates(e: { blockHash: string; logIndex: number }): string {
+  return `${e.blockHash.toLowerCase()}:${e.logIndex}`;
+}
+
+/**
+ * Remembers the coordinates of the last `capacity` events, so the second copy of each is
+ * recognised. Bounded: a copy that arrives after `capacity` others is passed on again, which is
+ * harmless (every consumer action is taken on a chain read, never on the event alone).
+ */
+export function createSeenEvents(capacity = 10_000) {
+  const seen = new Set<string>();
+  return {
+    /** True the first time a coordinate is offered, false for every copy after. */
+    first(coordinates: string): boolean {
+      if (seen.has(coordinates)) return false;
+      seen.add(coordinates);
+      if (seen.size > capacity) seen.delete(seen.values().next().value!);
+      return true;
+    },
+    get size() {
+      return seen.size;
+    },
+  };
+}
