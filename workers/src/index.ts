@@ -34,6 +34,7 @@ export * from "./ports/registry";
 export * from "./ports/runtime";
 
 // ---- lib (small, pure of library clients)
+export * from "./lib/bounded";
 export * from "./lib/json-file";
 export * from "./lib/supervise";
 
