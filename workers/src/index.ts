@@ -19,6 +19,7 @@ export * from "./domain/envelope";
 export * from "./domain/host-usage";
 export * from "./domain/keeper";
 export * from "./domain/manifest";
+export * from "./domain/message-verifier";
 export * from "./domain/placement";
 export * from "./domain/plan";
 export * from "./domain/scoring";
