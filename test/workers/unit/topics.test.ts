@@ -87,13 +87,13 @@ const created = (deploymentId: number, block: number) =>
     { deploymentId, appId: 1, version: 1, replicas: 2, generation: 1, requiredLabels: ["zone=a"], spec },
     block,
   );
-const claimed = (placementId: string, deviceId: number, block: number) =>
+const claimed = (placementId: string, deviceId: number, block: number, deploymentId = 1) =>
   event(
     "PlacementRegistry",
     "PlacementClaimed",
     {
       placementId,
-      deploymentId: 1,
+      deploymentId,
       deviceId,
       appId: 1,
       version: 1,
@@ -598,21 +598,7 @@ describe("desired state: settled entities leave it", function () {
   const stopped = (deploymentId: number, block: number) =>
     event("AppRegistry", "DeploymentStopped", { deploymentId, generation: 2 }, block);
   const claimedOf = (deploymentId: number, block: number) =>
-    event(
-      "PlacementRegistry",
-      "PlacementClaimed",
-      {
-        placementId: pid(deploymentId),
-        deploymentId,
-        deviceId: 1,
-        appId: 1,
-        version: 1,
-        deploymentGeneration: 1,
-        deviceGeneration: 0,
-        band,
-      },
-      block,
-    );
+    claimed(pid(deploymentId), 1, block, deploymentId);
   /**
    * What the soak does, one event a block: a deployment created, claimed and confirmed, then
    * stopped and its placement released; deployment 1 stays running the whole time.
