@@ -17,7 +17,7 @@ import { requireChain, requireDocker, requireKubo, requireMqtt, serviceUrls } fr
 const urls = serviceUrls();
 const ROOT = path.resolve(__dirname, "../..");
 const TS_NODE = path.join(ROOT, "node_modules/.bin/ts-node");
-const COMMANDS = ["up", "view", "status", "scenario", "down"];
+const COMMANDS = ["up", "view", "status", "scenario", "down", "net-up", "hosts-down"];
 
 interface Run {
   status: number | null;
@@ -83,7 +83,7 @@ describe("fleet CLI: help, usage errors and the read-only commands on a real two
     const cases: Array<[string[], string]> = [
       [
         ["frobnicate"],
-        'fleet: "frobnicate" is not a command; use one of up, view, status, scenario, down (fleet --help)',
+        'fleet: "frobnicate" is not a command; use one of up, view, status, scenario, down, net-up, hosts-down (fleet --help)',
       ],
       [["status", "--verbose"], "fleet: --verbose: unknown option; see fleet --help"],
       [["scenario", "explode"], "fleet: scenario: give one of scale, kill, spike, roll, all (got explode)"],
