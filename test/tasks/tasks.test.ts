@@ -98,9 +98,11 @@ describe("tasks: publish, deploy, enroll and audit against a real chain and Kubo
     it("adds the image and the canonical manifest to Kubo and publishes the version on chain", async function () {
       const out = expectOk(await cli("app:publish", "--manifest", WEB_MANIFEST)).stdout;
       expect(out).to.match(/published demo-web 1\.0\.0 as app 1 version 1 \(tx 0x[0-9a-f]{64}, gas \d+\)/);
-      // Where devices fetch it: the Kubo node's address, announced on chain (VersionProviderAnnounced).
+      // Where devices fetch it: the Kubo node's swarm address (on the device network's bridge when
+      // the test run made one, else loopback), announced on chain (VersionProviderAnnounced).
+      const swarmHost = (process.env.SHOAL_BIND_ADDRESS || "127.0.0.1").replaceAll(".", "\\.");
       expect(out).to.match(
-        /provider: \/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/12D3KooW\w+ \(tx 0x[0-9a-f]{64}, gas \d+\)/,
+        new RegExp(`provider: /ip4/${swarmHost}/tcp/\\d+/p2p/12D3KooW\\w+ \\(tx 0x[0-9a-f]{64}, gas \\d+\\)`),
       );
 
       const appId = await apps.appIdOf("demo-web");
