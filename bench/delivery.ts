@@ -93,6 +93,10 @@ interface Row {
 
 async function main() {
   const runs = Number(arg("--runs") ?? "1");
+  if (!Number.isInteger(runs) || runs < 1) {
+    console.error(`--runs is ${JSON.stringify(arg("--runs"))}; use a whole number of at least 1.`);
+    process.exit(2);
+  }
   const out = arg("--out");
   const dir = await mkdtemp(path.join(os.tmpdir(), "shoal-bd-"));
   const sock = path.join(dir, "engine.sock");
