@@ -1,0 +1,333 @@
+/**
+ * Peer-to-peer delivery benchmark (issue 14). For images of about 2, 50 and 200 MB made of one
+ * random-data layer, all into one fresh Docker Engine that this bench starts (own data-root,
+ * exec-root, pidfile, socket; `--bridge=none --iptables=false`), in the same run:
+ *
+ *   (a) the worker's delivery path (`createDelivery(...).ensureImage`: manifest fetch and check,
+ *       image tar streamed by CID from Kubo into `docker load`, platform check, pin, CID tag) on a
+ *       fresh Kubo node whose only peer is the publisher's node;
+ *   (b) the same on another fresh Kubo node whose only peer is the node of (a), which holds the
+ *       image pinned (the publisher is not its peer: Routing none, no MDNS, no bootstrap);
+ *   (c) a bare `docker load -i` of the same tar;
+ *   (d) a `docker pull` of the same image from a local registry (Debian's docker-registry, started
+ *       here on 127.0.0.1:29600);
+ *   (e) for the breakdown, the bitswap fetch alone: the tar streamed by CID (Kubo `cat`, read to
+ *       the end, nothing loaded) on a third fresh node whose only peer is the publisher.
+ *
+ * Before each measurement the engine does not have the image. Also this process's RSS (which runs
+ * the delivery code) while the 200 MB image streams, against its idle RSS. The chain part of a cold
+ * placement (deploy receipt to claim) is not included: see bench/results/delivery.md.
+ *
+ * Every daemon is started and stopped by its recorded PID; the temp dir holds all their state.
+ *
+ * Run: npm run -s bench:delivery -- [--runs 2] [--out bench/results/delivery.md]
+ */
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { createReadStream } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import {
+  canonicalManifestBytes,
+  createDelivery,
+  createDockerClient,
+  createDockerRuntime,
+  createKuboContentStore,
+  parseManifest,
+} from "../workers/src";
+import { KuboNode, makeSwarmKey } from "../test/shared/kubo-nodes";
+import { waitFor } from "../test/shared/processes";
+
+const ROOT = path.resolve(__dirname, "..");
+const SIZES_MB = [2, 50, 200];
+const PLATFORM = "linux/amd64";
+const REGISTRY = "127.0.0.1:29600";
+const KUBO_PORTS = 29500; // 29500-29599: this bench's Kubo API and swarm ports
+const MiB = 1024 * 1024;
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+/** A daemon started by this bench, stopped by its PID (SIGTERM, SIGKILL after 20 s). */
+class Daemon {
+  private child?: ChildProcess;
+  log = "";
+  constructor(
+    readonly name: string,
+    readonly command: string,
+    readonly args: string[],
+  ) {}
+  start(): void {
+    this.child = spawn(this.command, this.args, { stdio: ["ignore", "pipe", "pipe"] });
+    const keep = (chunk: Buffer) => (this.log = (this.log + chunk.toString()).slice(-20_000));
+    this.child.stdout!.on("data", keep);
+    this.child.stderr!.on("data", keep);
+  }
+  get exited(): boolean {
+    return this.child === undefined || this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || this.exited) return;
+    const done = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    await done;
+    clearTimeout(timer);
+  }
+}
+
+interface Row {
+  mb: number;
+  tarBytes: number;
+  publisherS: number;
+  peerS: number;
+  loadS: number;
+  pullS: number;
+  fetchS: number;
+  peerFromA: number;
+  peerFromPublisher: number;
+}
+
+async function main() {
+  const runs = Number(arg("--runs") ?? "1");
+  if (!Number.isInteger(runs) || runs < 1) {
+    console.error(`--runs is ${JSON.stringify(arg("--runs"))}; use a whole number of at least 1.`);
+    process.exit(2);
+  }
+  const out = arg("--out");
+  const dir = await mkdtemp(path.join(os.tmpdir(), "shoal-bd-"));
+  const sock = path.join(dir, "engine.sock");
+  const dockerEnv = { ...process.env, DOCKER_HOST: `unix://${sock}` };
+  const sh = (command: string) => execFileSync("bash", ["-c", command], { env: dockerEnv, stdio: "pipe" });
+  await writeFile(path.join(dir, "daemon.json"), "{}\n");
+  const engine = new Daemon("dockerd", "dockerd", [
+    "--config-file",
+    path.join(dir, "daemon.json"),
+    "--data-root",
+    path.join(dir, "engine-data"),
+    "--exec-root",
+    path.join(dir, "engine-exec"),
+    "--pidfile",
+    path.join(dir, "engine.pid"),
+    "--host",
+    `unix://${sock}`,
+    "--bridge=none",
+    "--iptables=false",
+  ]);
+  await mkdir(path.join(dir, "registry"));
+  await writeFile(
+    path.join(dir, "registry.yml"),
+    `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${path.join(dir, "registry")}\n  delete:\n    enabled: true\nhttp:\n  addr: ${REGISTRY}\nlog:\n  level: warn\n`,
+  );
+  const registry = new Daemon("registry", "docker-registry", ["serve", path.join(dir, "registry.yml")]);
+  const key = path.join(dir, "swarm.key");
+  const kubos: KuboNode[] = [];
+  const results: { rows: Row[]; rss: { idle: number; peakA: number; peakB: number } }[] = [];
+  let nextPort = KUBO_PORTS;
+  const newKubo = async (name: string) => {
+    const node = new KuboNode(path.join(dir, `ipfs-${name}`), key);
+    [node.apiPort, node.swarmPort] = [nextPort++, nextPort++];
+    kubos.push(node);
+    await node.start();
+    return node;
+  };
+  const engineHasImages = () => sh("docker images -q").toString().trim() !== "";
+  const clearEngine = () => {
+    const ids = sh("docker images -q --no-trunc | sort -u").toString().trim();
+    if (ids) sh(`docker rmi -f ${ids.split("\n").join(" ")} >/dev/null`);
+    if (engineHasImages()) throw new Error("the bench engine still holds images");
+  };
+  try {
+    engine.start();
+    registry.start();
+    await waitFor(
+      "the bench's Docker Engine answers",
+      async () => {
+        if (engine.exited) throw new Error(`dockerd exited:\n${engine.log}`);
+        try {
+          sh("docker version >/dev/null");
+          return true;
+        } catch {
+          return undefined;
+        }
+      },
+      60_000,
+    );
+    await waitFor(
+      "the registry answers",
+      async () => {
+        if (registry.exited) throw new Error(`docker-registry exited:\n${registry.log}`);
+        return (await fetch(`http://${REGISTRY}/v2/`).catch(() => undefined))?.ok || undefined;
+      },
+      30_000,
+    );
+    await makeSwarmKey(key);
+    const publisher = await newKubo("publisher");
+    const runtime = createDockerRuntime({ docker: createDockerClient(sock) });
+    const yaml = await readFile(path.join(ROOT, "apps/demo-web/shoal.yaml"), "utf8");
+
+    for (let r = 1; r <= runs; r++) {
+      // Fresh device nodes per run: a peers only with the publisher, b only with a.
+      const a = await newKubo(`a${r}`);
+      const b = await newKubo(`b${r}`);
+      const c = await newKubo(`c${r}`);
+      await createKuboContentStore({ url: c.url }).keepPeer(publisher.multiaddr);
+      await createKuboContentStore({ url: a.url }).keepPeer(publisher.multiaddr);
+      await createKuboContentStore({ url: b.url }).keepPeer(a.multiaddr);
+      const rows: Row[] = [];
+      const rss = { idle: 0, peakA: 0, peakB: 0 };
+      for (const mb of SIZES_MB) {
+        const ref = `shoal-bench/delivery:${process.pid}-${r}-${mb}`;
+        const remote = `${REGISTRY}/shoal-bench/delivery:${process.pid}-${r}-${mb}`;
+        const tar = path.join(dir, `${mb}.tar`);
+        const layer = path.join(dir, `layer-${mb}`);
+        sh(
+          `mkdir -p ${layer} && head -c ${mb * MiB} /dev/urandom > ${layer}/blob && tar -C ${layer} -c . | docker import - ${ref} >/dev/null && rm -rf ${layer}` +
+            ` && docker save -o ${tar} ${ref} && docker tag ${ref} ${remote} && docker push -q ${remote} >/dev/null`,
+        );
+        clearEngine();
+        const tarBytes = (await stat(tar)).size;
+        const publish = createKuboContentStore({ url: publisher.url });
+        const { cid } = await publish.add(
+          (async function* () {
+            for await (const chunk of createReadStream(tar)) yield chunk as Uint8Array;
+          })(),
+        );
+        const manifestCid = (
+          await publish.add(canonicalManifestBytes(parseManifest(yaml), { [PLATFORM]: cid }))
+        ).cid;
+
+        /** The worker's delivery path on `node`, timed; samples this process's RSS when asked. */
+        const deliver = async (node: KuboNode, sample: boolean) => {
+          const delivery = createDelivery({
+            contentStore: createKuboContentStore({ url: node.url }),
+            runtime,
+            platform: PLATFORM,
+          });
+          let peak = 0;
+          const timer = sample
+            ? setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10)
+            : undefined;
+          const started = performance.now();
+          const result = await delivery.ensureImage({ manifestCid, imageCid: cid });
+          const s = (performance.now() - started) / 1000;
+          clearInterval(timer);
+          if (!result.fetched) throw new Error(`delivery on ${node.repo} did not fetch ${cid}`);
+          clearEngine();
+          return { s, peak };
+        };
+        const timed = (command: string) => {
+          const started = performance.now();
+          sh(command);
+          const s = (performance.now() - started) / 1000;
+          clearEngine();
+          return s;
+        };
+
+        if (mb === 200) {
+          global.gc?.();
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+          rss.idle = process.memoryUsage().rss;
+        }
+        const fetchStarted = performance.now();
+        for await (const chunk of createKuboContentStore({ url: c.url }).cat(cid)) void chunk;
+        const fetchS = (performance.now() - fetchStarted) / 1000;
+        const fromPublisher = await deliver(a, mb === 200);
+        const peerFromA0 = await b.receivedFrom(a.peerId);
+        const peerFromPublisher0 = await b.receivedFrom(publisher.peerId);
+        const fromPeer = await deliver(b, mb === 200);
+        const row: Row = {
+          mb,
+          tarBytes,
+          publisherS: fromPublisher.s,
+          peerS: fromPeer.s,
+          loadS: timed(`docker load -q -i ${tar} >/dev/null`),
+          pullS: timed(`docker pull -q ${remote} >/dev/null`),
+          fetchS,
+          peerFromA: (await b.receivedFrom(a.peerId)) - peerFromA0,
+          peerFromPublisher: (await b.receivedFrom(publisher.peerId)) - peerFromPublisher0,
+        };
+        if (mb === 200) [rss.peakA, rss.peakB] = [fromPublisher.peak, fromPeer.peak];
+        rows.push(row);
+        console.log(`run ${r}`, JSON.stringify(row));
+        await rm(tar, { force: true });
+      }
+      results.push({ rows, rss });
+      await a.stop();
+      await b.stop();
+      await c.stop();
+    }
+  } finally {
+    for (const node of kubos) await node.stop();
+    await registry.stop();
+    try {
+      if (!engine.exited) clearEngine();
+    } catch {
+      // the data-root goes with the temp dir anyway
+    }
+    await engine.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  const f = (n: number) => n.toFixed(2);
+  const kubo = execFileSync("bash", [path.join(ROOT, "scripts/kubo-node.sh"), "bin"])
+    .toString()
+    .trim();
+  const versions = [
+    execFileSync(kubo, ["version"]).toString().trim(),
+    execFileSync("dockerd", ["--version"]).toString().trim(),
+    execFileSync("docker-registry", ["--version"]).toString().trim(),
+  ].join("; ");
+  const tables = results
+    .map(
+      ({ rows, rss }, i) => `### Run ${i + 1}
+
+| image | tar MB | (a) from publisher | (b) from peer | (c) bare docker load | (d) registry pull | (e) bitswap fetch only | (a) / (d) | (b) / (d) | (b) / (a) | (a) / (c) | MB b got from a / from publisher (ledger) |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+${rows
+  .map(
+    (x) =>
+      `| ${x.mb} MB | ${(x.tarBytes / 1e6).toFixed(1)} | ${f(x.publisherS)} | ${f(x.peerS)} | ${f(x.loadS)} | ${f(x.pullS)} | ${f(x.fetchS)} | ${f(x.publisherS / x.pullS)} | ${f(x.peerS / x.pullS)} | ${f(x.peerS / x.publisherS)} | ${f(x.publisherS / x.loadS)} | ${(x.peerFromA / 1e6).toFixed(1)} / ${(x.peerFromPublisher / 1e6).toFixed(1)} |`,
+  )
+  .join("\n")}
+
+RSS of the process running the delivery code, 200 MB image: idle ${(rss.idle / MiB).toFixed(1)} MiB; peak while (a) streamed ${(rss.peakA / MiB).toFixed(1)} MiB (+${((rss.peakA - rss.idle) / MiB).toFixed(1)}); peak while (b) streamed ${(rss.peakB / MiB).toFixed(1)} MiB (+${((rss.peakB - rss.idle) / MiB).toFixed(1)}).
+`,
+    )
+    .join("\n");
+  const report = `# Image delivery: peer-to-peer over the private IPFS swarm vs a registry pull
+
+Command: \`npm run -s bench:delivery -- ${process.argv.slice(2).join(" ")}\`
+
+Date: ${new Date().toISOString()}
+Machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.type()} ${os.release()}, Node ${process.version}
+Versions: ${versions}
+Load (uptime at the end): ${execFileSync("uptime").toString().trim()}
+
+All into one fresh Docker Engine started by the bench (own data-root, exec-root, socket;
+\`--bridge=none --iptables=false\`), which does not hold the image before each step. Times in
+seconds, wall clock. (a) and (b) time the worker's delivery path, \`createDelivery(...).ensureImage\`:
+manifest fetched by CID and checked, image tar streamed by CID from the device's Kubo node into
+\`docker load\`, platform check, pin, \`shoal-cid:\` tag. (a): a fresh Kubo node whose only peer is the
+publisher's node; (b): a fresh Kubo node whose only peer is (a)'s node, which holds the image
+pinned (no DHT, no mDNS, no bootstrap: the publisher is out of its reach; the ledger column shows
+where its bytes came from). (c): \`docker load -i\` of the same tar file. (d): \`docker pull\` of the same
+image from Debian's docker-registry on 127.0.0.1:29600 (pushed there before, not timed). (e): the
+bitswap fetch alone, the tar read by CID to the end on a third fresh node peered with the publisher.
+Images: one layer of random data (\`docker import\`), saved with \`docker save\`.
+
+${tables}`;
+  if (out) await writeFile(out, report);
+  console.log(report);
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
