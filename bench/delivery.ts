@@ -1,7 +1,7 @@
 /**
  * Peer-to-peer delivery benchmark (issue 14). For images of about 2, 50 and 200 MB made of one
  * random-data layer, all into one fresh Docker Engine that this bench starts (own data-root,
- * exec-root, pidfile, socket; `--bridge=none --iptables=false`), in the same run:
+ * exec-root, pidfile, socket; its own bridge, `--iptables=false`), in the same run:
  *
  *   (a) the worker's delivery path (`createDelivery(...).ensureImage`: manifest fetch and check,
  *       image tar streamed by CID from Kubo into `docker load`, platform check, pin, CID tag) on a
@@ -42,6 +42,9 @@ const ROOT = path.resolve(__dirname, "..");
 const SIZES_MB = [2, 50, 200];
 const PLATFORM = "linux/amd64";
 const REGISTRY = "127.0.0.1:29600";
+/** The fresh engine's own bridge (an address from the top of the project's device pool). */
+const BENCH_BRIDGE = "shoal-bd0";
+const BENCH_BRIDGE_CIDR = "10.213.255.1/24";
 const KUBO_PORTS = 29500; // 29500-29599: this bench's Kubo API and swarm ports
 const MiB = 1024 * 1024;
 
@@ -114,7 +117,9 @@ async function main() {
     path.join(dir, "engine.pid"),
     "--host",
     `unix://${sock}`,
-    "--bridge=none",
+    // Its own bridge, never `--bridge=none`: a dockerd started with that deletes the host's docker0
+    // (Docker's removeDefaultBridgeInterface), which breaks the machine's own engine.
+    `--bridge=${BENCH_BRIDGE}`,
     "--iptables=false",
   ]);
   await mkdir(path.join(dir, "registry"));
@@ -141,6 +146,9 @@ async function main() {
     if (engineHasImages()) throw new Error("the bench engine still holds images");
   };
   try {
+    execFileSync("ip", ["link", "add", BENCH_BRIDGE, "type", "bridge"]);
+    execFileSync("ip", ["addr", "add", BENCH_BRIDGE_CIDR, "dev", BENCH_BRIDGE]);
+    execFileSync("ip", ["link", "set", BENCH_BRIDGE, "up"]);
     engine.start();
     registry.start();
     await waitFor(
@@ -269,6 +277,11 @@ async function main() {
       // the data-root goes with the temp dir anyway
     }
     await engine.stop();
+    try {
+      execFileSync("ip", ["link", "del", BENCH_BRIDGE], { stdio: "ignore" });
+    } catch {
+      // never made (the run failed before the engine started)
+    }
     await rm(dir, { recursive: true, force: true });
   }
 
@@ -308,7 +321,7 @@ Versions: ${versions}
 Load (uptime at the end): ${execFileSync("uptime").toString().trim()}
 
 All into one fresh Docker Engine started by the bench (own data-root, exec-root, socket;
-\`--bridge=none --iptables=false\`), which does not hold the image before each step. Times in
+its own bridge and \`--iptables=false\`), which does not hold the image before each step. Times in
 seconds, wall clock. (a) and (b) time the worker's delivery path, \`createDelivery(...).ensureImage\`:
 manifest fetched by CID and checked, image tar streamed by CID from the device's Kubo node into
 \`docker load\`, platform check, pin, \`shoal-cid:\` tag. (a): a fresh Kubo node whose only peer is the
