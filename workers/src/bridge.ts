@@ -2,7 +2,8 @@
  * The chain -> MQTT bridge: every event of a delivered batch becomes a QoS 1 message on its
  * contract/event topic, then the retained desired state of every placement, device and deployment
  * the batch touched is republished (once per batch, its final value), then the derived state is
- * persisted; only then does the handler resolve and the chain source advance its checkpoint.
+ * persisted (what is live and the reorg window's journal: ended placements and stopped deployments
+ * leave it once below the window, their retained state keeps its final value); only then does the handler resolve and the chain source advance its checkpoint.
  *
  * Crash safety: the state file is written after every message of a batch was acknowledged and
  * before the source's checkpoint, so after a crash the state is either behind the checkpoint by
@@ -144,7 +145,7 @@ export function createBridge(deps: BridgeDeps): Bridge {
           result.applied.map((e) => chainEventMessage(e, topicNames)),
           signal,
         );
-        const states = stateMessages(chainId, result.derived.state, result.changed, topicNames);
+        const states = stateMessages(chainId, result.values, result.changed, topicNames);
         await publishAll(states, signal);
         await save(result.derived);
         derived = result.derived;

@@ -6,6 +6,7 @@
  */
 import type { Logger } from "pino";
 import { decodePlacementId, isLivePlacement } from "./domain/placement";
+import { IdRanges } from "./lib/bounded";
 import { sleepOrThrow } from "./lib/supervise";
 import { claimDelayMs, fit, type ClaimDelayOptions } from "./domain/scoring";
 import type { ChainEvent } from "./ports/chain-source";
@@ -108,8 +109,11 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
   let known = 0;
   /** To read on the next pass: new, touched by an event, or still wanting what this device lacked. */
   const pending = new Set<number>();
-  /** Stopped, with nothing of this device's left: stopping is final, so never read again. */
-  const finished = new Set<number>();
+  /**
+   * Stopped, with nothing of this device's left: stopping is final, so never read again. Ranges,
+   * not one entry per deployment: ids are handed out in order, so a long run holds a few ranges.
+   */
+  const finished = new IdRanges();
   let resyncAt = 0;
 
   const score = (device: DeviceView, terms: ReplicaTerms) =>

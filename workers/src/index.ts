@@ -19,6 +19,7 @@ export * from "./domain/envelope";
 export * from "./domain/host-usage";
 export * from "./domain/keeper";
 export * from "./domain/manifest";
+export * from "./domain/message-verifier";
 export * from "./domain/placement";
 export * from "./domain/plan";
 export * from "./domain/resource-log";
@@ -36,6 +37,7 @@ export * from "./ports/resource-anchor";
 export * from "./ports/runtime";
 
 // ---- lib (small, pure of library clients)
+export * from "./lib/bounded";
 export * from "./lib/json-file";
 export * from "./lib/supervise";
 

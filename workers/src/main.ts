@@ -33,6 +33,7 @@ import { bandFromChain, type ResourceBand } from "./domain/band";
 import { parseDeploymentRecord, type DeploymentRecord } from "./domain/deployment-record";
 import type { Platform } from "./domain/manifest";
 import { ShoalError } from "./errors";
+import { setBounded } from "./lib/bounded";
 import { loop, onAbort, retry, superviseAll } from "./lib/supervise";
 import { createWorkerMetrics, serveMetrics, type WorkerMetrics } from "./metrics";
 import type { ChainEvent } from "./ports/chain-source";
@@ -164,6 +165,9 @@ async function deviceCgroup(config: WorkerConfig, { device, deviceKey }: Connect
   });
 }
 
+/** Bands of app versions kept at once: more than a device runs, fewer than a long life sees. */
+const BAND_CACHE_SIZE = 1_000;
+
 /**
  * The band of a container's app version, from the registry. Versions are immutable, so a miss is
  * fetched once and the container is left at its limits until then.
@@ -174,9 +178,9 @@ function bandLookup(registry: Registry, platform: Platform) {
     const key = `${container.appId}/${container.version}`;
     const band = bands.get(key);
     if (band === undefined) {
-      bands.set(key, "pending");
+      setBounded(bands, key, "pending", BAND_CACHE_SIZE);
       registry.version(Number(container.appId), Number(container.version), platform).then(
-        (v) => bands.set(key, bandFromChain(v.band)),
+        (v) => setBounded(bands, key, bandFromChain(v.band), BAND_CACHE_SIZE),
         () => bands.delete(key),
       );
     }

@@ -244,6 +244,9 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           );
         }
       }
+      // A placement that needs no action any more (gone from both sides) needs no retry time.
+      const acted = new Set(actions.map((a) => a.placementId));
+      for (const id of retryAt.keys()) if (!acted.has(id)) retryAt.delete(id);
       if (deps.metrics) {
         deps.metrics.placements.reset();
         for (const p of tracked.values()) deps.metrics.placements.inc({ state: p.state });

@@ -10,10 +10,11 @@
  * flight gets its acknowledgements a few at a time, and a signature per few messages (~1 ms each)
  * would cap it near 1,000 events/s.
  *
- * Receiving: a message is delivered to the handler only if its signer is, on chain, the operator of
- * the device it names (DeviceRegistry.device(id).operator, cached for ttlMs and forgotten at once
- * when a verified bridged event says the device's operator or status changed), the device may speak
- * on that topic, and it is neither replayed nor stale. Everything else is dropped and counted by
+ * Receiving (the pipeline is domain/message-verifier.ts, shared with the console): a message is
+ * delivered to the handler only if its signer is, on chain, the operator of the device it names
+ * (DeviceRegistry.device(id).operator, cached for ttlMs and forgotten at once when a verified
+ * bridged event says the device's operator or status changed), the device may speak on that topic,
+ * and it is neither replayed nor stale. Everything else is dropped and counted by
  * reason. Verification runs in arrival order, one message at a time.
  */
 import { createHash } from "node:crypto";
@@ -22,19 +23,15 @@ import type { Counter } from "prom-client";
 import { DeviceRegistry__factory } from "../../typechain-types";
 import {
   attachEnvelope,
-  detachEnvelope,
   ENVELOPE_VERSION,
-  judge,
   leafHash,
   merkle,
   nextSequence,
-  rootOf,
-  senderChangedBy,
   type DropReason,
-  type Envelope,
   type EnvelopeCrypto,
   type SenderView,
 } from "./domain/envelope";
+import { createMessageVerifier, type Check } from "./domain/message-verifier";
 import { DEVICE_STATUSES } from "./domain/chain-enums";
 import type { Bus, BusMessage, PublishOptions } from "./ports/bus";
 
@@ -107,8 +104,8 @@ export function chainSenderLookup(provider: JsonRpcProvider, deviceRegistry: str
   };
 }
 
-export type VerifyResult =
-  { ok: true; payload: string; envelope: Envelope; signer: string } | { ok: false; reason: DropReason };
+/** A message believed, or dropped and why (the worker counts a redelivered message as replayed). */
+export type VerifyResult = Check;
 
 export interface Verifier {
   /** Verifies one received message; empty payloads (cleared retained topics) pass unjudged. */
@@ -131,76 +128,36 @@ export interface VerifierOptions {
   now?: () => number;
 }
 
+/**
+ * The worker's verifier: the pipeline of domain/message-verifier.ts with ethers' recovery, every
+ * drop counted by reason, and a redelivered message counted as a replay (the worker never
+ * resubscribes to retained topics, so a message seen twice is someone sending it again).
+ */
 export function createVerifier(options: VerifierOptions): Verifier {
-  const now = options.now ?? Date.now;
-  const maxAgeMs = options.maxAgeMs ?? 60_000;
-  const ttlMs = options.ttlMs ?? 60_000;
-  const senders = new Map<string, { at: number; view: Promise<SenderView | undefined> }>();
-  // Root+signature -> recovered signer: one recovery per batch, bounded.
-  const signers = new Map<string, string>();
-  const lastSeq = new Map<string, number>();
   const dropped: Record<string, number> = {};
   const decoder = new TextDecoder();
-
-  const sender = (d: string) => {
-    const cached = senders.get(d);
-    if (cached && now() - cached.at < ttlMs) return cached.view;
-    const view = options.lookup(d);
-    senders.set(d, { at: now(), view });
-    view.catch(() => senders.delete(d));
-    return view;
-  };
-
-  const drop = (topic: string, reason: DropReason): VerifyResult => {
-    dropped[reason] = (dropped[reason] ?? 0) + 1;
-    options.droppedCounter?.inc({ reason });
-    options.onDrop?.(topic, reason);
-    return { ok: false, reason };
-  };
+  const pipeline = createMessageVerifier({
+    crypto,
+    recover: (root, signature) => verifyMessage(getBytes(root), signature),
+    lookup: options.lookup,
+    now: options.now ?? Date.now,
+    maxAgeMs: options.maxAgeMs,
+    ttlMs: options.ttlMs,
+    redelivery: "replay",
+    onDrop(topic, reason) {
+      dropped[reason] = (dropped[reason] ?? 0) + 1;
+      options.droppedCounter?.inc({ reason });
+      options.onDrop?.(topic, reason);
+    },
+  });
 
   return {
     dropped,
-    forget: (d) => void senders.delete(d),
+    forget: (d) => pipeline.forget(d),
     async verify(topic, raw) {
       const text = typeof raw === "string" ? raw : decoder.decode(raw);
       if (text === "") return { ok: true, payload: "", envelope: undefined as never, signer: "" };
-      const parsed = detachEnvelope(text);
-      if (!parsed.ok) return drop(topic, parsed.reason);
-      const { envelope: e, payload } = parsed;
-      const root = rootOf(leafHash({ topic, d: e.d, n: e.n, t: e.t, r: e.r, payload }, crypto), e.p, crypto);
-      const key = `${root}${e.s}`;
-      let signer = signers.get(key);
-      if (signer === undefined) {
-        try {
-          signer = verifyMessage(getBytes(root), e.s);
-        } catch {
-          return drop(topic, "forged");
-        }
-        if (signers.size >= 10_000) signers.delete(signers.keys().next().value!);
-        signers.set(key, signer);
-      }
-      let view: SenderView | undefined;
-      try {
-        view = await sender(e.d);
-      } catch {
-        // The chain is unreachable: nothing can be believed; the message is dropped, not queued.
-        return drop(topic, "unknown-device");
-      }
-      const seqKey = `${e.d} ${topic}`;
-      const verdict = judge({
-        topic,
-        envelope: e,
-        signer,
-        sender: view,
-        lastSeq: lastSeq.get(seqKey),
-        nowMs: now(),
-        maxAgeMs,
-      });
-      if (!verdict.ok) return drop(topic, verdict.reason!);
-      lastSeq.set(seqKey, e.n);
-      const changed = senderChangedBy(topic, payload);
-      if (changed !== undefined) senders.delete(changed);
-      return { ok: true, payload, envelope: e, signer };
+      return pipeline.verify(topic, text);
     },
   };
 }

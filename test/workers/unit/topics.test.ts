@@ -13,6 +13,7 @@ import {
   initialDerived,
   restoreDerived,
   rollback,
+  withoutSettled,
   type DerivedState,
 } from "../../../workers/src";
 import {
@@ -86,13 +87,13 @@ const created = (deploymentId: number, block: number) =>
     { deploymentId, appId: 1, version: 1, replicas: 2, generation: 1, requiredLabels: ["zone=a"], spec },
     block,
   );
-const claimed = (placementId: string, deviceId: number, block: number) =>
+const claimed = (placementId: string, deviceId: number, block: number, deploymentId = 1) =>
   event(
     "PlacementRegistry",
     "PlacementClaimed",
     {
       placementId,
-      deploymentId: 1,
+      deploymentId,
       deviceId,
       appId: 1,
       version: 1,
@@ -500,7 +501,23 @@ describe("desired state: advance and rollback", function () {
     ]);
     expect(d.baseBlock).to.equal(8);
     expect(d.journal.map((e) => e.blockNumber)).to.deep.equal([9, 10, 11, 12]);
-    expect(d.state).to.deep.equal(applyEvents(emptyDesiredState(), history).state);
+    // What is live: placement 2 failed at block 7, below the window, and left the state.
+    const full = applyEvents(emptyDesiredState(), history).state;
+    expect(d.state).to.deep.equal(withoutSettled(full, d.baseBlock));
+    expect(Object.keys(d.state.placements)).to.deep.equal(["1", "3"]);
+    expect(full.placements["2"].state).to.equal("Failed");
+    expect(d.base).to.deep.equal(withoutSettled(applyEvents(emptyDesiredState(), upTo(8)).state, 8));
+  });
+
+  it("publishes the final value of an entity that ends and settles in one batch", function () {
+    // One batch over more blocks than the window: placement 2 fails at 7 and is below the floor (8).
+    const r = advance(initialDerived(0), history, 12, WINDOW);
+    expect(r.derived.state.placements["2"]).to.equal(undefined);
+    expect(r.changed).to.deep.include({ kind: "placement", id: "2" });
+    const message = stateMessages(CHAIN, r.values, r.changed).find((m) =>
+      m.topic.endsWith("/placements/2/state"),
+    );
+    expect(JSON.parse(message!.payload).state).to.equal("Failed");
   });
 
   it("ignores a re-delivered batch", function () {
@@ -518,7 +535,9 @@ describe("desired state: advance and rollback", function () {
       ]);
       const r = rollback(d, ancestor);
       expect(r.derived.block).to.equal(ancestor);
-      expect(r.derived.state).to.deep.equal(applyEvents(emptyDesiredState(), upTo(ancestor)).state);
+      expect(r.derived.state).to.deep.equal(
+        withoutSettled(applyEvents(emptyDesiredState(), upTo(ancestor)).state, d.baseBlock),
+      );
       expect(r.removed.map((e) => e.blockNumber)).to.deep.equal(
         history.filter((e) => e.blockNumber > ancestor).map((e) => e.blockNumber),
       );
@@ -528,7 +547,9 @@ describe("desired state: advance and rollback", function () {
         placementEvent("PlacementFailed", "3", ancestor + 1, { code: 7, previousState: 2 }),
       ];
       const after = advance(r.derived, fork.slice(-1), ancestor + 1, WINDOW).derived;
-      expect(after.state).to.deep.equal(applyEvents(emptyDesiredState(), fork).state);
+      expect(after.state).to.deep.equal(
+        withoutSettled(applyEvents(emptyDesiredState(), fork).state, after.baseBlock),
+      );
     });
   }
 
@@ -556,5 +577,141 @@ describe("desired state: advance and rollback", function () {
     const { state: _state, ...persisted } = d;
     const restored = restoreDerived(JSON.parse(JSON.stringify(persisted)));
     expect(restored).to.deep.equal(JSON.parse(JSON.stringify(d)));
+  });
+});
+
+describe("desired state: settled entities leave it", function () {
+  const WINDOW = 8;
+  const pid = (deploymentId: number) => ((BigInt(deploymentId) << 32n) | 1n).toString();
+  const placement = (
+    name: string,
+    deploymentId: number,
+    block: number,
+    extra: Record<string, JsonValue> = {},
+  ) =>
+    event(
+      "PlacementRegistry",
+      name,
+      { placementId: pid(deploymentId), deploymentId, deviceId: 1, ...extra },
+      block,
+    );
+  const stopped = (deploymentId: number, block: number) =>
+    event("AppRegistry", "DeploymentStopped", { deploymentId, generation: 2 }, block);
+  const claimedOf = (deploymentId: number, block: number) =>
+    claimed(pid(deploymentId), 1, block, deploymentId);
+  /**
+   * What the soak does, one event a block: a deployment created, claimed and confirmed, then
+   * stopped and its placement released; deployment 1 stays running the whole time.
+   */
+  function cycles(count: number): ChainEvent[] {
+    const out: ChainEvent[] = [
+      enrolled(1, 1),
+      created(1, 2),
+      claimedOf(1, 3),
+      placement("PlacementConfirmed", 1, 4),
+    ];
+    let block = 5;
+    for (let d = 2; d < count + 2; d++) {
+      out.push(created(d, block++), claimedOf(d, block++), placement("PlacementConfirmed", d, block++));
+      out.push(stopped(d, block++));
+      out.push(
+        placement("PlacementReleased", d, block++, { reason: 5, releasedBy: OWNER, previousState: 6 }),
+      );
+    }
+    return out;
+  }
+  function follow(events: readonly ChainEvent[], batchBlocks: number): DerivedState {
+    let d = initialDerived(0);
+    const last = events.at(-1)!.blockNumber;
+    for (let to = batchBlocks; to < last + batchBlocks; to += batchBlocks) {
+      const end = Math.min(to, last);
+      d = advance(
+        d,
+        events.filter((e) => e.blockNumber > end - batchBlocks && e.blockNumber <= end),
+        end,
+        WINDOW,
+      ).derived;
+    }
+    return d;
+  }
+  const sizes = (d: DerivedState) => ({
+    placements: Object.keys(d.state.placements).length,
+    deployments: Object.keys(d.state.deployments).length,
+    basePlacements: Object.keys(d.base.placements).length,
+    baseDeployments: Object.keys(d.base.deployments).length,
+  });
+
+  it("stays the size of what is live after many create/stop cycles", function () {
+    const few = follow(cycles(10), 3);
+    const many = follow(cycles(1_000), 3);
+    // Deployment 1 and its placement, plus at most the cycles inside the window (5 blocks each).
+    for (const d of [few, many]) {
+      expect(sizes(d).placements).to.be.at.most(1 + Math.ceil(WINDOW / 5) + 1);
+      expect(sizes(d).deployments).to.be.at.most(1 + Math.ceil(WINDOW / 5) + 1);
+      expect(d.journal.length).to.be.at.most(WINDOW);
+    }
+    expect(sizes(many)).to.deep.equal(sizes(few));
+    const persisted = (d: DerivedState) => JSON.stringify({ ...d, state: undefined }).length;
+    expect(persisted(many)).to.be.below(persisted(few) * 1.1);
+    expect(many.state.deployments["1"].active).to.equal(true);
+    expect(many.state.placements[pid(1)].state).to.equal("Running");
+  });
+
+  it("matches a full re-derivation of what is live, whatever the batch size", function () {
+    const events = cycles(40);
+    const full = applyEvents(emptyDesiredState(), events).state;
+    for (const batch of [1, 2, 7, 50, 1_000]) {
+      const d = follow(events, batch);
+      expect(d.state, `batches of ${batch} blocks`).to.deep.equal(withoutSettled(full, d.baseBlock));
+      expect(restoreDerived(JSON.parse(JSON.stringify({ ...d, state: undefined }))).state).to.deep.equal(
+        d.state,
+      );
+    }
+  });
+
+  it("keeps a stopped deployment while a placement of it is left, and drops it with the last one", function () {
+    const events = [enrolled(1, 1), created(2, 2), claimedOf(2, 3), stopped(2, 4)];
+    const d = advance(initialDerived(0), events, 4 + WINDOW, WINDOW).derived;
+    expect(d.baseBlock).to.equal(4);
+    expect(d.state.deployments["2"].active).to.equal(false);
+    expect(d.state.placements[pid(2)].state).to.equal("Claimed");
+    const releasedAt = d.block + 1;
+    const released = placement("PlacementReleased", 2, releasedAt, {
+      reason: 5,
+      releasedBy: OWNER,
+      previousState: 1,
+    });
+    const inside = advance(d, [released], releasedAt, WINDOW).derived;
+    expect(inside.state.placements[pid(2)].state).to.equal("Released");
+    const later = advance(inside, [], releasedAt + WINDOW, WINDOW).derived;
+    expect(later.state.deployments["2"]).to.equal(undefined);
+    expect(later.state.placements[pid(2)]).to.equal(undefined);
+    expect(later.base).to.deep.equal(later.state);
+    expect(later.state.devices["1"]).to.not.equal(undefined);
+  });
+
+  it("rolls back a stop and a release inside the window after many cycles", function () {
+    const events = cycles(200);
+    const d = follow(events, 4);
+    const last = events.at(-1)!.blockNumber;
+    // The last cycle's stop (last - 1) and release (last) are inside the window: undo both.
+    const ancestor = last - 2;
+    const r = rollback(d, ancestor);
+    const deploymentId = 201;
+    expect(r.derived.state.deployments[String(deploymentId)].active).to.equal(true);
+    expect(r.derived.state.placements[pid(deploymentId)].state).to.equal("Running");
+    expect(r.changed).to.deep.equal([
+      { kind: "deployment", id: String(deploymentId) },
+      { kind: "placement", id: pid(deploymentId) },
+    ]);
+    const upTo = events.filter((e) => e.blockNumber <= ancestor);
+    expect(r.derived.state).to.deep.equal(
+      withoutSettled(applyEvents(emptyDesiredState(), upTo).state, d.baseBlock),
+    );
+    // A different fork from there: the placement fails instead; it settles once below the window.
+    const failed = placement("PlacementFailed", deploymentId, ancestor + 1, { code: 3, previousState: 2 });
+    const after = advance(r.derived, [failed], ancestor + 1 + WINDOW, WINDOW).derived;
+    expect(after.state.placements[pid(deploymentId)]).to.equal(undefined);
+    expect(after.state.deployments[String(deploymentId)].active).to.equal(true);
   });
 });

@@ -25,6 +25,10 @@ import {
   type Registry,
   type TxResult,
 } from "../ports/registry";
+import { setBounded } from "../lib/bounded";
+
+/** App versions read and kept (immutable; a long-lived worker would otherwise keep every one). */
+const VERSION_CACHE_SIZE = 1_000;
 
 // The port's error (workers/src/ports/registry.ts), re-exported for this adapter's users.
 export { RegistryError };
@@ -317,7 +321,7 @@ export function createEthersRegistry({
               imageCids: [...raw.imageCids],
               band: band(raw.band),
             };
-            versions.set(key, v);
+            setBounded(versions, key, v, VERSION_CACHE_SIZE);
           }
           const index = v.platforms.indexOf(platform);
           return {

@@ -3,7 +3,9 @@
  *
  * `applyEvents` is the reducer. `DerivedState` adds what reorgs need: the state at a base block
  * below the reorg window plus a journal of the events since, so a rollback to any block inside
- * the window is "base + journal up to that block" with no chain access. No I/O, no clock.
+ * the window is "base + journal up to that block" with no chain access. What is settled below the
+ * window (ended placements, stopped deployments without placements) leaves the derived state, so it
+ * stays the size of what is live however long the chain runs. No I/O, no clock.
  */
 import { chainBandOf, type ChainResourceBand } from "./band";
 import { placementTransition, type DeploymentRef, type PlacementRef } from "./placement";
@@ -306,15 +308,49 @@ export function allEntities(state: DesiredState): EntityRef[] {
 // ---------------------------------------------------------------------------------------------------
 // Reorg-aware derivation
 
+/** Placement states no event leaves: the contract emits nothing more about such a placement. */
+const ENDED_PLACEMENT_STATES: readonly PlacementStateName[] = ["Released", "Failed", "Expired"];
+
+/**
+ * The state without what is settled at `block`: placements that ended, and stopped deployments none
+ * of whose placements is left, last changed at or below `block`. The chain emits nothing more about
+ * them (a stopped deployment takes no claims, an ended placement no transitions), so dropping them
+ * changes no later derivation, and once `block` is below the reorg window no reorg the source
+ * reports can revive them. Their retained MQTT state is not cleared: it keeps their final value.
+ * Returns `state` itself when nothing is settled.
+ */
+export function withoutSettled(state: DesiredState, block: number): DesiredState {
+  const placements = Object.entries(state.placements).filter(
+    ([, p]) => ENDED_PLACEMENT_STATES.includes(p.state) && p.updated.blockNumber <= block,
+  );
+  const ended = new Set(placements.map(([id]) => id));
+  const withPlacements = new Set<number>();
+  for (const [id, p] of Object.entries(state.placements))
+    if (!ended.has(id)) withPlacements.add(p.deploymentId);
+  const deployments = Object.entries(state.deployments).filter(
+    ([, d]) => !d.active && d.updated.blockNumber <= block && !withPlacements.has(d.deploymentId),
+  );
+  if (placements.length === 0 && deployments.length === 0) return state;
+  const next: DesiredState = {
+    ...state,
+    placements: { ...state.placements },
+    deployments: { ...state.deployments },
+  };
+  for (const [id] of placements) delete next.placements[id];
+  for (const [id] of deployments) delete next.deployments[id];
+  return next;
+}
+
 export interface DerivedState {
   /** Last block whose events are in `state`. */
   block: number;
   /** Last block folded into `base`; at most `block - window`, so every reorg the source reports is above it. */
   baseBlock: number;
+  /** The state as of baseBlock, without what is settled there (see withoutSettled). */
   base: DesiredState;
   /** Events of the blocks after baseBlock, in chain order. */
   journal: ChainEvent[];
-  /** base + journal, kept to avoid replaying on every read. */
+  /** base + journal, kept to avoid replaying on every read; settled entities dropped as from base. */
   state: DesiredState;
 }
 
@@ -331,18 +367,21 @@ export function restoreDerived(saved: Omit<DerivedState, "state">): DerivedState
 
 /**
  * Adds the events of the blocks up to `toBlock` (only those after `derived.block` count, so a
- * re-delivered batch is harmless) and folds journal entries at or below `toBlock - window` into
- * the base.
+ * re-delivered batch is harmless), folds journal entries at or below `toBlock - window` into the
+ * base and drops from base and state what is settled at that floor. `values` is the state right
+ * after the events, before anything left it: read the values of `changed` from it, since a batch
+ * that spans more than the window may end an entity and settle it at once.
  */
 export function advance(
   derived: DerivedState,
   events: readonly ChainEvent[],
   toBlock: number,
   window: number,
-): { derived: DerivedState; changed: EntityRef[]; applied: ChainEvent[] } {
-  if (toBlock <= derived.block) return { derived, changed: [], applied: [] };
+): { derived: DerivedState; changed: EntityRef[]; applied: ChainEvent[]; values: DesiredState } {
+  if (toBlock <= derived.block) return { derived, changed: [], applied: [], values: derived.state };
   const applied = events.filter((e) => e.blockNumber > derived.block);
-  const { state, changed } = applyEvents(derived.state, applied);
+  const { state: values, changed } = applyEvents(derived.state, applied);
+  let state = values;
   let journal = derived.journal.concat(applied);
   let base = derived.base;
   let baseBlock = derived.baseBlock;
@@ -351,10 +390,14 @@ export function advance(
     const cut = journal.findIndex((e) => e.blockNumber > floor);
     const folded = cut < 0 ? journal : journal.slice(0, cut);
     if (folded.length > 0) base = applyEvents(base, folded).state;
+    // Both, at the same floor: an entity settled there was last changed in `base`, so `state`
+    // holds the same value, and state stays base + journal.
+    base = withoutSettled(base, floor);
+    state = withoutSettled(state, floor);
     journal = cut < 0 ? [] : journal.slice(cut);
     baseBlock = floor;
   }
-  return { derived: { block: toBlock, baseBlock, base, journal, state }, changed, applied };
+  return { derived: { block: toBlock, baseBlock, base, journal, state }, changed, applied, values };
 }
 
 /**

@@ -1,0 +1,165 @@
+/**
+ * The check of one received message (docs/mqtt.md "Signed messages"): the envelope read, the Merkle
+ * root rebuilt from the message and its proof, the root's signer recovered (once per batch), the
+ * device's operator read from the chain (cached), then the rules of `judge`. One pipeline for the
+ * worker's signed bus (workers/src/signed-bus.ts) and the console (console/src/verify.ts), pure so
+ * the console bundles it: hashing, signer recovery, the chain lookup and the clock are injected.
+ *
+ * What differs between the two is a parameter: how the very message already believed on a topic,
+ * delivered again, is answered (`redelivery`), and what a drop or a believed message is counted
+ * against (`onDrop`, `onVerified`).
+ */
+import {
+  detachEnvelope,
+  judge,
+  leafHash,
+  ownerOfTopic,
+  rootOf,
+  senderChangedBy,
+  type DropReason,
+  type Envelope,
+  type EnvelopeCrypto,
+  type SenderView,
+} from "./envelope";
+
+export interface MessageVerifierDeps {
+  crypto: EnvelopeCrypto;
+  /** EIP-191 recovery of the 32-byte root's signer (ethers' verifyMessage); throws on a bad signature. */
+  recover(root: string, signature: string): string;
+  /** DeviceRegistry.device(id): operator and whether Active, undefined when not enrolled. */
+  lookup(deviceId: string): Promise<SenderView | undefined>;
+  now(): number;
+  /** An event (r=0) sealed further than this from now is stale (default 60 s). */
+  maxAgeMs?: number;
+  /** How long a device's operator is cached when nothing says it changed (default 60 s). */
+  ttlMs?: number;
+  /**
+   * The message last believed on its topic (same sequence number and signature), delivered again:
+   * "quiet" answers `duplicate`, counted nowhere (a retained message on a resubscribe: the console);
+   * "replay" judges it like any other, so it is dropped and counted as replayed (the worker).
+   */
+  redelivery: "quiet" | "replay";
+  /**
+   * Each drop. `device` is the device the message is about: the one its topic names, else the
+   * sender its envelope names, else (an unreadable message on a topic of no device) undefined.
+   */
+  onDrop?(topic: string, reason: DropReason, device: string | undefined): void;
+  /** Each believed message, with the device it is about (as for onDrop) and its signer. */
+  onVerified?(device: string, signer: string): void;
+}
+
+export type Check =
+  | { ok: true; payload: string; envelope: Envelope; signer: string }
+  /** The very message already believed, delivered again (only with redelivery "quiet"). */
+  | { ok: false; reason: "duplicate" }
+  | { ok: false; reason: DropReason };
+
+export interface MessageVerifier {
+  /** Checks one message; call in arrival order, one at a time (sequence numbers are per order). */
+  verify(topic: string, text: string): Promise<Check>;
+  /** The chain says device `id` is now `view`: a cached view that differs is replaced. */
+  observe(deviceId: string, view: SenderView | undefined): void;
+  /** Forgets a device's cached view (its operator or status changed). */
+  forget(deviceId: string): void;
+}
+
+/** Recovered signers kept (one per batch seen), and devices whose view is cached: bounded. */
+const MAX_SIGNERS = 10_000;
+const MAX_SENDERS = 10_000;
+
+export function createMessageVerifier(deps: MessageVerifierDeps): MessageVerifier {
+  const maxAgeMs = deps.maxAgeMs ?? 60_000;
+  const ttlMs = deps.ttlMs ?? 60_000;
+  type Sender = { at: number; view: Promise<SenderView | undefined>; known?: SenderView };
+  const senders = new Map<string, Sender>();
+  // Root+signature -> recovered signer: one recovery per batch.
+  const signers = new Map<string, string>();
+  // Per sender and topic: the last believed sequence number and its signature (to tell a retained
+  // message delivered again from a replay).
+  const last = new Map<string, { n: number; s: string }>();
+
+  // The envelope's device id is the sender's word: cap the cache so made-up ids cannot grow it.
+  const cacheSender = (d: string, entry: Sender) => {
+    senders.delete(d);
+    if (senders.size >= MAX_SENDERS) senders.delete(senders.keys().next().value!);
+    senders.set(d, entry);
+  };
+  const sender = (d: string) => {
+    const cached = senders.get(d);
+    if (cached && deps.now() - cached.at < ttlMs) return cached.view;
+    const entry: Sender = { at: deps.now(), view: deps.lookup(d) };
+    entry.view.then(
+      (v) => (entry.known = v),
+      () => senders.get(d) === entry && senders.delete(d),
+    );
+    cacheSender(d, entry);
+    return entry.view;
+  };
+  const drop = (topic: string, reason: DropReason, device: string | undefined): Check => {
+    deps.onDrop?.(topic, reason, device);
+    return { ok: false, reason };
+  };
+
+  return {
+    forget: (d) => void senders.delete(d),
+    observe(d, view) {
+      const cached = senders.get(d);
+      if (cached?.known === undefined) return;
+      const same =
+        view !== undefined &&
+        cached.known.operator.toLowerCase() === view.operator.toLowerCase() &&
+        cached.known.active === view.active;
+      if (!same) cacheSender(d, { at: deps.now(), view: Promise.resolve(view), known: view });
+    },
+    async verify(topic, text) {
+      // A device topic names its device even when the message cannot be read: count it there.
+      const owner = ownerOfTopic(topic);
+      const parsed = detachEnvelope(text);
+      if (!parsed.ok) return drop(topic, parsed.reason, owner);
+      const { envelope: e, payload } = parsed;
+      const device = owner ?? e.d;
+      const root = rootOf(
+        leafHash({ topic, d: e.d, n: e.n, t: e.t, r: e.r, payload }, deps.crypto),
+        e.p,
+        deps.crypto,
+      );
+      const key = `${root}${e.s}`;
+      let signer = signers.get(key);
+      if (signer === undefined) {
+        try {
+          signer = deps.recover(root, e.s);
+        } catch {
+          return drop(topic, "forged", device);
+        }
+        if (signers.size >= MAX_SIGNERS) signers.delete(signers.keys().next().value!);
+        signers.set(key, signer);
+      }
+      let view: SenderView | undefined;
+      try {
+        view = await sender(e.d);
+      } catch {
+        // The chain cannot be read: nothing is believed while it cannot be checked (dropped, not queued).
+        return drop(topic, "unknown-device", device);
+      }
+      const seqKey = `${e.d} ${topic}`;
+      const previous = last.get(seqKey);
+      if (deps.redelivery === "quiet" && previous !== undefined && previous.n === e.n && previous.s === e.s)
+        return { ok: false, reason: "duplicate" };
+      const verdict = judge({
+        topic,
+        envelope: e,
+        signer,
+        sender: view,
+        lastSeq: previous?.n,
+        nowMs: deps.now(),
+        maxAgeMs,
+      });
+      if (!verdict.ok) return drop(topic, verdict.reason!, device);
+      last.set(seqKey, { n: e.n, s: e.s });
+      deps.onVerified?.(device, signer);
+      const changed = senderChangedBy(topic, payload);
+      if (changed !== undefined) senders.delete(changed);
+      return { ok: true, payload, envelope: e, signer };
+    },
+  };
+}
