@@ -46,6 +46,12 @@ task("placement:history", "Prints the placement timeline rebuilt from chain even
       }
     }
 
+    if (args.fromBlock !== undefined) {
+      // ethers reads a negative block as "that many before the head": refuse it rather than guess.
+      const head = await hre.ethers.provider.getBlockNumber();
+      if (args.fromBlock < 0 || args.fromBlock > head)
+        fail(`--from-block ${args.fromBlock}: give a block from 0 to the chain's head, ${head}`);
+    }
     const fromBlock = args.fromBlock ?? ctx.deployment.contracts.PlacementRegistry.blockNumber;
     const logs = (
       await Promise.all(
