@@ -11,6 +11,8 @@ import {
   canonicalManifestBytes,
   createKuboContentStore,
   exportImage,
+  imagePlatformMatches,
+  inspectImageTar,
   labelsProblem,
   bandToChain,
   isRetryable,
@@ -72,6 +74,21 @@ async function loadManifest(file: string): Promise<{ manifest: Manifest; dir: st
       const tar = path.resolve(dir, source.tar);
       if (!existsSync(tar) || !statSync(tar).isFile()) {
         fail(`${file}: images.${platform}.tar: "${source.tar}" is not a file (resolved to ${tar})`);
+      }
+      // The worker refuses such a tar after fetching it (workers/src/delivery.ts); refuse it here,
+      // before anything is added to IPFS or sent to the chain.
+      const { images } = await orFail(`reading images.${platform}.tar "${source.tar}"`, () =>
+        inspectImageTar(tar),
+      );
+      if (images.length !== 1) {
+        fail(
+          `${file}: images.${platform}.tar: "${source.tar}" holds ${images.length} images; a Shoal image tar holds exactly one (docker save one image)`,
+        );
+      }
+      if (!imagePlatformMatches(platform, images[0].platform)) {
+        fail(
+          `${file}: images.${platform}.tar: "${source.tar}" is built for ${images[0].platform || "no platform"}, not ${platform}; list it under ${images[0].platform || "its platform"} or build it for ${platform}`,
+        );
       }
     }
   }

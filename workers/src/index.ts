@@ -200,6 +200,10 @@ export const splitPlatform: typeof DockerImagesModule.splitPlatform = (...args) 
   load.dockerImages().splitPlatform(...args);
 export const exportImage: typeof DockerImagesModule.exportImage = (...args) =>
   load.dockerImages().exportImage(...args);
+export const inspectImageTar: typeof DockerImagesModule.inspectImageTar = (...args) =>
+  load.dockerImages().inspectImageTar(...args);
+export const imagePlatformMatches: typeof DockerImagesModule.imagePlatformMatches = (...args) =>
+  load.dockerImages().imagePlatformMatches(...args);
 export declare const ImageExportError: typeof DockerImagesModule.ImageExportError;
 export type ImageExportError = DockerImagesModule.ImageExportError;
 lazyValue("ImageExportError", () => load.dockerImages().ImageExportError);

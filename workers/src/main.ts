@@ -248,9 +248,12 @@ async function buildParts(config: WorkerConfig, conn: Connection, metrics: Worke
         metrics: createCgroupMetricsSource({ cgroupParent: cgroup.cgroupParent }),
         bandOf: bandLookup(registry, platform),
         evict: async (placementId) => {
-          // Give the replica back (Failed: Evicted) so a device with room claims it, then free ours.
-          await registry.fail(placementId, "Evicted");
-          metrics.chainTransactions.inc({ method: "fail", result: "ok" });
+          // Give the replica back so that a device with room claims it, then free ours. A release,
+          // not a failure: the device kept its enrolled capacity and the app its band; the working
+          // sets outgrew the reservations, which is nobody's fault, so it must not cost the device
+          // reputation (docs/worker.md, "Eviction"). The decision on MQTT says why.
+          await registry.release(placementId);
+          metrics.chainTransactions.inc({ method: "release", result: "ok" });
           reconciler.markDirty("evicted");
         },
         bus,

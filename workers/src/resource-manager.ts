@@ -85,8 +85,9 @@ export interface ResourceManagerDeps {
    */
   bandOf: (container: ActualContainer) => ResourceBand | undefined;
   /**
-   * Gives a placement up: the worker releases it on chain with reason Evicted (so another device
-   * can claim it) and removes its container. The manager stops managing it at once.
+   * Gives a placement up: the worker releases it on chain (a release, not a failure: see
+   * docs/worker.md, "Eviction") so another device can claim it, and removes its container. The
+   * manager stops managing it at once.
    */
   evict: (placementId: string, reason: "Evicted", options: { signal?: AbortSignal }) => Promise<void>;
   bus?: Pick<Bus, "publish">;

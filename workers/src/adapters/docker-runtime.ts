@@ -439,7 +439,12 @@ function toActual(info: Docker.ContainerInspectInfo): ActualContainer {
     version: labels[SHOAL_LABELS.version] ?? "",
     specHash: labels[SHOAL_LABELS.specHash] ?? "",
     state: STATES.includes(status) ? status : "unknown",
-    exitCode: never(info.State.FinishedAt) === undefined ? undefined : info.State.ExitCode,
+    // A start the engine refused (the command does not exist, say) leaves the container "created"
+    // with the attempt's exit code (127, 126) and no finish time: an exit all the same.
+    exitCode:
+      never(info.State.FinishedAt) !== undefined || (status === "created" && info.State.ExitCode !== 0)
+        ? info.State.ExitCode
+        : undefined,
     oomKilled: info.State.OOMKilled,
     createdAt: never(info.Created),
     startedAt: never(info.State.StartedAt),

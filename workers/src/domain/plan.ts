@@ -14,7 +14,9 @@ import type { ContainerSpec, ResourceLimits } from "./container-spec";
  * - spec hash differs: recreate (stop, remove, then start: never two instances at once);
  * - state unknown (or removing), dead, restarting or paused: recreate (stop before starting again);
  * - running: keep;
- * - created (never started, e.g. the worker died between create and start): restart;
+ * - created (never started, e.g. the worker died between create and start): restart; created
+ *   with a non-zero exit code (the engine refused to start it): StartFailed under restartPolicy
+ *   never, else restart;
  * - exited: by the restart policy and the exit, see `exitedAction`;
  * - container without a desired placement: stop (and remove).
  * Stop actions come first in the result, so a sequential applier never runs two instances.
@@ -35,7 +37,7 @@ export interface ActualContainer {
   version: string;
   specHash: string;
   state: ContainerState;
-  /** Exit code of the last run; undefined while it has never exited. */
+  /** Exit code of the last run, or of a start the engine refused; undefined while it has never exited. */
   exitCode: number | undefined;
   oomKilled: boolean;
   /** ISO times from the runtime; undefined when never started / never finished. */
@@ -63,7 +65,7 @@ export type PlanAction =
   | { type: "start"; placementId: string; spec: ContainerSpec; specHash: string }
   /** Running with the desired spec. */
   | { type: "keep"; placementId: string; containerId: string }
-  /** Start the existing container again (same spec); `exitCode` is undefined for a created one. */
+  /** Start the existing container again (same spec); `exitCode` is undefined for a created one never tried. */
   | {
       type: "restart";
       placementId: string;
@@ -174,6 +176,8 @@ function placementAction(placement: DesiredPlacement, container: ActualContainer
     case "running":
       return { type: "keep", placementId, containerId: container.id };
     case "created":
+      if (container.exitCode !== undefined && container.exitCode !== 0)
+        return refusedAction(placementId, container, want.spec);
       return {
         type: "restart",
         placementId,
@@ -225,6 +229,18 @@ function exitedAction(placementId: string, container: ActualContainer, spec: Con
     code: "StartFailed",
     reason: `exited with ${exitCode}; restartPolicy never`,
   };
+}
+
+/**
+ * A created container with a non-zero exit code: the engine refused to start it (its command does
+ * not exist or is not executable: 127, 126). Under restartPolicy never that is the app failing to
+ * start; otherwise it is started again, each failed attempt backing off in the reconciler.
+ */
+function refusedAction(placementId: string, container: ActualContainer, spec: ContainerSpec): PlanAction {
+  const reason = `the engine could not start it (exit ${container.exitCode}); restartPolicy ${spec.restartPolicy}`;
+  if (spec.restartPolicy === "never")
+    return { type: "report-failure", placementId, containerId: container.id, code: "StartFailed", reason };
+  return { type: "restart", placementId, containerId: container.id, exitCode: container.exitCode, reason };
 }
 
 /** The container to keep among those of one placement. */
