@@ -125,7 +125,7 @@ describe("ResourceLog", () => {
       expect((await resourceLog.head(2)).nextSeq).to.equal(1n);
     });
 
-    it("test_anchor_gasWithinTarget", async () => {
+    it("test_gas_anchorWithinTarget", async () => {
       const { resourceLog, operator } = await loadFixture(deviceFixture);
       const log = resourceLog.connect(operator);
       const gas = async (epoch: number, firstSeq: number) =>
