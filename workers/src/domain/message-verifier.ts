@@ -63,8 +63,13 @@ export interface MessageVerifier {
   forget(deviceId: string): void;
 }
 
-/** Recovered signers kept (one per batch seen), and devices whose view is cached: bounded. */
-const MAX_SIGNERS = 10_000;
+/**
+ * Recovered signers kept (one per batch seen), and devices whose view is cached: bounded. A batch's
+ * messages arrive together, so a few hundred recent batches save every recovery that can be saved;
+ * 10,000 made a worker's cache grow for hours (its own bridge seals ~2,500 batches an hour under
+ * the soak's load: bench/results/soak.md). A miss costs one recovery, never a wrong verdict.
+ */
+const MAX_SIGNERS = 256;
 const MAX_SENDERS = 10_000;
 
 export function createMessageVerifier(deps: MessageVerifierDeps): MessageVerifier {
