@@ -4,8 +4,8 @@ import tseslint from "typescript-eslint";
 import mocha from "eslint-plugin-mocha";
 
 // Layers of the worker (docs/architecture.md): domain (pure) <- ports <- services and adapters <- main
-// (wiring only). `lib/` holds the supervision primitive, crash-safe JSON files and bounded collections,
-// for services and adapters alike. `errors.ts` is the one base error, importable from every layer. Each rule names
+// (wiring only). `lib/` holds the supervision primitive and crash-safe JSON files,
+// for services and adapters alike (bounded collections are pure: domain/bounded.ts). `errors.ts` is the one base error, importable from every layer. Each rule names
 // the imports a folder must not make; a new arrow the wrong way fails `npm run lint`.
 const LIBRARY_CLIENTS = ["ethers", "mqtt", "dockerode", "kubo-rpc-client", "pino", "prom-client"];
 const IO_MODULES = ["fs", "fs/promises", "child_process", "net", "http", "https", "dgram", "os"].flatMap(

@@ -6,7 +6,7 @@
  */
 import type { Logger } from "pino";
 import { decodePlacementId, isLivePlacement } from "./domain/placement";
-import { IdRanges } from "./lib/bounded";
+import { IdRanges } from "./domain/bounded";
 import { sleepOrThrow } from "./lib/supervise";
 import { claimDelayMs, fit, type ClaimDelayOptions } from "./domain/scoring";
 import type { ChainEvent } from "./ports/chain-source";

@@ -9,6 +9,7 @@
 
 // ---- domain (pure)
 export * from "./domain/band";
+export * from "./domain/bounded";
 export * from "./domain/chain-enums";
 export * from "./domain/chain-event";
 export * from "./domain/container-spec";
@@ -39,7 +40,6 @@ export * from "./ports/resource-anchor";
 export * from "./ports/runtime";
 
 // ---- lib (small, pure of library clients)
-export * from "./lib/bounded";
 export * from "./lib/json-file";
 export * from "./lib/supervise";
 

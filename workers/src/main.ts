@@ -39,7 +39,7 @@ import { bandFromChain, type ResourceBand } from "./domain/band";
 import { parseDeploymentRecord, type DeploymentRecord } from "./domain/deployment-record";
 import type { Platform } from "./domain/manifest";
 import { ShoalError } from "./errors";
-import { setBounded } from "./lib/bounded";
+import { setBounded } from "./domain/bounded";
 import { loop, onAbort, retry, superviseAll } from "./lib/supervise";
 import { createWorkerMetrics, serveMetrics, type WorkerMetrics } from "./metrics";
 import type { ChainEvent } from "./ports/chain-source";

@@ -278,8 +278,8 @@ export function createResourceManager(deps: ResourceManagerDeps): ResourceManage
   }
 
   /**
-   * Applies the controller's changes (`docker update`) and evictions, then logs, counts and
-   * publishes the decisions that took effect. A container whose CPU changed starts a new sample
+   * Applies the controller's changes (`docker update`), logs, counts and publishes the decisions
+   * that took effect (an eviction's always), then carries out the evictions. A container whose CPU changed starts a new sample
    * window: samples under the old quota say nothing about the new one.
    */
   async function apply(
@@ -308,20 +308,6 @@ export function createResourceManager(deps: ResourceManagerDeps): ResourceManage
           { err: error, placementId: change.placementId, from: change.from, to: change.to },
           "docker update failed; the next period asks again",
         );
-      }
-    }
-
-    for (const e of out.evictions) {
-      evicted.add(e.placementId);
-      tracked.delete(e.containerId);
-      log.warn(
-        { placementId: e.placementId, resource: e.resource },
-        "evicting placement: device over capacity",
-      );
-      try {
-        await deps.evict(e.placementId, "Evicted", { signal });
-      } catch (error) {
-        log.error({ err: error, placementId: e.placementId }, "eviction failed; the worker retries it");
       }
     }
 
@@ -356,6 +342,21 @@ export function createResourceManager(deps: ResourceManagerDeps): ResourceManage
       }
     }
     await Promise.all(decisions.map((d) => publish(resourcesTopic, decisionRecordJson(d), 1, signal)));
+
+    // Evictions last: their decisions are logged and heard before the release goes to the chain.
+    for (const e of out.evictions) {
+      evicted.add(e.placementId);
+      tracked.delete(e.containerId);
+      log.warn(
+        { placementId: e.placementId, resource: e.resource },
+        "evicting placement: device over capacity",
+      );
+      try {
+        await deps.evict(e.placementId, "Evicted", { signal });
+      } catch (error) {
+        log.error({ err: error, placementId: e.placementId }, "eviction failed; the worker retries it");
+      }
+    }
     return { decisions, failed };
   }
 

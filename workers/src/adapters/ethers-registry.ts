@@ -26,7 +26,7 @@ import {
   type Registry,
   type TxResult,
 } from "../ports/registry";
-import { setBounded } from "../lib/bounded";
+import { setBounded } from "../domain/bounded";
 
 /** App versions read and kept (immutable; a long-lived worker would otherwise keep every one). */
 const VERSION_CACHE_SIZE = 1_000;

@@ -9,6 +9,7 @@
  * delivered again, is answered (`redelivery`), and what a drop or a believed message is counted
  * against (`onDrop`, `onVerified`).
  */
+import { setBounded } from "./bounded";
 import {
   detachEnvelope,
   judge,
@@ -84,11 +85,7 @@ export function createMessageVerifier(deps: MessageVerifierDeps): MessageVerifie
   const last = new Map<string, { n: number; s: string }>();
 
   // The envelope's device id is the sender's word: cap the cache so made-up ids cannot grow it.
-  const cacheSender = (d: string, entry: Sender) => {
-    senders.delete(d);
-    if (senders.size >= MAX_SENDERS) senders.delete(senders.keys().next().value!);
-    senders.set(d, entry);
-  };
+  const cacheSender = (d: string, entry: Sender) => setBounded(senders, d, entry, MAX_SENDERS);
   const sender = (d: string) => {
     const cached = senders.get(d);
     if (cached && deps.now() - cached.at < ttlMs) return cached.view;
@@ -136,8 +133,7 @@ export function createMessageVerifier(deps: MessageVerifierDeps): MessageVerifie
         } catch {
           return drop(topic, "forged", device);
         }
-        if (signers.size >= MAX_SIGNERS) signers.delete(signers.keys().next().value!);
-        signers.set(key, signer);
+        setBounded(signers, key, signer, MAX_SIGNERS);
       }
       let view: SenderView | undefined;
       try {
