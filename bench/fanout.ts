@@ -27,6 +27,7 @@ import path from "node:path";
 import { AppRegistry__factory } from "../typechain-types";
 import { detachEnvelope } from "../workers/src";
 import { devWallet, runHardhat } from "../scripts/lib/local-chain";
+import { enrollArgs, enrolledId } from "../test/shared/cli";
 import { freePort, PrivateBroker, WorkerProcess } from "../test/shared/processes";
 import { serviceUrls } from "../test/shared/services";
 
@@ -112,20 +113,7 @@ async function main() {
     await must(["app:publish", "--manifest", path.join(ROOT, "apps/demo-web/shoal.yaml")]);
     const deviceIds: string[] = [];
     for (const account of OPERATORS) {
-      const out = await must([
-        "device:enroll",
-        "--account",
-        String(account),
-        "--stake",
-        "200",
-        "--cpu",
-        "1",
-        "--memory",
-        "512Mi",
-        "--endpoint",
-        "/ip4/127.0.0.1/tcp/4001",
-      ]);
-      deviceIds.push(/device (\d+) enrolled/.exec(out)![1]);
+      deviceIds.push(enrolledId(await must(enrollArgs(account))));
     }
     const owner = new Wallet(devWallet(0).privateKey, provider);
     const apps = AppRegistry__factory.connect(record.contracts.AppRegistry.address, owner);

@@ -148,6 +148,15 @@ export class WorkerProcess {
     return child.exitCode;
   }
 
+  /** The JSON lines of its log (it logs one JSON object a line) from character `from` on. */
+  jsonLines<T = Record<string, unknown>>(from = 0): T[] {
+    return this.log
+      .slice(from)
+      .split("\n")
+      .filter((line) => line.startsWith("{"))
+      .map((line) => JSON.parse(line) as T);
+  }
+
   tail(lines = 30): string {
     return this.log.trim().split("\n").slice(-lines).join("\n");
   }

@@ -9,24 +9,15 @@ import { JsonRpcProvider, type Signer } from "ethers";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import {
-  AppRegistry__factory,
-  DeviceRegistry__factory,
-  PlacementRegistry__factory,
-  ShoalToken__factory,
-  type AppRegistry,
-  type DeviceRegistry,
-  type PlacementRegistry,
-  type ShoalToken,
-} from "../../typechain-types";
+import type { AppRegistry, DeviceRegistry, PlacementRegistry, ShoalToken } from "../../typechain-types";
 import { PLACEMENT_STATES } from "../../workers/src";
 import { runHardhat, type CliResult, devWallet } from "../../scripts/lib/local-chain";
+import { deployInto, enrollArgs, enrolledId, registriesOf } from "../shared/cli";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../shared/services";
 
 const urls = serviceUrls();
 const ROOT = path.resolve(__dirname, "../..");
 const WEB_MANIFEST = path.join(ROOT, "apps/demo-web/shoal.yaml");
-const ENDPOINT = "/ip4/127.0.0.1/tcp/4001";
 
 function expectOk(result: CliResult): string {
   expect(result.status, `exit ${result.status}\n${result.stdout}\n${result.stderr}`).to.equal(0);
@@ -86,25 +77,7 @@ describe("task options and placement:history across a roll, as a user runs them"
   }
 
   async function enrollAs(account: number, ...extra: string[]): Promise<number> {
-    const out = expectOk(
-      await cli(
-        "device:enroll",
-        "--account",
-        String(account),
-        "--stake",
-        "200",
-        "--cpu",
-        "1",
-        "--memory",
-        "512Mi",
-        "--labels",
-        "region=eu",
-        "--endpoint",
-        ENDPOINT,
-        ...extra,
-      ),
-    );
-    return Number(/device (\d+) enrolled/.exec(out)![1]);
+    return Number(enrolledId(expectOk(await cli(...enrollArgs(account, { labels: "region=eu", extra })))));
   }
 
   async function claim(as: Signer, deploymentId: number, deviceId: number): Promise<number> {
@@ -122,15 +95,10 @@ describe("task options and placement:history across a roll, as a user runs them"
   before(async function () {
     await Promise.all([requireChain(urls), requireKubo(urls), requireDocker(urls)]);
     dir = await mkdtemp(path.join(tmpdir(), "shoal-task-options-"));
-    expectOk(await runHardhat(["run", "scripts/deploy.ts"], { SHOAL_DEPLOYMENTS_DIR: dir }));
-    const record = JSON.parse(await readFile(path.join(dir, "localhost.json"), "utf8"));
+    const record = await deployInto(dir);
     provider = new JsonRpcProvider(urls.rpcUrl, undefined, { staticNetwork: true, cacheTimeout: -1 });
     wallets = Array.from({ length: 10 }, (_, i) => devWallet(i).connect(provider));
-    const at = (name: string) => record.contracts[name].address as string;
-    token = ShoalToken__factory.connect(at("ShoalToken"), wallets[0]);
-    apps = AppRegistry__factory.connect(at("AppRegistry"), wallets[0]);
-    devices = DeviceRegistry__factory.connect(at("DeviceRegistry"), wallets[0]);
-    placements = PlacementRegistry__factory.connect(at("PlacementRegistry"), wallets[0]);
+    ({ token, apps, devices, placements } = registriesOf(record, wallets[0]));
   });
 
   after(async function () {
@@ -222,22 +190,7 @@ describe("task options and placement:history across a roll, as a user runs them"
     it("refuses an operator that is not an address, before approving anything", async function () {
       const before = await chainState();
       const allowance = await token.allowance(await wallets[7].getAddress(), await devices.getAddress());
-      const enroll = (operator: string) =>
-        cli(
-          "device:enroll",
-          "--account",
-          "7",
-          "--stake",
-          "200",
-          "--cpu",
-          "1",
-          "--memory",
-          "512Mi",
-          "--endpoint",
-          ENDPOINT,
-          "--operator",
-          operator,
-        );
+      const enroll = (operator: string) => cli(...enrollArgs(7, { extra: ["--operator", operator] }));
       expect(errorLine(await enroll("0x1234"))).to.equal(
         '--operator "0x1234": give the address of the key the worker signs with',
       );

@@ -6,18 +6,10 @@ import { JsonRpcProvider, type Signer } from "ethers";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import {
-  AppRegistry__factory,
-  DeviceRegistry__factory,
-  PlacementRegistry__factory,
-  ShoalToken__factory,
-  type AppRegistry,
-  type DeviceRegistry,
-  type PlacementRegistry,
-  type ShoalToken,
-} from "../../typechain-types";
+import type { AppRegistry, DeviceRegistry, PlacementRegistry, ShoalToken } from "../../typechain-types";
 import { canonicalManifestBytes, parseManifest } from "../../workers/src";
 import { runHardhat, type CliResult, devWallet } from "../../scripts/lib/local-chain";
+import { deployInto, enrollArgs, enrolledId, registriesOf } from "../shared/cli";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../shared/services";
 
 const urls = serviceUrls();
@@ -75,15 +67,10 @@ describe("tasks: publish, deploy, enroll and audit against a real chain and Kubo
   before(async function () {
     await Promise.all([requireChain(urls), requireKubo(urls), requireDocker(urls)]);
     deploymentsDir = await mkdtemp(path.join(tmpdir(), "shoal-tasks-"));
-    expectOk(await runHardhat(["run", "scripts/deploy.ts"], { SHOAL_DEPLOYMENTS_DIR: deploymentsDir }));
-    const record = JSON.parse(await readFile(path.join(deploymentsDir, "localhost.json"), "utf8"));
+    const record = await deployInto(deploymentsDir);
     provider = new JsonRpcProvider(urls.rpcUrl, undefined, { staticNetwork: true, cacheTimeout: -1 });
     wallets = Array.from({ length: 8 }, (_, i) => devWallet(i).connect(provider));
-    const at = (name: string) => record.contracts[name].address as string;
-    token = ShoalToken__factory.connect(at("ShoalToken"), wallets[0]);
-    apps = AppRegistry__factory.connect(at("AppRegistry"), wallets[0]);
-    devices = DeviceRegistry__factory.connect(at("DeviceRegistry"), wallets[0]);
-    placements = PlacementRegistry__factory.connect(at("PlacementRegistry"), wallets[0]);
+    ({ token, apps, devices, placements } = registriesOf(record, wallets[0]));
   });
 
   after(async function () {
@@ -324,22 +311,10 @@ resources:
       const balance = await token.balanceOf(owner);
       const out = expectOk(
         await cli(
-          "device:enroll",
-          "--account",
-          "6",
-          "--stake",
-          "150",
-          "--cpu",
-          "500m",
-          "--memory",
-          "256Mi",
-          "--labels",
-          "region=eu,tier=edge",
-          "--endpoint",
-          "/ip4/127.0.0.1/tcp/4001",
+          ...enrollArgs(6, { stake: "150", cpu: "500m", memory: "256Mi", labels: "region=eu,tier=edge" }),
         ),
       ).stdout;
-      const deviceId = Number(/device (\d+) enrolled/.exec(out)![1]);
+      const deviceId = Number(enrolledId(out));
       const device = await devices.device(deviceId);
       expect([device.owner, device.cpuMillicores, device.memoryMiB, device.platform]).to.deep.equal([
         owner,

@@ -8,12 +8,13 @@ import { expect } from "chai";
 import Docker from "dockerode";
 import { JsonRpcProvider } from "ethers";
 import mqtt from "mqtt";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { PLACEMENT_STATES, createSealer, detachEnvelope } from "../../../workers/src";
 import { PlacementRegistry__factory, type PlacementRegistry } from "../../../typechain-types";
-import { runHardhat, type CliResult, devWallet } from "../../../scripts/lib/local-chain";
+import { runHardhat, devWallet } from "../../../scripts/lib/local-chain";
+import { deployInto, deviceKeyOf, enrollArgs, enrolledId, ok, type DeploymentRecord } from "../../shared/cli";
 import { freePort, PrivateBroker, waitFor, WorkerProcess } from "../../shared/processes";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../../shared/services";
 
@@ -24,11 +25,6 @@ const OPERATORS = [7, 8, 9];
 const SILENT_OPERATOR = 6;
 /** docs/worker.md, "Bridge election": Last Will after 1.5 x the 15-s keepalive, then a catch-up. */
 const TAKEOVER_BOUND_MS = 22_500 + 15_000;
-
-function ok(result: CliResult): string {
-  expect(result.status, `${result.stdout}\n${result.stderr}`).to.equal(0);
-  return result.stdout;
-}
 
 interface Copy {
   id: string;
@@ -45,7 +41,7 @@ describe("election: a few elected bridges publish the chain, the others follow o
   let broker: PrivateBroker;
   let provider: JsonRpcProvider;
   let placements: PlacementRegistry;
-  let record: { chainId: number; contracts: Record<string, { address: string; blockNumber: number }> };
+  let record: DeploymentRecord;
   const deviceIds: string[] = [];
   let silentDevice: string;
   const workers: WorkerProcess[] = [];
@@ -55,8 +51,7 @@ describe("election: a few elected bridges publish the chain, the others follow o
   const cli = (...args: string[]) =>
     runHardhat(args, { SHOAL_DEPLOYMENTS_DIR: dir, SHOAL_KUBO_URL: urls.kuboUrl });
 
-  const deviceKey = (id: string) =>
-    `${record.chainId}-${record.contracts.DeviceRegistry.address.slice(2, 10).toLowerCase()}-${id}`;
+  const deviceKey = (id: string) => deviceKeyOf(record, id);
   const stateOf = async (placementId: bigint) =>
     PLACEMENT_STATES[Number(await placements.placementState(placementId))];
   const livePlacements = async (deploymentId: number) =>
@@ -93,28 +88,12 @@ describe("election: a few elected bridges publish the chain, the others follow o
     dir = await mkdtemp(path.join(tmpdir(), "shoal-election-"));
     broker = new PrivateBroker(await freePort(), dir);
     await broker.start();
-    ok(await runHardhat(["run", "scripts/deploy.ts"], { SHOAL_DEPLOYMENTS_DIR: dir }));
-    record = JSON.parse(await readFile(path.join(dir, "localhost.json"), "utf8"));
+    record = await deployInto(dir);
     provider = new JsonRpcProvider(urls.rpcUrl, undefined, { staticNetwork: true, cacheTimeout: -1 });
     placements = PlacementRegistry__factory.connect(record.contracts.PlacementRegistry.address, provider);
     ok(await cli("app:publish", "--manifest", path.join(ROOT, "apps/demo-web/shoal.yaml")));
     for (const account of [...OPERATORS, SILENT_OPERATOR]) {
-      const out = ok(
-        await cli(
-          "device:enroll",
-          "--account",
-          String(account),
-          "--stake",
-          "200",
-          "--cpu",
-          "1",
-          "--memory",
-          "512Mi",
-          "--endpoint",
-          "/ip4/127.0.0.1/tcp/4001",
-        ),
-      );
-      const id = /device (\d+) enrolled/.exec(out)![1];
+      const id = enrolledId(ok(await cli(...enrollArgs(account))));
       if (account === SILENT_OPERATOR) silentDevice = id;
       else deviceIds.push(id);
     }

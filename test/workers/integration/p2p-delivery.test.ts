@@ -23,8 +23,9 @@ import {
   PlacementRegistry__factory,
   type PlacementRegistry,
 } from "../../../typechain-types";
-import { runHardhat, type CliResult, devWallet } from "../../../scripts/lib/local-chain";
+import { runHardhat, devWallet } from "../../../scripts/lib/local-chain";
 import { KuboNode, makeSwarmKey } from "../../shared/kubo-nodes";
+import { deployInto, deviceKeyOf, enrollArgs, enrolledId, ok, type DeploymentRecord } from "../../shared/cli";
 import { freePort, PrivateBroker, waitFor, WorkerProcess } from "../../shared/processes";
 import { requireChain, requireDocker, serviceUrls } from "../../shared/services";
 
@@ -36,11 +37,6 @@ const APP = `p2p-${RUN}`;
 const IMAGE = `shoal-p2p-test/web:${RUN}`;
 const OPERATORS = { b: 8, c: 9 }; // hardhat account indexes of the two device owners
 
-function ok(result: CliResult): string {
-  expect(result.status, `${result.stdout}\n${result.stderr}`).to.equal(0);
-  return result.stdout;
-}
-
 describe("peer-to-peer delivery over a private IPFS swarm", function () {
   this.timeout(300_000);
 
@@ -49,7 +45,7 @@ describe("peer-to-peer delivery over a private IPFS swarm", function () {
   let broker: PrivateBroker;
   let provider: JsonRpcProvider;
   let placements: PlacementRegistry;
-  let record: { chainId: number; contracts: Record<string, { address: string }> };
+  let record: DeploymentRecord;
   const kubo: Record<"publisher" | "b" | "c", KuboNode> = {} as never;
   const workers: Record<string, WorkerProcess> = {};
   const deviceIds: Record<string, string> = {};
@@ -58,8 +54,7 @@ describe("peer-to-peer delivery over a private IPFS swarm", function () {
   const cli = (env: Record<string, string>, ...args: string[]) =>
     runHardhat(args, { SHOAL_DEPLOYMENTS_DIR: dir, ...env });
 
-  const deviceKey = (name: string) =>
-    `${record.chainId}-${record.contracts.DeviceRegistry.address.slice(2, 10).toLowerCase()}-${deviceIds[name]}`;
+  const deviceKey = (name: string) => deviceKeyOf(record, deviceIds[name]);
 
   async function runningPlacement(name: string, deploymentId: number): Promise<string> {
     const id = await waitFor(
@@ -120,8 +115,7 @@ describe("peer-to-peer delivery over a private IPFS swarm", function () {
       .replace(/ref: shoal\/demo-web:1\.0\.0/, `ref: ${IMAGE}`);
     await writeFile(path.join(dir, "shoal.yaml"), manifest);
 
-    ok(await runHardhat(["run", "scripts/deploy.ts"], { SHOAL_DEPLOYMENTS_DIR: dir }));
-    record = JSON.parse(await readFile(path.join(dir, "localhost.json"), "utf8"));
+    record = await deployInto(dir);
     provider = new JsonRpcProvider(urls.rpcUrl, undefined, { staticNetwork: true, cacheTimeout: -1 });
     placements = PlacementRegistry__factory.connect(record.contracts.PlacementRegistry.address, provider);
 
@@ -146,21 +140,11 @@ describe("peer-to-peer delivery over a private IPFS swarm", function () {
       const out = ok(
         await cli(
           { SHOAL_KUBO_URL: kubo[name].url },
-          "device:enroll",
-          "--account",
-          String(OPERATORS[name]),
-          "--stake",
-          "200",
-          "--cpu",
-          "1",
-          "--memory",
-          "512Mi",
-          "--labels",
-          `p2p=${name}`,
+          ...enrollArgs(OPERATORS[name], { labels: `p2p=${name}`, endpoint: false }),
         ),
       );
       expect(out).to.include(`endpoint: ${kubo[name].multiaddr}`);
-      deviceIds[name] = /device (\d+) enrolled/.exec(out)![1];
+      deviceIds[name] = enrolledId(out);
     }
     startWorker("b");
     startWorker("c");

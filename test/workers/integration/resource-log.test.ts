@@ -19,7 +19,8 @@ import {
   type LogEntry,
   type ShoalContracts,
 } from "../../../workers/src";
-import { runHardhat, type CliResult, devWallet } from "../../../scripts/lib/local-chain";
+import { runHardhat, devWallet } from "../../../scripts/lib/local-chain";
+import { deployInto, deviceKeyOf, enrollArgs, enrolledId, ok, type DeploymentRecord } from "../../shared/cli";
 import { freePort, PrivateBroker, waitFor, WorkerProcess } from "../../shared/processes";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../../shared/services";
 
@@ -27,11 +28,6 @@ const urls = serviceUrls();
 const ROOT = path.resolve(__dirname, "../../..");
 const OPERATOR = 8; // hardhat account index of this test's device owner and operator
 const EPOCH_RECORDS = 3;
-
-function ok(result: CliResult): string {
-  expect(result.status, `${result.stdout}\n${result.stderr}`).to.equal(0);
-  return result.stdout;
-}
 
 describe("resource log: hash-chained, persisted, anchored per epoch, verified by CID", function () {
   this.timeout(300_000);
@@ -42,7 +38,7 @@ describe("resource log: hash-chained, persisted, anchored per epoch, verified by
   let worker: WorkerProcess;
   let provider: JsonRpcProvider;
   let contracts: ShoalContracts;
-  let record: { chainId: number; contracts: Record<string, { address: string; blockNumber: number }> };
+  let record: DeploymentRecord;
   let deviceId: string;
   let subscriber: mqtt.MqttClient;
   /** Every decision published on MQTT (the signed envelope taken off), in arrival order. */
@@ -53,8 +49,7 @@ describe("resource log: hash-chained, persisted, anchored per epoch, verified by
   const stored = async () =>
     JSON.parse(await readFile(logFile(), "utf8")) as { open: LogEntry[]; epochs: number; sealed: unknown[] };
   const anchoredEpochs = async () => Number((await contracts.resourceLog!.head(Number(deviceId))).epochs);
-  const deviceKey = () =>
-    `${record.chainId}-${record.contracts.DeviceRegistry.address.slice(2, 10).toLowerCase()}-${deviceId}`;
+  const deviceKey = () => deviceKeyOf(record, deviceId);
 
   /**
    * Someone outside the worker sets the container's CPU above its band (as `docker update` by hand
@@ -89,8 +84,7 @@ describe("resource log: hash-chained, persisted, anchored per epoch, verified by
     broker = new PrivateBroker(await freePort(), dir);
     await broker.start();
 
-    ok(await runHardhat(["run", "scripts/deploy.ts"], { SHOAL_DEPLOYMENTS_DIR: dir }));
-    record = JSON.parse(await readFile(path.join(dir, "localhost.json"), "utf8"));
+    record = await deployInto(dir);
     expect(record.contracts.ResourceLog, "the deployment record names the ResourceLog").to.not.equal(
       undefined,
     );
@@ -98,24 +92,7 @@ describe("resource log: hash-chained, persisted, anchored per epoch, verified by
     contracts = connectShoalContracts(record.contracts as never, provider);
 
     ok(await cli("app:publish", "--manifest", path.join(ROOT, "apps/demo-web/shoal.yaml")));
-    const enrolled = ok(
-      await cli(
-        "device:enroll",
-        "--account",
-        String(OPERATOR),
-        "--stake",
-        "200",
-        "--cpu",
-        "1",
-        "--memory",
-        "512Mi",
-        "--labels",
-        "owner=resource-log",
-        "--endpoint",
-        "/ip4/127.0.0.1/tcp/4001",
-      ),
-    );
-    deviceId = /device (\d+) enrolled/.exec(enrolled)![1];
+    deviceId = enrolledId(ok(await cli(...enrollArgs(OPERATOR, { labels: "owner=resource-log" }))));
 
     subscriber = await mqtt.connectAsync(broker.url, { clientId: `resource-log-test-${Date.now()}` });
     subscriber.on("message", (_topic, payload) => {

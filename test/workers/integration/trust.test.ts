@@ -7,10 +7,10 @@
 import { expect } from "chai";
 import { JsonRpcProvider, Wallet } from "ethers";
 import mqtt from "mqtt";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { runHardhat, devWallet, type CliResult } from "../../../scripts/lib/local-chain";
+import { runHardhat, devWallet } from "../../../scripts/lib/local-chain";
 import {
   provisionDevice,
   withoutCredentials,
@@ -18,6 +18,7 @@ import {
 } from "../../../scripts/fleet/credentials";
 import { createObserver, type Observer } from "../../../scripts/fleet/observe";
 import { createSealer } from "../../../workers/src";
+import { deployInto, enrollArgs, enrolledId, ok, type DeploymentRecord } from "../../shared/cli";
 import { freePort, waitFor, WorkerProcess } from "../../shared/processes";
 import { requireChain, requireDocker, requireKubo, requireMqtt, serviceUrls } from "../../shared/services";
 
@@ -25,11 +26,6 @@ const urls = serviceUrls();
 const viewUrl = process.env.SHOAL_MQTT_VIEW_URL ?? urls.mqttUrl;
 const ACCOUNT_A = 8;
 const ACCOUNT_B = 9;
-
-function ok(result: CliResult): string {
-  expect(result.status, `${result.stdout}\n${result.stderr}`).to.equal(0);
-  return result.stdout;
-}
 
 /** A plain mqtt.js client recording everything it receives (raw payloads, signatures included). */
 async function recorder(url: string, filters: string[], name: string) {
@@ -60,7 +56,7 @@ describe("trust: authenticated broker and signed messages (real Mosquitto, chain
 
   let dir: string;
   let provider: JsonRpcProvider;
-  let record: { chainId: number; contracts: Record<string, { address: string; blockNumber: number }> };
+  let record: DeploymentRecord;
   let a: { id: number; credentials: DeviceCredentials };
   let b: { id: number; credentials: DeviceCredentials };
   let worker: WorkerProcess;
@@ -72,24 +68,7 @@ describe("trust: authenticated broker and signed messages (real Mosquitto, chain
   const cli = (...args: string[]) => runHardhat(args, { SHOAL_DEPLOYMENTS_DIR: dir });
 
   async function enroll(account: number): Promise<number> {
-    const out = ok(
-      await cli(
-        "device:enroll",
-        "--account",
-        String(account),
-        "--stake",
-        "200",
-        "--cpu",
-        "1",
-        "--memory",
-        "512Mi",
-        "--labels",
-        "region=eu",
-        "--endpoint",
-        "/ip4/127.0.0.1/tcp/4001",
-      ),
-    );
-    return Number(/device (\d+) enrolled/.exec(out)![1]);
+    return Number(enrolledId(ok(await cli(...enrollArgs(account, { labels: "region=eu" })))));
   }
 
   before(async function () {
@@ -99,8 +78,7 @@ describe("trust: authenticated broker and signed messages (real Mosquitto, chain
         "SHOAL_MQTT_URL carries no broker credentials; source $SHOAL_HOME/env after services up",
       );
     dir = await mkdtemp(path.join(tmpdir(), "shoal-trust-"));
-    ok(await runHardhat(["run", "scripts/deploy.ts"], { SHOAL_DEPLOYMENTS_DIR: dir }));
-    record = JSON.parse(await readFile(path.join(dir, "localhost.json"), "utf8"));
+    record = await deployInto(dir);
     provider = new JsonRpcProvider(urls.rpcUrl, undefined, { staticNetwork: true });
     const registry = record.contracts.DeviceRegistry.address;
     const idA = await enroll(ACCOUNT_A);

@@ -10,7 +10,7 @@ import { JsonRpcProvider, type ContractTransactionResponse } from "ethers";
 import mqtt from "mqtt";
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import {
@@ -33,7 +33,8 @@ import {
   type AppRegistry,
   type PlacementRegistry,
 } from "../../../typechain-types";
-import { devWallet, runHardhat, type CliResult } from "../../../scripts/lib/local-chain";
+import { devWallet, runHardhat } from "../../../scripts/lib/local-chain";
+import { deployInto, deviceKeyOf, enrollArgs, enrolledId, ok, type DeploymentRecord } from "../../shared/cli";
 import { freePort, waitFor, WorkerProcess } from "../../shared/processes";
 import { requireChain, requireDocker, requireKubo, requireMqtt, serviceUrls } from "../../shared/services";
 import { otherPlatformTar, savedTar } from "../../shared/image-tars";
@@ -47,11 +48,6 @@ const EVICT_OPERATOR = 8; // the second device's owner and operator (the evictio
 const EVICT_LABEL = "role=eviction";
 const WEB_IMAGE = "shoal/demo-web:1.0.0";
 const LOADGEN_IMAGE = "shoal/demo-loadgen:1.0.0";
-
-function ok(result: CliResult): string {
-  expect(result.status, `${result.stdout}\n${result.stderr}`).to.equal(0);
-  return result.stdout;
-}
 
 /** A small manifest; `extra` lines are appended (restartPolicy, env, command...). */
 function manifestYaml(name: string, image: string, memory: string, extra: string[] = []): string {
@@ -89,7 +85,7 @@ describe("worker failure paths: failure codes, backoff, RPC and Kubo outages, me
 
   const docker = new Docker({ socketPath: urls.dockerSocket });
   let dir: string;
-  let record: { chainId: number; contracts: Record<string, { address: string; blockNumber: number }> };
+  let record: DeploymentRecord;
   let provider: JsonRpcProvider;
   let apps: AppRegistry;
   let placements: PlacementRegistry;
@@ -111,8 +107,7 @@ describe("worker failure paths: failure codes, backoff, RPC and Kubo outages, me
 
   const cli = (...args: string[]) =>
     runHardhat(args, { SHOAL_DEPLOYMENTS_DIR: dir, SHOAL_KUBO_URL: urls.kuboUrl });
-  const deviceKey = () =>
-    `${record.chainId}-${record.contracts.DeviceRegistry.address.slice(2, 10).toLowerCase()}-${deviceId}`;
+  const deviceKey = () => deviceKeyOf(record, deviceId);
   const containersOf = (placementId: string) =>
     docker.listContainers({
       all: true,
@@ -121,11 +116,7 @@ describe("worker failure paths: failure codes, backoff, RPC and Kubo outages, me
   const mined = async (tx: Promise<ContractTransactionResponse>) => void (await (await tx).wait());
   const stateOf = async (placementId: string) =>
     PLACEMENT_STATES[Number(await placements.placementState(BigInt(placementId)))];
-  const logLines = (): LogLine[] =>
-    worker.log
-      .split("\n")
-      .filter((line) => line.startsWith("{"))
-      .map((line) => JSON.parse(line) as LogLine);
+  const logLines = (): LogLine[] => worker.jsonLines<LogLine>();
 
   /** Adds content to the real Kubo node (not through the proxy): the developer's side. */
   const add = async (content: Uint8Array | NodeJS.ReadableStream): Promise<string> =>
@@ -197,8 +188,7 @@ describe("worker failure paths: failure codes, backoff, RPC and Kubo outages, me
   before(async function () {
     await Promise.all([requireChain(urls), requireKubo(urls), requireDocker(urls), requireMqtt(urls)]);
     dir = await mkdtemp(path.join(tmpdir(), "shoal-failures-"));
-    ok(await runHardhat(["run", "scripts/deploy.ts"], { SHOAL_DEPLOYMENTS_DIR: dir }));
-    record = JSON.parse(await readFile(path.join(dir, "localhost.json"), "utf8"));
+    record = await deployInto(dir);
     provider = new JsonRpcProvider(urls.rpcUrl, undefined, { staticNetwork: true, cacheTimeout: -1 });
     const owner = devWallet(0).connect(provider);
     apps = AppRegistry__factory.connect(record.contracts.AppRegistry.address, owner);
@@ -206,24 +196,9 @@ describe("worker failure paths: failure codes, backoff, RPC and Kubo outages, me
     appId = await apps.registerApp.staticCall("failures");
     await mined(apps.registerApp("failures"));
 
-    const enrolled = ok(
-      await cli(
-        "device:enroll",
-        "--account",
-        String(OPERATOR),
-        "--stake",
-        "300",
-        "--cpu",
-        "2",
-        "--memory",
-        "1Gi",
-        "--labels",
-        LABEL,
-        "--endpoint",
-        "/ip4/127.0.0.1/tcp/4001",
-      ),
+    deviceId = enrolledId(
+      ok(await cli(...enrollArgs(OPERATOR, { stake: "300", cpu: "2", memory: "1Gi", labels: LABEL }))),
     );
-    deviceId = /device (\d+) enrolled/.exec(enrolled)![1];
 
     for (const [name, ref] of [
       ["web", WEB_IMAGE],
@@ -530,25 +505,19 @@ describe("worker failure paths: failure codes, backoff, RPC and Kubo outages, me
   it("evicts through the worker: releases the placement as the device, removes its container, costs no reputation", async function () {
     const evictDir = path.join(dir, "evict");
     await mkdir(evictDir, { recursive: true });
-    const enrolled = ok(
-      await cli(
-        "device:enroll",
-        "--account",
-        String(EVICT_OPERATOR),
-        "--stake",
-        "300",
-        "--cpu",
-        "1",
-        "--memory",
-        "160Mi",
-        "--labels",
-        EVICT_LABEL,
-        "--endpoint",
-        "/ip4/127.0.0.1/tcp/4002",
+    const evictDevice = enrolledId(
+      ok(
+        await cli(
+          ...enrollArgs(EVICT_OPERATOR, {
+            stake: "300",
+            memory: "160Mi",
+            labels: EVICT_LABEL,
+            endpoint: "/ip4/127.0.0.1/tcp/4002",
+          }),
+        ),
       ),
     );
-    const evictDevice = /device (\d+) enrolled/.exec(enrolled)![1];
-    const evictKey = `${record.chainId}-${record.contracts.DeviceRegistry.address.slice(2, 10).toLowerCase()}-${evictDevice}`;
+    const evictKey = deviceKeyOf(record, evictDevice);
     const evictions: { placementId: string; reason: string }[] = [];
     const onDecision = (topic: string, payload: Buffer) => {
       if (topic !== `shoal/v1/devices/${evictDevice}/resources`) return;

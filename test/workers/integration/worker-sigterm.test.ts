@@ -6,23 +6,19 @@ import { expect } from "chai";
 import Docker from "dockerode";
 import { JsonRpcProvider } from "ethers";
 import mqtt from "mqtt";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { PLACEMENT_STATES, removeDeviceCgroup } from "../../../workers/src";
 import { PlacementRegistry__factory, type PlacementRegistry } from "../../../typechain-types";
-import { runHardhat, type CliResult, devWallet } from "../../../scripts/lib/local-chain";
+import { runHardhat, devWallet } from "../../../scripts/lib/local-chain";
+import { deployInto, deviceKeyOf, enrollArgs, enrolledId, ok, type DeploymentRecord } from "../../shared/cli";
 import { freePort, PrivateBroker, waitFor, WorkerProcess } from "../../shared/processes";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../../shared/services";
 
 const urls = serviceUrls();
 const ROOT = path.resolve(__dirname, "../../..");
 const OPERATOR = 2;
-
-function ok(result: CliResult): string {
-  expect(result.status, `${result.stdout}\n${result.stderr}`).to.equal(0);
-  return result.stdout;
-}
 
 interface Status {
   status: string;
@@ -38,25 +34,19 @@ describe("worker: SIGTERM publishes the shutdown, keeps the containers, and a re
   let broker: PrivateBroker;
   let provider: JsonRpcProvider;
   let placements: PlacementRegistry;
-  let record: { chainId: number; contracts: Record<string, { address: string; blockNumber: number }> };
+  let record: DeploymentRecord;
   let deviceId: string;
   let worker: WorkerProcess;
   let subscriber: mqtt.MqttClient;
   const statuses: Status[] = [];
   const cli = (...args: string[]) =>
     runHardhat(args, { SHOAL_DEPLOYMENTS_DIR: dir, SHOAL_KUBO_URL: urls.kuboUrl });
-  const deviceKey = () =>
-    `${record.chainId}-${record.contracts.DeviceRegistry.address.slice(2, 10).toLowerCase()}-${deviceId}`;
+  const deviceKey = () => deviceKeyOf(record, deviceId);
   const containers = () =>
     docker.listContainers({ all: true, filters: { label: [`io.shoal.device=${deviceKey()}`] } });
 
   /** The worker's JSON log lines since `from` characters. */
-  const logLines = (w: WorkerProcess, from = 0) =>
-    w.log
-      .slice(from)
-      .split("\n")
-      .filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l) as { msg: string; actions?: string[] });
+  const logLines = (w: WorkerProcess, from = 0) => w.jsonLines<{ msg: string; actions?: string[] }>(from);
 
   const newWorker = () =>
     new WorkerProcess(
@@ -79,29 +69,11 @@ describe("worker: SIGTERM publishes the shutdown, keeps the containers, and a re
     dir = await mkdtemp(path.join(tmpdir(), "shoal-sigterm-"));
     broker = new PrivateBroker(await freePort(), dir);
     await broker.start();
-    ok(await runHardhat(["run", "scripts/deploy.ts"], { SHOAL_DEPLOYMENTS_DIR: dir }));
-    record = JSON.parse(await readFile(path.join(dir, "localhost.json"), "utf8"));
+    record = await deployInto(dir);
     provider = new JsonRpcProvider(urls.rpcUrl, undefined, { staticNetwork: true, cacheTimeout: -1 });
     placements = PlacementRegistry__factory.connect(record.contracts.PlacementRegistry.address, provider);
     ok(await cli("app:publish", "--manifest", path.join(ROOT, "apps/demo-web/shoal.yaml")));
-    const enrolled = ok(
-      await cli(
-        "device:enroll",
-        "--account",
-        String(OPERATOR),
-        "--stake",
-        "200",
-        "--cpu",
-        "1",
-        "--memory",
-        "512Mi",
-        "--labels",
-        "region=eu",
-        "--endpoint",
-        "/ip4/127.0.0.1/tcp/4001",
-      ),
-    );
-    deviceId = /device (\d+) enrolled/.exec(enrolled)![1];
+    deviceId = enrolledId(ok(await cli(...enrollArgs(OPERATOR, { labels: "region=eu" }))));
     await writeFile(
       path.join(dir, "worker.json"),
       JSON.stringify({ claim: { maxDelayMs: 300, jitterMs: 50 }, reconcileIntervalMs: 1000 }),

@@ -6,13 +6,14 @@ import { expect } from "chai";
 import Docker from "dockerode";
 import { JsonRpcProvider } from "ethers";
 import mqtt from "mqtt";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { PLACEMENT_STATES, RELEASE_REASONS } from "../../../workers/src";
 import { removeDeviceCgroup } from "../../../workers/src";
 import { PlacementRegistry__factory, type PlacementRegistry } from "../../../typechain-types";
-import { runHardhat, type CliResult, devWallet } from "../../../scripts/lib/local-chain";
+import { runHardhat, devWallet } from "../../../scripts/lib/local-chain";
+import { deployInto, deviceKeyOf, enrollArgs, enrolledId, ok, type DeploymentRecord } from "../../shared/cli";
 import { freePort, PrivateBroker, waitFor, WorkerProcess } from "../../shared/processes";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../../shared/services";
 
@@ -20,11 +21,6 @@ const urls = serviceUrls();
 const ROOT = path.resolve(__dirname, "../../..");
 const OPERATOR = 7; // hardhat account index of this test's device owner and operator
 const STATES = PLACEMENT_STATES;
-
-function ok(result: CliResult): string {
-  expect(result.status, `${result.stdout}\n${result.stderr}`).to.equal(0);
-  return result.stdout;
-}
 
 describe("worker: chain -> IPFS -> Docker -> chain, with the MQTT bridge", function () {
   this.timeout(240_000);
@@ -35,7 +31,7 @@ describe("worker: chain -> IPFS -> Docker -> chain, with the MQTT bridge", funct
   let worker: WorkerProcess;
   let provider: JsonRpcProvider;
   let placements: PlacementRegistry;
-  let record: { chainId: number; contracts: Record<string, { address: string; blockNumber: number }> };
+  let record: DeploymentRecord;
   let deviceId: string;
   let subscriber: mqtt.MqttClient;
   const received: { topic: string; id: string }[] = [];
@@ -43,8 +39,7 @@ describe("worker: chain -> IPFS -> Docker -> chain, with the MQTT bridge", funct
     runHardhat(args, { SHOAL_DEPLOYMENTS_DIR: dir, SHOAL_KUBO_URL: urls.kuboUrl });
 
   /** The worker's name for its device in Docker: chain, registry and id (see workers/src/main.ts). */
-  const deviceKey = () =>
-    `${record.chainId}-${record.contracts.DeviceRegistry.address.slice(2, 10).toLowerCase()}-${deviceId}`;
+  const deviceKey = () => deviceKeyOf(record, deviceId);
   const containersOf = async (placementId: string) =>
     docker.listContainers({
       all: true,
@@ -101,30 +96,12 @@ describe("worker: chain -> IPFS -> Docker -> chain, with the MQTT bridge", funct
     broker = new PrivateBroker(await freePort(), dir);
     await broker.start();
 
-    ok(await runHardhat(["run", "scripts/deploy.ts"], { SHOAL_DEPLOYMENTS_DIR: dir }));
-    record = JSON.parse(await readFile(path.join(dir, "localhost.json"), "utf8"));
+    record = await deployInto(dir);
     provider = new JsonRpcProvider(urls.rpcUrl, undefined, { staticNetwork: true, cacheTimeout: -1 });
     placements = PlacementRegistry__factory.connect(record.contracts.PlacementRegistry.address, provider);
 
     ok(await cli("app:publish", "--manifest", path.join(ROOT, "apps/demo-web/shoal.yaml")));
-    const enrolled = ok(
-      await cli(
-        "device:enroll",
-        "--account",
-        String(OPERATOR),
-        "--stake",
-        "200",
-        "--cpu",
-        "1",
-        "--memory",
-        "512Mi",
-        "--labels",
-        "region=eu",
-        "--endpoint",
-        "/ip4/127.0.0.1/tcp/4001",
-      ),
-    );
-    deviceId = /device (\d+) enrolled/.exec(enrolled)![1];
+    deviceId = enrolledId(ok(await cli(...enrollArgs(OPERATOR, { labels: "region=eu" }))));
 
     subscriber = await mqtt.connectAsync(broker.url, {
       clientId: `worker-test-${deviceId}-${Date.now()}`,
