@@ -2,6 +2,7 @@
 // processes it can SIGTERM or kill -9. Each records its own PID; nothing is ever killed by name.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 
@@ -170,7 +171,8 @@ export function workerEnvironment(o: {
   deploymentsFile: string;
   mqttUrl: string;
   kuboUrl: string;
-  dockerSocket: string;
+  /** SHOAL_DOCKER_SOCKET; left unset when not given. */
+  dockerSocket?: string;
   dataDir: string;
   logLevel: string;
   metricsPort?: number;
@@ -182,9 +184,51 @@ export function workerEnvironment(o: {
     SHOAL_DEPLOYMENTS_FILE: o.deploymentsFile,
     SHOAL_MQTT_URL: o.mqttUrl,
     SHOAL_KUBO_URL: o.kuboUrl,
-    SHOAL_DOCKER_SOCKET: o.dockerSocket,
+    ...(o.dockerSocket === undefined ? {} : { SHOAL_DOCKER_SOCKET: o.dockerSocket }),
     SHOAL_DATA_DIR: o.dataDir,
     SHOAL_LOG_LEVEL: o.logLevel,
     ...(o.metricsPort === undefined ? {} : { SHOAL_METRICS_PORT: String(o.metricsPort) }),
   };
+}
+
+/**
+ * Writes `dir`/worker.json, the settings of the integration tests' workers: a claim within 300 ms
+ * (jitter 50 ms) and a reconcile pass every second, plus the sections in `more`. Returns its path.
+ */
+export async function writeWorkerConfig(dir: string, more: Record<string, unknown> = {}): Promise<string> {
+  const file = path.join(dir, "worker.json");
+  await writeFile(
+    file,
+    JSON.stringify({ claim: { maxDelayMs: 300, jitterMs: 50 }, reconcileIntervalMs: 1000, ...more }),
+  );
+  return file;
+}
+
+export interface TestWorkerOptions {
+  /** The test's directory, with the deployment record (localhost.json) scripts/deploy.ts wrote. */
+  dir: string;
+  rpcUrl: string;
+  mqttUrl: string;
+  kuboUrl: string;
+  operatorKey: string;
+  deviceId: string;
+  dataDir: string;
+  /** More variables, or other values (SHOAL_DOCKER_SOCKET, SHOAL_METRICS_PORT...). */
+  env?: NodeJS.ProcessEnv;
+  args?: string[];
+}
+
+/** A shoal-worker as the integration tests run it, not started yet: polling every 250 ms, logging at debug. */
+export function testWorker(o: TestWorkerOptions): WorkerProcess {
+  const env = workerEnvironment({
+    rpcUrl: o.rpcUrl,
+    operatorKey: o.operatorKey,
+    deviceId: o.deviceId,
+    deploymentsFile: path.join(o.dir, "localhost.json"),
+    mqttUrl: o.mqttUrl,
+    kuboUrl: o.kuboUrl,
+    dataDir: o.dataDir,
+    logLevel: "debug",
+  });
+  return new WorkerProcess({ ...env, SHOAL_POLL_INTERVAL_MS: "250", ...o.env }, o.args);
 }

@@ -8,14 +8,21 @@ import { expect } from "chai";
 import Docker from "dockerode";
 import { JsonRpcProvider } from "ethers";
 import mqtt from "mqtt";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { PLACEMENT_STATES, createSealer, detachEnvelope } from "../../../workers/src";
 import { PlacementRegistry__factory, type PlacementRegistry } from "../../../typechain-types";
 import { runHardhat, devWallet } from "../../../scripts/lib/local-chain";
 import { deployInto, deviceKeyOf, enrollArgs, enrolledId, ok, type DeploymentRecord } from "../../shared/cli";
-import { freePort, PrivateBroker, waitFor, WorkerProcess } from "../../shared/processes";
+import {
+  freePort,
+  PrivateBroker,
+  testWorker,
+  waitFor,
+  writeWorkerConfig,
+  WorkerProcess,
+} from "../../shared/processes";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../../shared/services";
 
 const urls = serviceUrls();
@@ -117,30 +124,24 @@ describe("election: a few elected bridges publish the chain, the others follow o
     });
     await subscriber.subscribeAsync(`shoal/v1/chain/${record.chainId}/+/+`, { qos: 1 });
 
-    const config = path.join(dir, "worker.json");
-    await writeFile(
-      config,
-      JSON.stringify({ claim: { maxDelayMs: 300, jitterMs: 50 }, reconcileIntervalMs: 1000 }),
-    );
+    const config = await writeWorkerConfig(dir);
     metricsPort = await freePort();
     deviceIds.forEach((id, i) => {
-      const worker = new WorkerProcess(
-        {
-          SHOAL_RPC_URL: urls.rpcUrl,
-          SHOAL_OPERATOR_KEY: devWallet(OPERATORS[i]).privateKey,
-          SHOAL_DEVICE_ID: id,
-          SHOAL_DEPLOYMENTS_FILE: path.join(dir, "localhost.json"),
-          SHOAL_MQTT_URL: broker.url,
-          SHOAL_KUBO_URL: urls.kuboUrl,
+      const worker = testWorker({
+        dir,
+        rpcUrl: urls.rpcUrl,
+        mqttUrl: broker.url,
+        kuboUrl: urls.kuboUrl,
+        operatorKey: devWallet(OPERATORS[i]).privateKey,
+        deviceId: id,
+        dataDir: path.join(dir, `worker-${id}`),
+        env: {
           SHOAL_DOCKER_SOCKET: urls.dockerSocket,
-          SHOAL_DATA_DIR: path.join(dir, `worker-${id}`),
-          SHOAL_POLL_INTERVAL_MS: "250",
           SHOAL_RESOURCES_ENABLED: "false",
-          SHOAL_LOG_LEVEL: "debug",
           ...(i === 2 ? { SHOAL_METRICS_PORT: String(metricsPort) } : {}),
         },
-        ["--config", config],
-      );
+        args: ["--config", config],
+      });
       worker.start();
       workers.push(worker);
     });

@@ -26,7 +26,7 @@ import {
 import { runHardhat, devWallet } from "../../../scripts/lib/local-chain";
 import { KuboNode, makeSwarmKey } from "../../shared/kubo-nodes";
 import { deployInto, deviceKeyOf, enrollArgs, enrolledId, ok, type DeploymentRecord } from "../../shared/cli";
-import { freePort, PrivateBroker, waitFor, WorkerProcess } from "../../shared/processes";
+import { freePort, PrivateBroker, testWorker, waitFor, WorkerProcess } from "../../shared/processes";
 import { requireChain, requireDocker, serviceUrls } from "../../shared/services";
 
 const urls = serviceUrls();
@@ -74,17 +74,15 @@ describe("peer-to-peer delivery over a private IPFS swarm", function () {
   }
 
   function startWorker(name: "b" | "c") {
-    workers[name] = new WorkerProcess({
-      SHOAL_RPC_URL: urls.rpcUrl,
-      SHOAL_OPERATOR_KEY: devWallet(OPERATORS[name]).privateKey,
-      SHOAL_DEVICE_ID: deviceIds[name],
-      SHOAL_DEPLOYMENTS_FILE: path.join(dir, "localhost.json"),
-      SHOAL_MQTT_URL: broker.url,
-      SHOAL_KUBO_URL: kubo[name].url,
-      SHOAL_DATA_DIR: path.join(dir, `worker-${name}`),
-      SHOAL_POLL_INTERVAL_MS: "250",
-      SHOAL_RESOURCES_ENABLED: "false",
-      SHOAL_LOG_LEVEL: "debug",
+    workers[name] = testWorker({
+      dir,
+      rpcUrl: urls.rpcUrl,
+      mqttUrl: broker.url,
+      kuboUrl: kubo[name].url,
+      operatorKey: devWallet(OPERATORS[name]).privateKey,
+      deviceId: deviceIds[name],
+      dataDir: path.join(dir, `worker-${name}`),
+      env: { SHOAL_RESOURCES_ENABLED: "false" },
     });
     workers[name].start();
   }

@@ -21,7 +21,14 @@ import {
 } from "../../../workers/src";
 import { runHardhat, devWallet } from "../../../scripts/lib/local-chain";
 import { deployInto, deviceKeyOf, enrollArgs, enrolledId, ok, type DeploymentRecord } from "../../shared/cli";
-import { freePort, PrivateBroker, waitFor, WorkerProcess } from "../../shared/processes";
+import {
+  freePort,
+  PrivateBroker,
+  testWorker,
+  waitFor,
+  writeWorkerConfig,
+  WorkerProcess,
+} from "../../shared/processes";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../../shared/services";
 
 const urls = serviceUrls();
@@ -103,30 +110,20 @@ describe("resource log: hash-chained, persisted, anchored per epoch, verified by
     });
     await subscriber.subscribeAsync(`shoal/v1/devices/${deviceId}/resources`, { qos: 1 });
 
-    const config = path.join(dir, "worker.json");
-    await writeFile(
-      config,
-      JSON.stringify({
-        claim: { maxDelayMs: 300, jitterMs: 50 },
-        reconcileIntervalMs: 1000,
-        keeper: { enabled: false },
-        resources: { epochMaxRecords: EPOCH_RECORDS, epochMaxAgeMs: 600_000 },
-      }),
-    );
-    worker = new WorkerProcess(
-      {
-        SHOAL_RPC_URL: urls.rpcUrl,
-        SHOAL_OPERATOR_KEY: devWallet(OPERATOR).privateKey,
-        SHOAL_DEVICE_ID: deviceId,
-        SHOAL_DEPLOYMENTS_FILE: path.join(dir, "localhost.json"),
-        SHOAL_MQTT_URL: broker.url,
-        SHOAL_KUBO_URL: urls.kuboUrl,
-        SHOAL_DATA_DIR: path.join(dir, "worker"),
-        SHOAL_POLL_INTERVAL_MS: "250",
-        SHOAL_LOG_LEVEL: "debug",
-      },
-      ["--config", config],
-    );
+    const config = await writeWorkerConfig(dir, {
+      keeper: { enabled: false },
+      resources: { epochMaxRecords: EPOCH_RECORDS, epochMaxAgeMs: 600_000 },
+    });
+    worker = testWorker({
+      dir,
+      rpcUrl: urls.rpcUrl,
+      mqttUrl: broker.url,
+      kuboUrl: urls.kuboUrl,
+      operatorKey: devWallet(OPERATOR).privateKey,
+      deviceId,
+      dataDir: path.join(dir, "worker"),
+      args: ["--config", config],
+    });
     startWorker();
 
     ok(await cli("app:deploy", "--app", "demo-web", "--replicas", "1", "--labels", "owner=resource-log"));

@@ -35,7 +35,7 @@ import {
 } from "../../../typechain-types";
 import { devWallet, runHardhat } from "../../../scripts/lib/local-chain";
 import { deployInto, deviceKeyOf, enrollArgs, enrolledId, ok, type DeploymentRecord } from "../../shared/cli";
-import { freePort, waitFor, WorkerProcess } from "../../shared/processes";
+import { freePort, testWorker, waitFor, writeWorkerConfig, WorkerProcess } from "../../shared/processes";
 import { requireChain, requireDocker, requireKubo, requireMqtt, serviceUrls } from "../../shared/services";
 import { otherPlatformTar, savedTar } from "../../shared/image-tars";
 import { TcpProxy } from "../../shared/tcp-proxy";
@@ -232,32 +232,19 @@ describe("worker failure paths: failure codes, backoff, RPC and Kubo outages, me
     await rpc.proxy.start();
     await kubo.proxy.start();
     metricsPort = await freePort();
-    const config = path.join(dir, "worker.json");
-    await writeFile(
-      config,
-      JSON.stringify({
-        claim: { maxDelayMs: 300, jitterMs: 50 },
-        reconcileIntervalMs: 1000,
-        keeper: { enabled: false },
-      }),
-    );
+    const config = await writeWorkerConfig(dir, { keeper: { enabled: false } });
     await mkdir(path.join(dir, "worker"), { recursive: true });
-    worker = new WorkerProcess(
-      {
-        SHOAL_RPC_URL: rpc.url,
-        SHOAL_OPERATOR_KEY: devWallet(OPERATOR).privateKey,
-        SHOAL_DEVICE_ID: deviceId,
-        SHOAL_DEPLOYMENTS_FILE: path.join(dir, "localhost.json"),
-        SHOAL_MQTT_URL: urls.mqttUrl,
-        SHOAL_KUBO_URL: kubo.url,
-        SHOAL_DOCKER_SOCKET: urls.dockerSocket,
-        SHOAL_DATA_DIR: path.join(dir, "worker"),
-        SHOAL_POLL_INTERVAL_MS: "250",
-        SHOAL_METRICS_PORT: String(metricsPort),
-        SHOAL_LOG_LEVEL: "debug",
-      },
-      ["--config", config],
-    );
+    worker = testWorker({
+      dir,
+      rpcUrl: rpc.url,
+      mqttUrl: urls.mqttUrl,
+      kuboUrl: kubo.url,
+      operatorKey: devWallet(OPERATOR).privateKey,
+      deviceId,
+      dataDir: path.join(dir, "worker"),
+      env: { SHOAL_DOCKER_SOCKET: urls.dockerSocket, SHOAL_METRICS_PORT: String(metricsPort) },
+      args: ["--config", config],
+    });
     worker.start();
     await waitFor("the worker to start", async () => worker.log.includes("worker started"), 60_000);
   });
@@ -526,21 +513,17 @@ describe("worker failure paths: failure codes, backoff, RPC and Kubo outages, me
     };
     subscriber.on("message", onDecision);
     await subscriber.subscribeAsync(`shoal/v1/devices/${evictDevice}/resources`, { qos: 1 });
-    const second = new WorkerProcess(
-      {
-        SHOAL_RPC_URL: urls.rpcUrl,
-        SHOAL_OPERATOR_KEY: devWallet(EVICT_OPERATOR).privateKey,
-        SHOAL_DEVICE_ID: evictDevice,
-        SHOAL_DEPLOYMENTS_FILE: path.join(dir, "localhost.json"),
-        SHOAL_MQTT_URL: urls.mqttUrl,
-        SHOAL_KUBO_URL: urls.kuboUrl,
-        SHOAL_DOCKER_SOCKET: urls.dockerSocket,
-        SHOAL_DATA_DIR: evictDir,
-        SHOAL_POLL_INTERVAL_MS: "250",
-        SHOAL_LOG_LEVEL: "debug",
-      },
-      ["--config", path.join(dir, "worker.json")],
-    );
+    const second = testWorker({
+      dir,
+      rpcUrl: urls.rpcUrl,
+      mqttUrl: urls.mqttUrl,
+      kuboUrl: urls.kuboUrl,
+      operatorKey: devWallet(EVICT_OPERATOR).privateKey,
+      deviceId: evictDevice,
+      dataDir: evictDir,
+      env: { SHOAL_DOCKER_SOCKET: urls.dockerSocket },
+      args: ["--config", path.join(dir, "worker.json")],
+    });
     second.start();
     const deployments: bigint[] = [];
     try {

@@ -6,14 +6,21 @@ import { expect } from "chai";
 import Docker from "dockerode";
 import { JsonRpcProvider } from "ethers";
 import mqtt from "mqtt";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { PLACEMENT_STATES, removeDeviceCgroup } from "../../../workers/src";
 import { PlacementRegistry__factory, type PlacementRegistry } from "../../../typechain-types";
 import { runHardhat, devWallet } from "../../../scripts/lib/local-chain";
 import { deployInto, deviceKeyOf, enrollArgs, enrolledId, ok, type DeploymentRecord } from "../../shared/cli";
-import { freePort, PrivateBroker, waitFor, WorkerProcess } from "../../shared/processes";
+import {
+  freePort,
+  PrivateBroker,
+  testWorker,
+  waitFor,
+  writeWorkerConfig,
+  WorkerProcess,
+} from "../../shared/processes";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../../shared/services";
 
 const urls = serviceUrls();
@@ -49,20 +56,16 @@ describe("worker: SIGTERM publishes the shutdown, keeps the containers, and a re
   const logLines = (w: WorkerProcess, from = 0) => w.jsonLines<{ msg: string; actions?: string[] }>(from);
 
   const newWorker = () =>
-    new WorkerProcess(
-      {
-        SHOAL_RPC_URL: urls.rpcUrl,
-        SHOAL_OPERATOR_KEY: devWallet(OPERATOR).privateKey,
-        SHOAL_DEVICE_ID: deviceId,
-        SHOAL_DEPLOYMENTS_FILE: path.join(dir, "localhost.json"),
-        SHOAL_MQTT_URL: broker.url,
-        SHOAL_KUBO_URL: urls.kuboUrl,
-        SHOAL_DATA_DIR: path.join(dir, "worker"),
-        SHOAL_POLL_INTERVAL_MS: "250",
-        SHOAL_LOG_LEVEL: "debug",
-      },
-      ["--config", path.join(dir, "worker.json")],
-    );
+    testWorker({
+      dir,
+      rpcUrl: urls.rpcUrl,
+      mqttUrl: broker.url,
+      kuboUrl: urls.kuboUrl,
+      operatorKey: devWallet(OPERATOR).privateKey,
+      deviceId,
+      dataDir: path.join(dir, "worker"),
+      args: ["--config", path.join(dir, "worker.json")],
+    });
 
   before(async function () {
     await Promise.all([requireChain(urls), requireKubo(urls), requireDocker(urls)]);
@@ -74,10 +77,7 @@ describe("worker: SIGTERM publishes the shutdown, keeps the containers, and a re
     placements = PlacementRegistry__factory.connect(record.contracts.PlacementRegistry.address, provider);
     ok(await cli("app:publish", "--manifest", path.join(ROOT, "apps/demo-web/shoal.yaml")));
     deviceId = enrolledId(ok(await cli(...enrollArgs(OPERATOR, { labels: "region=eu" }))));
-    await writeFile(
-      path.join(dir, "worker.json"),
-      JSON.stringify({ claim: { maxDelayMs: 300, jitterMs: 50 }, reconcileIntervalMs: 1000 }),
-    );
+    await writeWorkerConfig(dir);
 
     subscriber = await mqtt.connectAsync(broker.url, { clientId: `sigterm-test-${Date.now()}`, clean: true });
     subscriber.on("message", (_topic, payload) => statuses.push(JSON.parse(payload.toString()) as Status));

@@ -14,7 +14,14 @@ import { removeDeviceCgroup } from "../../../workers/src";
 import { PlacementRegistry__factory, type PlacementRegistry } from "../../../typechain-types";
 import { runHardhat, devWallet } from "../../../scripts/lib/local-chain";
 import { deployInto, deviceKeyOf, enrollArgs, enrolledId, ok, type DeploymentRecord } from "../../shared/cli";
-import { freePort, PrivateBroker, waitFor, WorkerProcess } from "../../shared/processes";
+import {
+  freePort,
+  PrivateBroker,
+  testWorker,
+  waitFor,
+  writeWorkerConfig,
+  WorkerProcess,
+} from "../../shared/processes";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../../shared/services";
 
 const urls = serviceUrls();
@@ -113,26 +120,17 @@ describe("worker: chain -> IPFS -> Docker -> chain, with the MQTT bridge", funct
     });
     await subscriber.subscribeAsync(`shoal/v1/chain/${record.chainId}/+/+`, { qos: 1 });
 
-    const config = path.join(dir, "worker.json");
-    await writeFile(
-      config,
-      JSON.stringify({ claim: { maxDelayMs: 300, jitterMs: 50 }, reconcileIntervalMs: 1000 }),
-    );
-    const key = devWallet(OPERATOR).privateKey;
-    worker = new WorkerProcess(
-      {
-        SHOAL_RPC_URL: urls.rpcUrl,
-        SHOAL_OPERATOR_KEY: key,
-        SHOAL_DEVICE_ID: deviceId,
-        SHOAL_DEPLOYMENTS_FILE: path.join(dir, "localhost.json"),
-        SHOAL_MQTT_URL: broker.url,
-        SHOAL_KUBO_URL: urls.kuboUrl,
-        SHOAL_DATA_DIR: path.join(dir, "worker"),
-        SHOAL_POLL_INTERVAL_MS: "250",
-        SHOAL_LOG_LEVEL: "debug",
-      },
-      ["--config", config],
-    );
+    const config = await writeWorkerConfig(dir);
+    worker = testWorker({
+      dir,
+      rpcUrl: urls.rpcUrl,
+      mqttUrl: broker.url,
+      kuboUrl: urls.kuboUrl,
+      operatorKey: devWallet(OPERATOR).privateKey,
+      deviceId,
+      dataDir: path.join(dir, "worker"),
+      args: ["--config", config],
+    });
     worker.start();
   });
 
