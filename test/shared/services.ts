@@ -3,6 +3,7 @@
 import { JsonRpcProvider } from "ethers";
 import Docker from "dockerode";
 import net from "node:net";
+import { removeDeviceCgroup } from "../../workers/src";
 
 export interface ServiceUrls {
   rpcUrl: string;
@@ -85,3 +86,13 @@ export const requireDocker = (urls = serviceUrls()) =>
   probe("The Docker Engine", `unix://${urls.dockerSocket}`, () =>
     new Docker({ socketPath: urls.dockerSocket }).ping(),
   );
+
+/** Removes what a test's worker left of device `deviceKey`: its containers (by label) and its cgroup. */
+export async function removeDeviceLeftovers(docker: Docker, deviceKey: string): Promise<void> {
+  const leftovers = await docker.listContainers({
+    all: true,
+    filters: { label: [`io.shoal.device=${deviceKey}`] },
+  });
+  await Promise.all(leftovers.map((c) => docker.getContainer(c.Id).remove({ force: true })));
+  await removeDeviceCgroup({ deviceId: deviceKey });
+}

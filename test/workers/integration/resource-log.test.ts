@@ -14,7 +14,6 @@ import {
   connectShoalContracts,
   detachEnvelope,
   recordOf,
-  removeDeviceCgroup,
   type DecisionRecord,
   type LogEntry,
   type ShoalContracts,
@@ -29,7 +28,13 @@ import {
   writeWorkerConfig,
   WorkerProcess,
 } from "../../shared/processes";
-import { requireChain, requireDocker, requireKubo, serviceUrls } from "../../shared/services";
+import {
+  removeDeviceLeftovers,
+  requireChain,
+  requireDocker,
+  requireKubo,
+  serviceUrls,
+} from "../../shared/services";
 
 const urls = serviceUrls();
 const ROOT = path.resolve(__dirname, "../../..");
@@ -143,12 +148,7 @@ describe("resource log: hash-chained, persisted, anchored per epoch, verified by
     await broker?.stop();
     provider?.destroy();
     if (record && deviceId) {
-      const leftovers = await docker.listContainers({
-        all: true,
-        filters: { label: [`io.shoal.device=${deviceKey()}`] },
-      });
-      await Promise.all(leftovers.map((c) => docker.getContainer(c.Id).remove({ force: true })));
-      await removeDeviceCgroup({ deviceId: deviceKey() });
+      await removeDeviceLeftovers(docker, deviceKey());
     }
     await rm(dir, { recursive: true, force: true });
   });

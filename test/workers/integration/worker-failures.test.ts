@@ -23,7 +23,6 @@ import {
   PLACEMENT_STATES,
   RELEASE_REASONS,
   placementIdOf,
-  removeDeviceCgroup,
   resourceBand,
 } from "../../../workers/src";
 import {
@@ -36,7 +35,14 @@ import {
 import { devWallet, runHardhat } from "../../../scripts/lib/local-chain";
 import { deployInto, deviceKeyOf, enrollArgs, enrolledId, ok, type DeploymentRecord } from "../../shared/cli";
 import { freePort, testWorker, waitFor, writeWorkerConfig, WorkerProcess } from "../../shared/processes";
-import { requireChain, requireDocker, requireKubo, requireMqtt, serviceUrls } from "../../shared/services";
+import {
+  removeDeviceLeftovers,
+  requireChain,
+  requireDocker,
+  requireKubo,
+  requireMqtt,
+  serviceUrls,
+} from "../../shared/services";
 import { otherPlatformTar, savedTar } from "../../shared/image-tars";
 import { TcpProxy } from "../../shared/tcp-proxy";
 
@@ -260,12 +266,7 @@ describe("worker failure paths: failure codes, backoff, RPC and Kubo outages, me
     await kubo?.proxy.cut();
     provider?.destroy();
     if (record && deviceId) {
-      const leftovers = await docker.listContainers({
-        all: true,
-        filters: { label: [`io.shoal.device=${deviceKey()}`] },
-      });
-      await Promise.all(leftovers.map((c) => docker.getContainer(c.Id).remove({ force: true })));
-      await removeDeviceCgroup({ deviceId: deviceKey() });
+      await removeDeviceLeftovers(docker, deviceKey());
     }
     // The CID tags the worker set, unless another run had set them already (then they are not ours).
     for (const cid of Object.values(cids).filter((c) => !tagsBefore.has(`shoal-cid:${c}`))) {
@@ -609,12 +610,7 @@ describe("worker failure paths: failure codes, backoff, RPC and Kubo outages, me
       subscriber.off("message", onDecision);
       for (const id of deployments) await mined(apps.stopDeployment(id)).catch(() => undefined);
       await second.stop();
-      const left = await docker.listContainers({
-        all: true,
-        filters: { label: [`io.shoal.device=${evictKey}`] },
-      });
-      await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true })));
-      await removeDeviceCgroup({ deviceId: evictKey });
+      await removeDeviceLeftovers(docker, evictKey);
     }
   });
 
