@@ -35,7 +35,14 @@ import {
 } from "../../../typechain-types";
 import { devWallet, runHardhat, type CliResult } from "../../../scripts/lib/local-chain";
 import { freePort, waitFor, WorkerProcess } from "../../shared/processes";
-import { requireChain, requireDocker, requireKubo, requireMqtt, serviceUrls } from "../../shared/services";
+import {
+  requireChain,
+  requireDocker,
+  requireKubo,
+  clearRetainedPresences,
+  requireMqtt,
+  serviceUrls,
+} from "../../shared/services";
 import { otherPlatformTar, savedTar } from "../../shared/image-tars";
 import { TcpProxy } from "../../shared/tcp-proxy";
 
@@ -196,6 +203,8 @@ describe("worker failure paths: failure codes, backoff, RPC and Kubo outages, me
 
   before(async function () {
     await Promise.all([requireChain(urls), requireKubo(urls), requireDocker(urls), requireMqtt(urls)]);
+    // The /metrics test counts every message the worker dropped: no presence of another run's fleet.
+    await clearRetainedPresences(urls.mqttUrl);
     dir = await mkdtemp(path.join(tmpdir(), "shoal-failures-"));
     ok(await runHardhat(["run", "scripts/deploy.ts"], { SHOAL_DEPLOYMENTS_DIR: dir }));
     record = JSON.parse(await readFile(path.join(dir, "localhost.json"), "utf8"));
