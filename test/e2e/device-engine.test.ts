@@ -63,6 +63,9 @@ describe("e2e: a device's engine restarts under its apps", function () {
   };
 
   before(async function () {
+    // Two device hosts, enrollments, a publication and two first deliveries: on a machine at load
+    // 25 (2 cores) the fleet alone took 81 s and the hook ran out of 4 minutes (as fleet.test.ts).
+    this.timeout(360_000);
     if (network === undefined) {
       // The shared fallback has one engine for every device: restarting it is not this test's case.
       throw new Error("this test needs isolated device hosts (root, ip, nsenter, dockerd)");
