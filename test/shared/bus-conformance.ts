@@ -87,6 +87,23 @@ export function busConformance(name: string, makeFixture: () => Promise<BusFixtu
       await publisher.publish(topic, "", { retain: true });
     });
 
+    it("hands every retained message to a subscriber that is busy when the broker answers", async function () {
+      const publisher = await connect();
+      const topics = [1, 2, 3].map((i) => `${root}/busy/${i}/status`);
+      for (const topic of topics) await publisher.publish(topic, `online ${topic}`, { retain: true });
+      const late = await connect();
+      const got: BusMessage[] = [];
+      const subscribed = late.subscribe(`${root}/busy/+/status`, (m) => got.push(m));
+      // A worker busy with its start (a chain catch-up, a reconcile pass) reads the SUBACK and
+      // the retained messages behind it in one go: hold the event loop while they arrive.
+      const until = Date.now() + 200;
+      while (Date.now() < until);
+      await subscribed;
+      await waitFor("the three retained messages", async () => got.length >= 3, 10_000, 20);
+      expect(got.map(text).sort()).to.deep.equal(topics.map((t) => `online ${t}`).sort());
+      for (const topic of topics) await publisher.publish(topic, "", { retain: true });
+    });
+
     it("stops one subscription on unsubscribe and keeps another on the same filter", async function () {
       const [publisher, subscriber] = await Promise.all([connect(), connect()]);
       const filter = `${root}/unsubscribe`;

@@ -2,6 +2,7 @@
 // needs a stopped service fails with one sentence naming it instead of a socket error.
 import { JsonRpcProvider } from "ethers";
 import Docker from "dockerode";
+import mqtt from "mqtt";
 import net from "node:net";
 import { removeDeviceCgroup } from "../../workers/src";
 
@@ -95,4 +96,32 @@ export async function removeDeviceLeftovers(docker: Docker, deviceKey: string): 
   });
   await Promise.all(leftovers.map((c) => docker.getContainer(c.Id).remove({ force: true })));
   await removeDeviceCgroup({ deviceId: deviceKey });
+}
+
+/**
+ * Clears the retained device presences (`shoal/v1/devices/+/status`) that earlier test files left
+ * on the shared broker. Every file deploys its own registries, so their device ids start at 1 again:
+ * a worker's election subscribes to every presence and verifies each against its own registry, and
+ * another run's "device 1 online" (signed by another operator, or by a device not enrolled here) is
+ * dropped and counted as forged or unknown-device. A file that asserts a worker's drop counts starts
+ * from a broker that holds only its own fleet's presences. Resolves with how many it cleared.
+ */
+export async function clearRetainedPresences(mqttUrl: string, settleMs = 500): Promise<number> {
+  const client = await mqtt.connectAsync(mqttUrl, {
+    clientId: `clear-presences-${process.pid}-${Date.now()}`,
+  });
+  try {
+    const topics = new Set<string>();
+    client.on("message", (topic, payload, packet) => {
+      if (packet.retain && payload.length > 0) topics.add(topic);
+    });
+    await client.subscribeAsync("shoal/v1/devices/+/status", { qos: 1 });
+    // The broker sends the retained messages right after the SUBACK; none comes after a pause.
+    await new Promise((r) => setTimeout(r, settleMs));
+    await client.unsubscribeAsync("shoal/v1/devices/+/status");
+    for (const topic of topics) await client.publishAsync(topic, "", { qos: 1, retain: true });
+    return topics.size;
+  } finally {
+    await client.endAsync();
+  }
 }

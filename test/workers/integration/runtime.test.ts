@@ -1,5 +1,9 @@
 import { expect } from "chai";
 import Docker from "dockerode";
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { createDockerRuntime, RuntimeError } from "../../../workers/src";
 import { containerSpec, specHash } from "../../../workers/src";
 import type { Runtime } from "../../../workers/src";
@@ -201,6 +205,33 @@ describe("Docker runtime: hardening and limits as docker inspect shows them", fu
     expect((error as RuntimeError).reason).to.equal("unsafe-user");
     expect((error as RuntimeError).retryable).to.equal(false);
     expect(await runtime.inspect(spec.name)).to.equal(undefined);
+  });
+
+  it("takes the engine's start time from its socket, and refuses to guess once the socket is gone", async () => {
+    // A stand-in for a device engine's socket: dockerd creates its socket when it starts and
+    // unlinks it when it begins to stop, while it still answers on the connections already open.
+    const dir = await mkdtemp(path.join(tmpdir(), "shoal-engine-socket-"));
+    const socketPath = path.join(dir, "docker.sock");
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+    const engine = createDockerRuntime({ docker: dockerClient(), socketPath });
+    try {
+      expect(await engine.engineStartedAt!()).to.equal((await stat(socketPath)).ctime.toISOString());
+      await new Promise((resolve) => server.close(resolve)); // unlinks the socket
+      // The engine still lists containers (over the open connection), but no exit it shows may be
+      // judged now: the reconcile pass must abort, not read the exits as the apps' own.
+      await engine.list({ deviceId });
+      const error = await engine.engineStartedAt!().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).to.be.instanceOf(RuntimeError);
+      expect((error as RuntimeError).reason).to.equal("unavailable");
+      expect((error as RuntimeError).retryable).to.equal(true);
+    } finally {
+      server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("translates an unreachable engine into a retryable RuntimeError", async () => {

@@ -20,7 +20,14 @@ import { createObserver, type Observer } from "../../../scripts/fleet/observe";
 import { createSealer } from "../../../workers/src";
 import { deployInto, enrollArgs, enrolledId, ok, type DeploymentRecord } from "../../shared/cli";
 import { freePort, waitFor, WorkerProcess } from "../../shared/processes";
-import { requireChain, requireDocker, requireKubo, requireMqtt, serviceUrls } from "../../shared/services";
+import {
+  clearRetainedPresences,
+  requireChain,
+  requireDocker,
+  requireKubo,
+  requireMqtt,
+  serviceUrls,
+} from "../../shared/services";
 
 const urls = serviceUrls();
 const viewUrl = process.env.SHOAL_MQTT_VIEW_URL ?? urls.mqttUrl;
@@ -77,6 +84,8 @@ describe("trust: authenticated broker and signed messages (real Mosquitto, chain
       throw new Error(
         "SHOAL_MQTT_URL carries no broker credentials; source $SHOAL_HOME/env after services up",
       );
+    // The drop counts below are this fleet's: no presence of another run's fleet on the broker.
+    await clearRetainedPresences(urls.mqttUrl);
     dir = await mkdtemp(path.join(tmpdir(), "shoal-trust-"));
     record = await deployInto(dir);
     provider = new JsonRpcProvider(urls.rpcUrl, undefined, { staticNetwork: true });
@@ -265,10 +274,13 @@ describe("trust: authenticated broker and signed messages (real Mosquitto, chain
 
     const grew = (after: Record<string, number>, before: Record<string, number>, reason: string) =>
       (after[reason] ?? 0) - (before[reason] ?? 0);
-    // The worker subscribes to the chain topics only: one forged event, one replay, one stale.
+    // The worker subscribes to the chain topics and, for the bridge election, to every device's
+    // presence: on B's status topic one unsigned and two forged, on the chain topic one forged
+    // event, one replay and one stale.
     await waitFor("B's worker to count its drops", async () => {
       const now = await workerDrops(metricsPort);
-      return grew(now, workerBefore, "forged") >= 1 &&
+      return grew(now, workerBefore, "forged") >= 3 &&
+        grew(now, workerBefore, "unsigned") >= 1 &&
         grew(now, workerBefore, "replayed") >= 1 &&
         grew(now, workerBefore, "stale") >= 1
         ? now
@@ -285,7 +297,8 @@ describe("trust: authenticated broker and signed messages (real Mosquitto, chain
       );
     });
     const workerAfter = await workerDrops(metricsPort);
-    expect(grew(workerAfter, workerBefore, "forged"), "worker: forged").to.equal(1);
+    expect(grew(workerAfter, workerBefore, "forged"), "worker: forged").to.equal(3);
+    expect(grew(workerAfter, workerBefore, "unsigned"), "worker: unsigned").to.equal(1);
     expect(grew(workerAfter, workerBefore, "replayed"), "worker: replayed").to.equal(1);
     expect(grew(workerAfter, workerBefore, "stale"), "worker: stale").to.equal(1);
 

@@ -36,6 +36,7 @@ import { devWallet, runHardhat } from "../../../scripts/lib/local-chain";
 import { deployInto, deviceKeyOf, enrollArgs, enrolledId, ok, type DeploymentRecord } from "../../shared/cli";
 import { freePort, testWorker, waitFor, writeWorkerConfig, WorkerProcess } from "../../shared/processes";
 import {
+  clearRetainedPresences,
   removeDeviceLeftovers,
   requireChain,
   requireDocker,
@@ -193,6 +194,8 @@ describe("worker failure paths: failure codes, backoff, RPC and Kubo outages, me
 
   before(async function () {
     await Promise.all([requireChain(urls), requireKubo(urls), requireDocker(urls), requireMqtt(urls)]);
+    // The /metrics test counts every message the worker dropped: no presence of another run's fleet.
+    await clearRetainedPresences(urls.mqttUrl);
     dir = await mkdtemp(path.join(tmpdir(), "shoal-failures-"));
     record = await deployInto(dir);
     provider = new JsonRpcProvider(urls.rpcUrl, undefined, { staticNetwork: true, cacheTimeout: -1 });

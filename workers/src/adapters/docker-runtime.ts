@@ -66,8 +66,8 @@ export interface DockerRuntimeOptions {
   docker: Docker;
   /**
    * The engine's unix socket, when the engine runs on this host: dockerd unlinks and creates it
-   * when it starts, so its inode change time is the engine's start (engineStartedAt). Without it
-   * engineStartedAt is unknown.
+   * when it starts, so its inode change time is the engine's start (engineStartedAt), and unlinks it
+   * when it begins to stop. Without it engineStartedAt is unknown.
    */
   socketPath?: string;
   /** Parallel inspects in list(); a device runs tens of containers at most. Default 8. */
@@ -191,8 +191,17 @@ export function createDockerRuntime({
       if (socketPath === undefined) return undefined;
       try {
         return (await stat(socketPath)).ctime.toISOString();
-      } catch {
-        return undefined; // the engine is down: list() fails this pass anyway
+      } catch (error) {
+        // No socket: the engine is stopping or down. A stopping dockerd closes (and unlinks) its
+        // listener first, then stops its containers, and still answers on the connections already
+        // open (the HTTP client keeps them alive): list() may just have shown a container it
+        // stopped. Answering "unknown" here made plan() take that exit for the app's own and end
+        // the placement; an error aborts the pass instead, and the pass after the restart sees the
+        // new engine's start time.
+        throw new RuntimeError(
+          `the Docker Engine's socket ${socketPath} is gone: the engine is stopping or not running`,
+          { reason: "unavailable", cause: error },
+        );
       }
     },
 

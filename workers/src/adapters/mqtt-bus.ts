@@ -68,6 +68,8 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
   const listeners = new Set<(event: BusEvent) => void>();
   const subscriptions = new Map<number, { filter: string; handler: MessageHandler }>();
   const filterCounts = new Map<string, number>();
+  /** The SUBSCRIBE of each subscribed filter (settled, or in flight). */
+  const subscribing = new Map<string, Promise<void>>();
   let nextSubscription = 1;
   let state: BusState = "connecting";
 
@@ -250,20 +252,37 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
     async subscribe(filter, handler, opts = {}) {
       const id = nextSubscription++;
       const count = filterCounts.get(filter) ?? 0;
-      if (count === 0) {
-        try {
-          await client.subscribeAsync(filter, { qos: (opts.qos ?? 1) as Qos });
-        } catch (error) {
-          throw new BusError(`could not subscribe to ${filter}`, { cause: error, retryable: true });
-        }
-      }
-      filterCounts.set(filter, count + 1);
+      // The handler is in place before SUBSCRIBE goes out: the broker sends the retained messages
+      // right behind the SUBACK, and when both arrive in one read (a busy event loop) mqtt.js
+      // emits them on process.nextTick, before the SUBACK's promise continues this function.
+      // Registered after the await, those retained messages (the presences the election counts)
+      // were handed to nobody and lost for good.
       subscriptions.set(id, { filter, handler });
+      filterCounts.set(filter, count + 1);
+      if (count === 0)
+        subscribing.set(
+          filter,
+          client.subscribeAsync(filter, { qos: (opts.qos ?? 1) as Qos }).then(() => undefined),
+        );
+      try {
+        // A second subscription to a filter whose SUBSCRIBE is in flight shares its outcome.
+        await subscribing.get(filter);
+      } catch (error) {
+        subscriptions.delete(id);
+        const left = (filterCounts.get(filter) ?? 1) - 1;
+        if (left > 0) filterCounts.set(filter, left);
+        else {
+          filterCounts.delete(filter);
+          subscribing.delete(filter);
+        }
+        throw new BusError(`could not subscribe to ${filter}`, { cause: error, retryable: true });
+      }
       return async () => {
         if (!subscriptions.delete(id)) return;
         const left = (filterCounts.get(filter) ?? 1) - 1;
         if (left > 0) return void filterCounts.set(filter, left);
         filterCounts.delete(filter);
+        subscribing.delete(filter);
         if (state === "connected") await client.unsubscribeAsync(filter).catch(() => undefined);
       };
     },

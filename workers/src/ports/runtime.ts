@@ -52,7 +52,9 @@ export interface ResourceUpdate extends ResourceLimits {
 export interface Runtime {
   /**
    * When the engine that answers now started (ISO time), or undefined when the runtime cannot tell
-   * (a remote engine). plan() reads a container's exit before that as the engine's doing.
+   * (a remote engine). plan() reads a container's exit before that as the engine's doing. Rejects
+   * (retryable) when the runtime can tell that the engine is stopping: the exits it shows then may
+   * be its own doing, and must not be judged until it has started again.
    */
   engineStartedAt?(options?: SignalOptions): Promise<string | undefined>;
   /** Shoal containers of the device (by label), in any state. */
