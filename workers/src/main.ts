@@ -474,10 +474,13 @@ async function runLoops(
         );
     }
   };
-  let peeringCaughtUp = (async () => {
+  // Opening the book can fail fatally (a data dir of another chain): the supervisor below reports
+  // it. `peeringCaughtUp` only orders the bridge role and reconnects after it, and never rejects.
+  const peeringOpened = (async () => {
     await peering?.open({ signal });
     await catchUpPeering();
   })();
+  let peeringCaughtUp = peeringOpened.catch(() => undefined);
   const seen = createSeenEvents();
   /** Highest block of a bridged event heard from an elected bridge: where a successor takes over. */
   let heardThrough = -1;
@@ -578,7 +581,12 @@ async function runLoops(
       { name: "reconciler", done: reconciler.run({ signal }) },
       ...(resourceManager ? [{ name: "resource manager", done: resourceManager.run({ signal }) }] : []),
       ...(resourceLog ? [{ name: "resource log", done: resourceLog.run({ signal }) }] : []),
-      ...(peering ? [{ name: "peering", done: peering.run({ signal }) }] : []),
+      ...(peering
+        ? [
+            { name: "peering (opening the peer book)", done: peeringOpened },
+            { name: "peering", done: peering.run({ signal }) },
+          ]
+        : []),
       { name: "heartbeat", done: heartbeat.done },
       ...(claims ? [{ name: "claimer", done: claims.done }] : []),
     ],
