@@ -79,11 +79,15 @@ export function primePacketLengthCache(): void {
   lengthCachePrimed = true;
   // The very module instance mqtt.js writes with (its own dependency, not one of ours).
   const packets = createRequire(require.resolve("mqtt"))("mqtt-packet") as {
-    writeToStream(
-      packet: object,
-      stream: { write(chunk: unknown): boolean; destroy(error?: Error): void },
-    ): boolean;
+    writeToStream: {
+      (packet: object, stream: { write(chunk: unknown): boolean; destroy(error?: Error): void }): boolean;
+      cacheNumbers: boolean;
+    };
   };
+  // As the bus's client sets it (writeCache: false below), and before the first write: with it on,
+  // that write builds mqtt-packet's cache of all 65,536 two-byte numbers (6.5 MiB of heap), which
+  // the client turning it off later does not free.
+  packets.writeToStream.cacheNumbers = false;
   const sink = {
     write: () => true,
     destroy: (error?: Error) => {
