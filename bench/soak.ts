@@ -2,6 +2,7 @@
  * Soak: one shoal-worker for an hour or more at accelerated settings, its memory and handles over time.
  *
  *   npx ts-node bench/soak.ts [--minutes N] [--warmup-minutes N] [--sample-s S] [--scale-s S] [--no-build]
+ *                             [--out DIR] [--node-options "FLAGS"]
  *   (env: SHOAL_SOAK_MINUTES, SHOAL_SOAK_WARMUP_MINUTES, SHOAL_SOAK_SAMPLE_S, SHOAL_SOAK_SCALE_S;
  *    the flags win)
  *
@@ -19,14 +20,20 @@
  *   one removed every 2 x `--scale-s`, at most 3 of the soak's containers at once.
  *
  * Every `--sample-s` seconds: VmRSS from /proc, and from the worker's /metrics the V8 heap used and
- * total, external memory, active handles, resource decisions and claims. The warning count is the
- * number of `MaxListenersExceededWarning` lines on the worker's stderr. Slopes are least-squares fits
- * over the samples after the warm-up, in MiB per hour.
+ * total, the heap used right after the last major collection, external memory, active handles,
+ * resource decisions and claims. The warning count is the number of `MaxListenersExceededWarning`
+ * lines on the worker's stderr. Slopes are least-squares fits over the samples after the warm-up, in
+ * MiB per hour. Heap used at a sample's time lands anywhere on the collector's sawtooth, so the
+ * heap's verdict is taken on the heap after a major collection (the live heap); the slope of each
+ * 5-minute window's minimum heap used is reported too, as a check that needs no worker metric.
  *
- * Writes bench/results/soak.md every 5 minutes (marked partial until the end) and the samples to
- * bench/results/soak.csv. Cleans up the containers of its device (by label), its images' pins, and
- * stops only the processes it started. Needs no Docker lock: it creates containers of its own device
- * only, and never removes anything else.
+ * Writes soak.md every 5 minutes (marked partial until the end) and the samples to soak.csv, in
+ * bench/results or `--out DIR` (a second soak meanwhile must not overwrite the first's results).
+ * `--node-options` adds V8/Node flags to the worker's (e.g. "--heapsnapshot-signal=SIGUSR2" for
+ * heap snapshots on `kill -USR2 <worker pid>`, written to the worker's directory, the repository).
+ * Cleans up the containers of its device (by label), its images' pins, and stops only the processes
+ * it started. Needs no Docker lock: it creates containers of its own device only, and never removes
+ * anything else.
  */
 import Docker from "dockerode";
 import { JsonRpcProvider, Wallet } from "ethers";
@@ -61,13 +68,25 @@ const MINUTES = setting("minutes", "SHOAL_SOAK_MINUTES", 60);
 const WARMUP_MINUTES = setting("warmup-minutes", "SHOAL_SOAK_WARMUP_MINUTES", 10);
 const SAMPLE_S = setting("sample-s", "SHOAL_SOAK_SAMPLE_S", 15);
 const SCALE_S = setting("scale-s", "SHOAL_SOAK_SCALE_S", 5);
+function stringSetting(flag: string): string | undefined {
+  const i = process.argv.indexOf(`--${flag}`);
+  if (i < 0) return undefined;
+  const value = process.argv[i + 1];
+  if (value === undefined || value === "")
+    throw new Error(
+      `--${flag}: a value is required (e.g. --${flag} ${flag === "out" ? "/tmp/soak" : "--heapsnapshot-signal=SIGUSR2"})`,
+    );
+  return value;
+}
+const OUT = path.resolve(stringSetting("out") ?? path.join(__dirname, "results"));
+const EXTRA_NODE_OPTIONS = (stringSetting("node-options") ?? "").split(/\s+/).filter(Boolean);
+const WINDOW_S = 5 * 60;
 
 const urls = serviceUrls();
 const RUN = `${Date.now().toString(36)}${process.pid.toString(36)}`;
 const docker = new Docker({ socketPath: urls.dockerSocket });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const run = promisify(execFile);
-const RESULTS = path.join(ROOT, "bench/results");
 // SIGTERM/SIGINT end the soak early: results written (marked partial), everything cleaned up.
 let stopRequested = false;
 process.once("SIGTERM", () => (stopRequested = true));
@@ -78,6 +97,8 @@ interface Sample {
   rssMiB: number;
   heapUsedMiB: number;
   heapTotalMiB: number;
+  /** Heap used right after the worker's last major collection (NaN before the first). */
+  heapAfterGcMiB: number;
   externalMiB: number;
   handles: number;
   decisions: number;
@@ -306,6 +327,7 @@ async function main(): Promise<void> {
       "--trace-warnings",
       "--max-semi-space-size=2",
       "--max-old-space-size=512",
+      ...EXTRA_NODE_OPTIONS,
       path.join(copy, "workers/src/main.js"),
       "--config",
       config,
@@ -415,6 +437,7 @@ async function main(): Promise<void> {
           rssMiB: vmRssMiB(w.child.pid!),
           heapUsedMiB: metric(text, "shoal_worker_nodejs_heap_size_used_bytes") / MIB,
           heapTotalMiB: metric(text, "shoal_worker_nodejs_heap_size_total_bytes") / MIB,
+          heapAfterGcMiB: metric(text, "shoal_worker_heap_used_after_major_gc_bytes") / MIB,
           externalMiB: metric(text, "shoal_worker_nodejs_external_memory_bytes") / MIB,
           handles: metric(text, "shoal_worker_nodejs_active_handles_total"),
           decisions: metric(text, "shoal_resource_decisions_total"),
@@ -463,12 +486,30 @@ function writeResults(opts: {
   const { samples, partial, startedAt, meta } = opts;
   const warm = samples.filter((s) => s.t >= WARMUP_MINUTES * 60);
   const slope = (pick: (s: Sample) => number) => slopePerHour(warm.map((s) => [s.t, pick(s)]));
-  const fmt = (v: number, digits = 2) => (Number.isFinite(v) ? v.toFixed(digits) : "-");
+  const fmt = (v: number | undefined, digits = 2) =>
+    v !== undefined && Number.isFinite(v) ? v.toFixed(digits) : "-";
   const last = samples[samples.length - 1];
   const first = warm[0];
   const cpus = os.cpus();
   const rssSlope = slope((s) => s.rssMiB);
-  const heapSlope = slope((s) => s.heapUsedMiB);
+  const heapUsedSlope = slope((s) => s.heapUsedMiB);
+  const afterGc = warm.filter((s) => Number.isFinite(s.heapAfterGcMiB));
+  const afterGcSlope = slopePerHour(afterGc.map((s) => [s.t, s.heapAfterGcMiB]));
+  // The floor of each full 5-minute window after the warm-up (the heap after a collection), at the
+  // window's middle.
+  const floors: Array<[number, number]> = [];
+  for (
+    let from = WARMUP_MINUTES * 60;
+    from + WINDOW_S <= (samples.at(-1)?.t ?? 0) + SAMPLE_S;
+    from += WINDOW_S
+  ) {
+    const inWindow = warm.filter((s) => s.t >= from && s.t < from + WINDOW_S).map((s) => s.heapUsedMiB);
+    if (inWindow.length > 0) floors.push([from + WINDOW_S / 2, Math.min(...inWindow)]);
+  }
+  const floorSlope = slopePerHour(floors);
+  // The heap's verdict: after a major collection when the worker reports it, else the window floors.
+  const heapMeasure = Number.isFinite(afterGcSlope) ? "after a major collection" : "5-minute floor";
+  const heapSlope = Number.isFinite(afterGcSlope) ? afterGcSlope : floorSlope;
   const warnings = last?.warnings ?? 0;
   const span = last ? last.t / 60 : 0;
   const met =
@@ -481,11 +522,11 @@ function writeResults(opts: {
     .filter((_, i) => i % every === 0 || i === samples.length - 1)
     .map(
       (s) =>
-        `| ${fmt(s.t / 60, 1)} | ${fmt(s.rssMiB, 1)} | ${fmt(s.heapUsedMiB, 1)} | ${fmt(s.heapTotalMiB, 1)} | ${fmt(s.externalMiB, 1)} | ${s.handles} | ${s.containers} | ${s.decisions} | ${s.claims} | ${s.warnings} |`,
+        `| ${fmt(s.t / 60, 1)} | ${fmt(s.rssMiB, 1)} | ${fmt(s.heapUsedMiB, 1)} | ${fmt(s.heapAfterGcMiB, 1)} | ${fmt(s.heapTotalMiB, 1)} | ${fmt(s.externalMiB, 1)} | ${s.handles} | ${s.containers} | ${s.decisions} | ${s.claims} | ${s.warnings} |`,
     );
   const md = `# Worker soak: memory and handles over time${partial ? " (PARTIAL: the run is not finished)" : ""}
 
-Command: \`npx ts-node bench/soak.ts --minutes ${MINUTES} --warmup-minutes ${WARMUP_MINUTES} --sample-s ${SAMPLE_S} --scale-s ${SCALE_S}\`
+Command: \`npx ts-node bench/soak.ts --minutes ${MINUTES} --warmup-minutes ${WARMUP_MINUTES} --sample-s ${SAMPLE_S} --scale-s ${SCALE_S}${EXTRA_NODE_OPTIONS.length ? ` --node-options "${EXTRA_NODE_OPTIONS.join(" ")}"` : ""}\`
 (see the header of bench/soak.ts for what it runs).
 
 - Date: ${startedAt.toISOString()} (run ${RUN}); ${fmt(span, 1)} of ${MINUTES} min recorded${partial ? " so far" : ""}
@@ -499,32 +540,36 @@ Command: \`npx ts-node bench/soak.ts --minutes ${MINUTES} --warmup-minutes ${WAR
 | | slope after ${WARMUP_MINUTES} min warm-up (per hour) | first after warm-up | last |
 |---|---|---|---|
 | RSS (MiB) | **${fmt(rssSlope)}** | ${fmt(first?.rssMiB, 1)} | ${fmt(last?.rssMiB, 1)} |
-| V8 heap used (MiB) | **${fmt(heapSlope)}** | ${fmt(first?.heapUsedMiB, 1)} | ${fmt(last?.heapUsedMiB, 1)} |
+| V8 heap used after a major collection (MiB) | ${Number.isFinite(afterGcSlope) ? `**${fmt(afterGcSlope)}**` : "-"} | ${fmt(afterGc[0]?.heapAfterGcMiB, 1)} | ${fmt(afterGc.at(-1)?.heapAfterGcMiB, 1)} |
+| V8 heap used, floor of each 5-minute window (MiB) | ${Number.isFinite(afterGcSlope) ? fmt(floorSlope) : `**${fmt(floorSlope)}**`} (${floors.length} windows) | ${fmt(floors[0]?.[1], 1)} | ${fmt(floors.at(-1)?.[1], 1)} |
+| V8 heap used at the sample (MiB) | ${fmt(heapUsedSlope)} | ${fmt(first?.heapUsedMiB, 1)} | ${fmt(last?.heapUsedMiB, 1)} |
 | V8 heap total (MiB) | ${fmt(slope((s) => s.heapTotalMiB))} | ${fmt(first?.heapTotalMiB, 1)} | ${fmt(last?.heapTotalMiB, 1)} |
 | external (MiB) | ${fmt(slope((s) => s.externalMiB))} | ${fmt(first?.externalMiB, 1)} | ${fmt(last?.externalMiB, 1)} |
 | active handles | ${fmt(slope((s) => s.handles))} | ${first?.handles ?? "-"} | ${last?.handles ?? "-"} |
 
 \`MaxListenersExceededWarning\` on the worker's stderr: **${warnings}**.
-Target (slope under ${TARGET_SLOPE_MIB_PER_H} MiB/h for RSS and heap after warm-up, no warning): **${partial ? "not decided yet" : met ? "met" : "not met"}**.
+Target (slope under ${TARGET_SLOPE_MIB_PER_H} MiB/h for RSS and for the heap, ${heapMeasure}, after warm-up; no warning): **${partial ? "not decided yet" : met ? "met" : "not met"}**.
+Heap used at a sample's time lands anywhere on the collector's sawtooth, so its slope is noise more than trend; the heap's verdict is taken on the live heap (bold).
 Resource decisions: ${last?.decisions ?? "-"}; claims: ${last?.claims ?? "-"}.
 ${meta.warningText ? `\nFirst warning:\n\n\`\`\`\n${meta.warningText}\n\`\`\`\n` : ""}
-## Samples (every 5 min; all ${samples.length} samples in bench/results/soak.csv)
+## Samples (every 5 min; all ${samples.length} samples in soak.csv)
 
-| min | RSS MiB | heap used MiB | heap total MiB | external MiB | handles | containers | decisions | claims | warnings |
-|---|---|---|---|---|---|---|---|---|---|
+| min | RSS MiB | heap used MiB | heap after GC MiB | heap total MiB | external MiB | handles | containers | decisions | claims | warnings |
+|---|---|---|---|---|---|---|---|---|---|---|
 ${rows.join("\n")}
 `;
-  mkdirSync(RESULTS, { recursive: true });
-  writeFileSync(path.join(RESULTS, "soak.md"), md);
+  mkdirSync(OUT, { recursive: true });
+  writeFileSync(path.join(OUT, "soak.md"), md);
   writeFileSync(
-    path.join(RESULTS, "soak.csv"),
-    "t_s,rss_mib,heap_used_mib,heap_total_mib,external_mib,handles,containers,decisions,claims,warnings\n" +
+    path.join(OUT, "soak.csv"),
+    "t_s,rss_mib,heap_used_mib,heap_after_gc_mib,heap_total_mib,external_mib,handles,containers,decisions,claims,warnings\n" +
       samples
         .map((s) =>
           [
             s.t,
             s.rssMiB,
             s.heapUsedMiB,
+            s.heapAfterGcMiB,
             s.heapTotalMiB,
             s.externalMiB,
             s.handles,

@@ -255,6 +255,8 @@ export type ContentStoreError = KuboModule.ContentStoreError;
 lazyValue("ContentStoreError", () => load.kubo().ContentStoreError);
 export const createMqttBus: typeof MqttBusModule.createMqttBus = (...args) =>
   load.mqttBus().createMqttBus(...args);
+export const primePacketLengthCache: typeof MqttBusModule.primePacketLengthCache = (...args) =>
+  load.mqttBus().primePacketLengthCache(...args);
 export const createKeeper: typeof KeeperModule.createKeeper = (...args) =>
   load.keeper().createKeeper(...args);
 export const createPeering: typeof PeeringModule.createPeering = (...args) =>

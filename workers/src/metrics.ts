@@ -1,6 +1,32 @@
 /** The worker's Prometheus metrics and the /metrics endpoint (loopback by default). */
 import http from "node:http";
+import { PerformanceObserver, constants as perfConstants } from "node:perf_hooks";
+import v8 from "node:v8";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/**
+ * V8 heap used right after the last major (mark-compact) collection, in bytes; NaN before the
+ * first. Heap used read at an arbitrary time lands anywhere on the collector's sawtooth, so its
+ * trend over an hour is mostly noise; its value after a full collection is the live heap (plus what
+ * the rest of that task allocated: the observer runs on the next turn of the event loop). One
+ * observer per process, however many workers it hosts (hollow devices).
+ */
+let heapUsedAfterMajorGc = NaN;
+let gcObserver: PerformanceObserver | undefined;
+function observeMajorGc(): void {
+  if (gcObserver !== undefined) return;
+  gcObserver = new PerformanceObserver((list) => {
+    const major = list
+      .getEntries()
+      .some(
+        (e) =>
+          (e as unknown as { detail?: { kind?: number } }).detail?.kind ===
+          perfConstants.NODE_PERFORMANCE_GC_MAJOR,
+      );
+    if (major) heapUsedAfterMajorGc = v8.getHeapStatistics().used_heap_size;
+  });
+  gcObserver.observe({ entryTypes: ["gc"] });
+}
 
 export interface WorkerMetrics {
   registry: Registry;
@@ -28,6 +54,15 @@ export function createWorkerMetrics(labels: { deviceId: number }): WorkerMetrics
   const registry = new Registry();
   registry.setDefaultLabels({ device: String(labels.deviceId) });
   collectDefaultMetrics({ register: registry, prefix: "shoal_worker_" });
+  observeMajorGc();
+  new Gauge({
+    name: "shoal_worker_heap_used_after_major_gc_bytes",
+    help: "V8 heap used right after the last major (mark-compact) garbage collection: the live heap, for telling a leak from the collector's sawtooth",
+    registers: [registry],
+    collect() {
+      if (Number.isFinite(heapUsedAfterMajorGc)) this.set(heapUsedAfterMajorGc);
+    },
+  });
   return {
     registry,
     reconcileDuration: new Histogram({

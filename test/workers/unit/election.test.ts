@@ -7,6 +7,7 @@ import {
   applyPresence,
   createSeenEvents,
   electBridges,
+  SEEN_EVENTS,
   eventCoordinates,
   quietThrough,
   sameBridges,
@@ -184,6 +185,20 @@ describe("election: takeover and copies", function () {
     seen.first("d");
     expect(seen.size).to.equal(3);
     expect(seen.first(a)).to.equal(true);
+  });
+
+  it("holds at most SEEN_EVENTS coordinates by default, and still knows the newest of them", function () {
+    const seen = createSeenEvents();
+    const coordinates = (i: number) =>
+      eventCoordinates({ blockHash: `0x${i.toString(16).padStart(64, "0")}`, logIndex: i % 7 });
+    let firsts = 0;
+    for (let i = 0; i < 5 * SEEN_EVENTS; i++) if (seen.first(coordinates(i))) firsts++;
+    expect(firsts).to.equal(5 * SEEN_EVENTS);
+    expect(seen.size).to.equal(SEEN_EVENTS);
+    // A copy within the last SEEN_EVENTS events is recognised; one from before them is not.
+    expect(seen.first(coordinates(5 * SEEN_EVENTS - 1))).to.equal(false);
+    expect(seen.first(coordinates(4 * SEEN_EVENTS))).to.equal(false);
+    expect(seen.first(coordinates(4 * SEEN_EVENTS - 1))).to.equal(true);
   });
 });
 

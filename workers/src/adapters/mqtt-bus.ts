@@ -7,6 +7,7 @@
  * and `close()` publishes "offline" itself before the clean DISCONNECT (which cancels the Will).
  */
 import { connect, type IClientOptions, type MqttClient } from "mqtt";
+import { createRequire } from "node:module";
 import type { Logger } from "pino";
 import {
   createTopics,
@@ -59,7 +60,52 @@ export interface MqttBus extends Bus {
   readonly client: MqttClient;
 }
 
+/** The largest remaining length mqtt-packet caches (writeToStream.js, `num < 16384`). */
+const CACHED_LENGTHS = 16_384;
+let lengthCachePrimed = false;
+
+/**
+ * mqtt-packet keeps the encoded "remaining length" of every packet it writes below 16 KiB, one
+ * Buffer per length, never evicted (writeToStream.js `varByteIntCache`). Each is a 1-4 byte slice
+ * of Node's shared 8 KiB Buffer pool made when a length first appears, and by then other
+ * allocations have moved the pool on: each new message length pins a pool block of its own, 8 KiB
+ * for 2 bytes, up to 128 MiB. The soak's worker grew its external memory by ~1.5 MiB an hour so
+ * (49 new blocks in 15 minutes; mqttjs/mqtt-packet#163, open). Writing one packet of every cached
+ * length once, back to back, at start fills the cache from a handful of blocks instead: 0.25 MiB
+ * of buffers and 1.7 MiB of heap, once per process, about 0.1-0.3 s.
+ */
+export function primePacketLengthCache(): void {
+  if (lengthCachePrimed) return;
+  lengthCachePrimed = true;
+  // The very module instance mqtt.js writes with (its own dependency, not one of ours).
+  const packets = createRequire(require.resolve("mqtt"))("mqtt-packet") as {
+    writeToStream: {
+      (packet: object, stream: { write(chunk: unknown): boolean; destroy(error?: Error): void }): boolean;
+      cacheNumbers: boolean;
+    };
+  };
+  // As the bus's client sets it (writeCache: false below), and before the first write: with it on,
+  // that write builds mqtt-packet's cache of all 65,536 two-byte numbers (6.5 MiB of heap), which
+  // the client turning it off later does not free.
+  packets.writeToStream.cacheNumbers = false;
+  const sink = {
+    write: () => true,
+    destroy: (error?: Error) => {
+      throw error ?? new Error("mqtt-packet refused a packet while priming its length cache");
+    },
+  };
+  // A PUBACK has remaining length 2; a QoS 0 PUBLISH on a one-byte topic 3 + its payload.
+  packets.writeToStream({ cmd: "puback", messageId: 1 }, sink);
+  const payload = Buffer.alloc(CACHED_LENGTHS);
+  for (let length = 3; length < CACHED_LENGTHS; length++)
+    packets.writeToStream(
+      { cmd: "publish", topic: "p", qos: 0, payload: payload.subarray(0, length - 3) },
+      sink,
+    );
+}
+
 export function createMqttBus(deps: MqttBusDeps): MqttBus {
+  primePacketLengthCache();
   const { url, clientId, deviceId, publishTimeoutMs = 10_000 } = deps;
   const now = deps.now ?? (() => new Date());
   const log = deps.logger.child({ component: "mqtt-bus", clientId });

@@ -92,11 +92,20 @@ export function eventCoordinates(e: { blockHash: string; logIndex: number }): st
 }
 
 /**
+ * Events whose coordinates a worker remembers. The copies of one event come from the elected
+ * bridges, each publishing the same blocks after the same confirmations, so they arrive within the
+ * bridges' lag of each other: seconds. 1,024 events span about 17 minutes at the soak's rate (about
+ * one event a second: bench/soak.ts) and 20 s at 50 a second. 10,000 (about 1.5 MB of strings)
+ * took a worker three hours to fill and grew its heap by ~0.5 MiB an hour meanwhile (issue 11).
+ */
+export const SEEN_EVENTS = 1_024;
+
+/**
  * Remembers the coordinates of the last `capacity` events, so the second copy of each is
  * recognised. Bounded: a copy that arrives after `capacity` others is passed on again, which is
  * harmless (every consumer action is taken on a chain read, never on the event alone).
  */
-export function createSeenEvents(capacity = 10_000) {
+export function createSeenEvents(capacity = SEEN_EVENTS) {
   const seen = new Set<string>();
   return {
     /** True the first time a coordinate is offered, false for every copy after. */
