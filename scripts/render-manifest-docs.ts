@@ -273,7 +273,10 @@ Beyond the fields above, a manifest is refused, with the field, the value and wh
   \`/etc/hostname\` or anything below them.
 - **An HTTP health check could leave its container.** \`healthCheck.httpGet.path\` is a path on the
   container: absolute URLs (\`http://169.254.169.254/...\`), network-path references
-  (\`//169.254.169.254/...\`) and backslashes (which URL parsers read as \`/\`) are refused.
+  (\`//169.254.169.254/...\`) and backslashes (which URL parsers read as \`/\`) are refused,
+  and so are the keys \`host\`, \`scheme\` and \`httpHeaders\` (a Host header) that other
+  orchestrators accept: the worker addresses the probe to the container itself, never to another
+  host, the device, or a link-local or metadata address.
 - **It uses YAML that changes or drops data.** Manifests are read as YAML 1.2. Refused: a
   \`%YAML 1.1\` directive (whose rules read \`yes\` as true, \`0777\` as octal, \`1:30\` as 90); tags
   other than the core ones (\`!!str\`, \`!!int\`, \`!!float\`, \`!!bool\`, \`!!null\`, \`!!map\`,

@@ -588,6 +588,8 @@ describe("manifest", () => {
     const ALLOWED_LINE =
       "use printable text on one line: control characters, tabs, newlines and bidi overrides are refused";
     const PROBE_ALLOWED = 'a probe only targets its own container: give the path alone, like "/healthz"';
+    const PROBE_HOST_REFUSED =
+      "a probe only targets its own container, which the worker addresses itself (never another host, the device, or a link-local or metadata address); give only port and path";
     const UTF8 = "save the file as UTF-8 without a byte order mark";
     const TAG_ALLOWED =
       "remove the tag: a manifest holds plain mappings, lists, strings, numbers and booleans";
@@ -832,6 +834,25 @@ describe("manifest", () => {
           name: "a backslash that URL parsers read as a second slash",
           input: yaml({}, ...probe("'/\\evil.example/'")),
           message: `shoal.yaml:14: healthCheck.httpGet.path: "/\\\\evil.example/" is a network-path reference (//host/...) to another host (evil.example); ${PROBE_ALLOWED}`,
+        },
+        {
+          name: "a host next to the path",
+          input: yaml({}, PROBE_PORT, "healthCheck: { httpGet: { port: 8080, path: /, host: 169.254.169.254 } }"),
+          message: `shoal.yaml:14: healthCheck.httpGet.host: "169.254.169.254" is refused; ${PROBE_HOST_REFUSED}`,
+        },
+        {
+          name: "a scheme next to the path",
+          input: yaml({}, PROBE_PORT, "healthCheck: { httpGet: { port: 8080, scheme: HTTPS } }"),
+          message: `shoal.yaml:14: healthCheck.httpGet.scheme: "HTTPS" is refused; a probe is plain HTTP to its container's own port; ${PROBE_HOST_REFUSED}`,
+        },
+        {
+          name: "a Host header",
+          input: yaml(
+            {},
+            PROBE_PORT,
+            "healthCheck: { httpGet: { port: 8080, httpHeaders: [{ name: Host, value: metadata }] } }",
+          ),
+          message: `shoal.yaml:14: healthCheck.httpGet.httpHeaders: [{"name":"Host","value":"metadata"}] is refused; a Host header would name another host; ${PROBE_HOST_REFUSED}`,
         },
         {
           name: "a backslash later in the path",
