@@ -837,7 +837,11 @@ describe("manifest", () => {
         },
         {
           name: "a host next to the path",
-          input: yaml({}, PROBE_PORT, "healthCheck: { httpGet: { port: 8080, path: /, host: 169.254.169.254 } }"),
+          input: yaml(
+            {},
+            PROBE_PORT,
+            "healthCheck: { httpGet: { port: 8080, path: /, host: 169.254.169.254 } }",
+          ),
           message: `shoal.yaml:14: healthCheck.httpGet.host: "169.254.169.254" is refused; ${PROBE_HOST_REFUSED}`,
         },
         {
