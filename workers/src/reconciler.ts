@@ -12,7 +12,8 @@
  */
 import type { Logger } from "pino";
 import { containerSpec, specHash, type ContainerSpecOptions } from "./domain/container-spec";
-import { plan, type DesiredPlacement, type PlanAction } from "./domain/plan";
+import { plan, type ActualContainer, type DesiredPlacement, type PlanAction } from "./domain/plan";
+import { createHealthProber, type ProbeTarget } from "./health-prober";
 import { DeliveryError, type Delivery } from "./delivery";
 import { isRetryable } from "./errors";
 import { sleep } from "./lib/supervise";
@@ -73,6 +74,13 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
   const retryAt = new Map<string, { at: number; delayMs: number }>();
   let dirty = true;
   let wake: (() => void) | undefined;
+  /** Restarts for being unhealthy since each placement's replica was last healthy. */
+  const unhealthyRestarts = new Map<string, number>();
+  // httpGet checks (exec checks are Docker's); a changed verdict asks for a pass.
+  const prober = createHealthProber({
+    logger: logger.child({ component: "health" }),
+    onChange: () => markDirty("health"),
+  });
 
   /** New placements since the last pass (the device's list is newest first), then fresh states. */
   async function readDesired(blockTag: number, signal?: AbortSignal): Promise<PlacementView[]> {
@@ -181,6 +189,13 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         await runtime.start(action.containerId, { signal });
         return;
       case "recreate": {
+        if (action.unhealthy) {
+          unhealthyRestarts.set(action.placementId, (unhealthyRestarts.get(action.placementId) ?? 0) + 1);
+          logger.warn(
+            { placementId: action.placementId, reason: action.reason },
+            "restarting an unhealthy replica",
+          );
+        }
         await runtime.stop(action.containerId, { signal });
         await runtime.remove(action.containerId, { signal });
         const { container } = await runtime.ensureRunning(action.spec, { signal });
@@ -192,7 +207,10 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         await runtime.remove(action.containerId, { signal });
         return;
       case "report-failure":
+        // An unhealthy replica still runs: stop it first, so it answers nobody from here on.
+        if (action.code === "HealthCheckFailed") await runtime.stop(action.containerId, { signal });
         await failOnChain(action.placementId, action.code, action.reason);
+        unhealthyRestarts.delete(action.placementId);
         return;
       case "complete":
         await registry.release(action.placementId);
@@ -221,7 +239,13 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       // the app's own. Read after, the error can only go the other way (an exit counted as the
       // engine's: one more start in place, never a moved replica).
       const engineStartedAt = await runtime.engineStartedAt?.({ signal });
-      const actions = plan({ desired, actual, engineStartedAt, now: new Date(now()).toISOString() });
+      const checked = withHealth(desired, actual);
+      const actions = plan({
+        desired: desired.map((d) => ({ ...d, unhealthyRestarts: unhealthyRestarts.get(d.placementId) ?? 0 })),
+        actual: checked,
+        engineStartedAt,
+        now: new Date(now()).toISOString(),
+      });
 
       const failed: PassResult["failed"] = [];
       for (const action of actions) {
@@ -256,6 +280,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       // A placement that needs no action any more (gone from both sides) needs no retry time.
       const acted = new Set(actions.map((a) => a.placementId));
       for (const id of retryAt.keys()) if (!acted.has(id)) retryAt.delete(id);
+      for (const id of unhealthyRestarts.keys()) if (!acted.has(id)) unhealthyRestarts.delete(id);
       if (deps.metrics) {
         deps.metrics.placements.reset();
         for (const p of tracked.values()) deps.metrics.placements.inc({ state: p.state });
@@ -272,12 +297,39 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     }
   }
 
+  /**
+   * The running containers with their health: Docker's verdict on exec checks as listed, the
+   * prober's on httpGet checks (which this hands the running ones to). A healthy replica's count
+   * of unhealthy restarts starts over.
+   */
+  function withHealth(desired: DesiredPlacement[], actual: ActualContainer[]): ActualContainer[] {
+    const specs = new Map(desired.map((d) => [d.placementId, d.container?.spec]));
+    const targets: ProbeTarget[] = [];
+    const out = actual.map((c) => {
+      const probe = specs.get(c.placementId)?.httpProbe;
+      if (probe === undefined || c.state !== "running" || c.address === undefined) return c;
+      targets.push({
+        containerId: c.id,
+        placementId: c.placementId,
+        address: c.address,
+        probe,
+        startedAt: c.startedAt,
+      });
+      return { ...c, health: prober.health(c.id) ?? "starting" };
+    });
+    prober.sync(targets);
+    for (const c of out) if (c.health === "healthy") unhealthyRestarts.delete(c.placementId);
+    return out;
+  }
+
+  function markDirty(reason: string): void {
+    logger.trace({ reason }, "reconcile marked dirty");
+    dirty = true;
+    wake?.();
+  }
+
   return {
-    markDirty(reason) {
-      logger.trace({ reason }, "reconcile marked dirty");
-      dirty = true;
-      wake?.();
-    },
+    markDirty,
     pass,
     async run({ signal }) {
       while (!signal.aborted) {
@@ -298,6 +350,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           dirty = false;
         }
       }
+      prober.close();
     },
   };
 }

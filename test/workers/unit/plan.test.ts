@@ -18,6 +18,7 @@ import type { PublishedManifest } from "../../../workers/src";
 import {
   ENGINE_RESTORE_GRACE_MS,
   ENGINE_SHUTDOWN_SETTLE_MS,
+  HEALTH_RESTARTS_BEFORE_FAILED,
   plan,
   stoppedByEngine,
 } from "../../../workers/src";
@@ -307,6 +308,59 @@ describe("plan()", () => {
     });
   }
 
+  describe("an unhealthy replica (issue 15)", () => {
+    const sick = (more: Partial<ActualContainer> = {}) => actual("1", { health: "unhealthy", ...more });
+    const health: { name: string; want: DesiredPlacement; container: ActualContainer; expected: string[] }[] =
+      [
+        {
+          name: "healthy or still starting: keep",
+          want: desired("1"),
+          container: actual("1", { health: "healthy" }),
+          expected: ["keep 1 c-1"],
+        },
+        {
+          name: "starting: keep",
+          want: desired("1"),
+          container: actual("1", { health: "starting" }),
+          expected: ["keep 1 c-1"],
+        },
+        {
+          name: "unhealthy, never restarted for it: recreate",
+          want: desired("1"),
+          container: sick(),
+          expected: ["recreate 1 c-1"],
+        },
+        {
+          name: `unhealthy after ${HEALTH_RESTARTS_BEFORE_FAILED - 1} restart(s): recreate once more`,
+          want: { ...desired("1"), unhealthyRestarts: HEALTH_RESTARTS_BEFORE_FAILED - 1 },
+          container: sick(),
+          expected: ["recreate 1 c-1"],
+        },
+        {
+          name: `unhealthy after ${HEALTH_RESTARTS_BEFORE_FAILED} restarts: HealthCheckFailed`,
+          want: { ...desired("1"), unhealthyRestarts: HEALTH_RESTARTS_BEFORE_FAILED },
+          container: sick(),
+          expected: ["report-failure 1 c-1 HealthCheckFailed"],
+        },
+        {
+          name: "unhealthy under restartPolicy never: HealthCheckFailed at once",
+          want: desired("1", never),
+          container: withPolicy(never, sick()),
+          expected: ["report-failure 1 c-1 HealthCheckFailed"],
+        },
+      ];
+    for (const c of health) {
+      it(c.name, () => {
+        expect(summary(plan({ desired: [c.want], actual: [c.container] }))).to.deep.equal(c.expected);
+      });
+    }
+
+    it("marks the recreate as one for health, so the reconciler counts it", () => {
+      const [action] = plan({ desired: [desired("1")], actual: [sick()] });
+      expect(action).to.include({ type: "recreate", unhealthy: true });
+    });
+  });
+
   it("start and recreate carry the spec and hash to apply", () => {
     const want = desired("1", OTHER);
     const [action] = plan({ desired: [want], actual: [actual("1")] });
@@ -354,6 +408,21 @@ describe("containerSpec()", () => {
     expect(specFor("1").tmpfs).to.deep.equal([
       { path: "/tmp", sizeMiB: 8, options: "rw,noexec,nosuid,nodev,size=8m,mode=1777" },
     ]);
+  });
+
+  it("gives an httpGet check to the worker's prober and an exec check to Docker (issue 15)", () => {
+    const spec = specFor("1", DEMO_WEB);
+    expect(spec.healthCheck).to.equal(undefined);
+    expect(spec.httpProbe).to.deep.equal({
+      port: 8080,
+      path: "/healthz",
+      intervalS: 10,
+      timeoutS: 2,
+      retries: 3,
+      startPeriodS: 0,
+    });
+    expect(specFor("1", FULL).httpProbe).to.equal(undefined);
+    expect(specFor("1", FULL).healthCheck?.test).to.deep.equal(["CMD", "test", "-f", "/tmp/ok"]);
   });
 
   it("publishes declared ports on 127.0.0.1 only", () => {

@@ -447,6 +447,10 @@ function toActual(info: Docker.ContainerInspectInfo): ActualContainer {
       });
     }
   }
+  const health = (info.State as { Health?: { Status?: string } }).Health?.Status;
+  const address = Object.values(info.NetworkSettings.Networks ?? {})
+    .map((n) => n.IPAddress)
+    .find((ip) => ip !== undefined && ip !== "");
   const never = (time: string | undefined) =>
     time === undefined || time.startsWith("0001-") ? undefined : time;
   return {
@@ -476,6 +480,8 @@ function toActual(info: Docker.ContainerInspectInfo): ActualContainer {
       pidsLimit: host.PidsLimit ?? undefined,
     },
     ports: ports.sort((a, b) => a.containerPort - b.containerPort),
+    ...(health === "starting" || health === "healthy" || health === "unhealthy" ? { health } : {}),
+    ...(address !== undefined ? { address } : {}),
   };
 }
 

@@ -110,6 +110,20 @@ export interface ExecHealthCheck {
   startPeriodS: number;
 }
 
+/**
+ * An httpGet check, made by the worker from outside the container (an image need not hold an HTTP
+ * client): GET http://<container address>:<port><path>, healthy on 2xx or 3xx.
+ */
+export interface HttpProbe {
+  port: number;
+  /** Validated by the manifest: a path on the container, never a URL or another host. */
+  path: string;
+  intervalS: number;
+  timeoutS: number;
+  retries: number;
+  startPeriodS: number;
+}
+
 export interface ContainerSpec {
   /** `shoal-<deviceId>-<placementId>`: a second create of the same placement collides instead of duplicating. */
   name: string;
@@ -137,7 +151,10 @@ export interface ContainerSpec {
   network: string;
   /** Parent cgroup (the resource manager puts all containers of a device under one). */
   cgroupParent?: string;
+  /** An exec check, run by Docker's own HEALTHCHECK inside the container. */
   healthCheck?: ExecHealthCheck;
+  /** An httpGet check, made by the worker (health-prober.ts). */
+  httpProbe?: HttpProbe;
   /** Shoal's restart policy, applied by plan(); Docker's own restart policy is always "no". */
   restartPolicy: RestartPolicy;
   stopTimeoutS: number;
@@ -249,16 +266,17 @@ export function containerSpec(
     spec.user = { uid: manifest.user.uid, gid: manifest.user.gid ?? manifest.user.uid };
   if (options.cgroupParent !== undefined) spec.cgroupParent = options.cgroupParent;
   const check = manifest.healthCheck;
-  // httpGet checks are made by the worker from outside; only exec checks run inside the container.
-  if (check?.exec !== undefined) {
-    spec.healthCheck = {
-      test: ["CMD", ...check.exec],
-      intervalS: check.intervalSeconds,
-      timeoutS: check.timeoutSeconds,
-      retries: check.retries,
-      startPeriodS: check.startPeriodSeconds,
-    };
-  }
+  // exec checks run inside the container by Docker's HEALTHCHECK; httpGet checks are made by the
+  // worker from outside, since an image need not hold an HTTP client.
+  const timing = check && {
+    intervalS: check.intervalSeconds,
+    timeoutS: check.timeoutSeconds,
+    retries: check.retries,
+    startPeriodS: check.startPeriodSeconds,
+  };
+  if (check?.exec !== undefined) spec.healthCheck = { test: ["CMD", ...check.exec], ...timing! };
+  if (check?.httpGet !== undefined)
+    spec.httpProbe = { port: check.httpGet.port, path: check.httpGet.path, ...timing! };
   return spec;
 }
 
