@@ -328,7 +328,16 @@ async function buildParts(
     metrics,
     confirmations: config.confirmations,
     intervalMs: config.reconcileIntervalMs,
-    containerOptions: cgroup ? { cgroupParent: cgroup.cgroupParent } : undefined,
+    containerOptions: {
+      ...(cgroup ? { cgroupParent: cgroup.cgroupParent } : {}),
+      exposure: {
+        address: config.exposure.address,
+        ...(config.exposure.hostPortMin > 0
+          ? { hostPortRange: { min: config.exposure.hostPortMin, max: config.exposure.hostPortMax } }
+          : {}),
+      },
+      outboundAllowed: config.outboundAllowed,
+    },
     onContainersChanged: () => resourceManager?.refresh(),
   });
   const claimer = createClaimer({

@@ -74,6 +74,8 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
   const retryAt = new Map<string, { at: number; delayMs: number }>();
   let dirty = true;
   let wake: (() => void) | undefined;
+  /** Whether a pass has pruned unused deployment networks since the worker started. */
+  let networksPruned = false;
   /** Restarts for being unhealthy since each placement's replica was last healthy. */
   const unhealthyRestarts = new Map<string, number>();
   // httpGet checks (exec checks are Docker's); a changed verdict asks for a pass.
@@ -275,6 +277,20 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
             },
             "action failed; the next pass retries it",
           );
+        }
+      }
+      // A deployment network outlives its last container only until the pass that removed it.
+      if (
+        runtime.pruneNetworks &&
+        (!networksPruned || actions.some((a) => a.type === "stop" || a.type === "recreate"))
+      ) {
+        try {
+          const removed = await runtime.pruneNetworks({ deviceId, signal });
+          networksPruned = true;
+          if (removed.length > 0) logger.info({ networks: removed }, "removed unused deployment networks");
+        } catch (error) {
+          if (signal?.aborted) throw error;
+          logger.warn({ err: error }, "could not remove unused deployment networks; the next pass retries");
         }
       }
       // A placement that needs no action any more (gone from both sides) needs no retry time.

@@ -232,6 +232,28 @@ describe("manifest", () => {
     }
   });
 
+  describe("egress (issue 15)", () => {
+    it("is absent unless given (outbound), and kept through the published form when given", () => {
+      expect(parseManifest(yaml()).egress).to.equal(undefined);
+      for (const value of ["none", "outbound"] as const) {
+        const manifest = parseManifest(yaml({}, `egress: ${value}`));
+        expect(manifest.egress).to.equal(value);
+        const published = validateCanonicalManifest(
+          canonicalManifestBytes(manifest, {
+            "linux/amd64": "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+          }),
+        );
+        expect(published.egress).to.equal(value);
+      }
+    });
+
+    it("refuses any other value with one message", () => {
+      expect(messageLines(issuesOf(yaml({}, "egress: host")))).to.deep.equal([
+        'shoal.yaml:13: egress: "host" is not an egress setting; use one of none, outbound',
+      ]);
+    });
+  });
+
   describe("parseManifest: bad manifests, one specific message each", () => {
     const cases: { name: string; text: string; message: string }[] = [
       {
@@ -459,7 +481,7 @@ describe("manifest", () => {
         name: "a misspelt key",
         text: yaml({}, "replica: 3"),
         message:
-          'shoal.yaml:13: replica is not a known key (did you mean "replicas"?); allowed keys here: schemaVersion, name, version, description, images, command, args, env, ports, resources, restartPolicy, replicas, requiredLabels, writablePaths, user, healthCheck',
+          'shoal.yaml:13: replica is not a known key (did you mean "replicas"?); allowed keys here: schemaVersion, name, version, description, images, command, args, env, ports, resources, restartPolicy, egress, replicas, requiredLabels, writablePaths, user, healthCheck',
       },
       {
         name: "an unknown key inside resources",
