@@ -83,6 +83,7 @@ export type * from "./peering";
 export type * from "./metrics";
 export type * from "./reconciler";
 export type * from "./health-prober";
+export type * from "./endpoints";
 export type * from "./resource-manager";
 export type * from "./resource-log";
 export type * from "./adapters/ethers-resource-log";

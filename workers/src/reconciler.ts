@@ -14,6 +14,7 @@ import type { Logger } from "pino";
 import { containerSpec, specHash, type ContainerSpecOptions } from "./domain/container-spec";
 import { plan, type ActualContainer, type DesiredPlacement, type PlanAction } from "./domain/plan";
 import { createHealthProber, type ProbeTarget } from "./health-prober";
+import type { ReplicaEndpoints } from "./endpoints";
 import { DeliveryError, type Delivery } from "./delivery";
 import { isRetryable } from "./errors";
 import { sleep } from "./lib/supervise";
@@ -42,6 +43,11 @@ export interface ReconcilerDeps {
   containerOptions?: ContainerSpecOptions;
   /** Called after a container was started, recreated or removed (the resource manager re-reads). */
   onContainersChanged?: () => void;
+  /**
+   * After each pass: the replicas that run with the desired spec and answer (healthy, or running
+   * without a health check), with their published ports (discovery, endpoints.ts).
+   */
+  onEndpoints?: (replicas: ReplicaEndpoints[]) => void;
   /** Backoff bounds for a placement whose action failed. */
   backoff?: { initialMs: number; maxMs: number };
   now?: () => number;
@@ -74,6 +80,11 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
   const retryAt = new Map<string, { at: number; delayMs: number }>();
   let dirty = true;
   let wake: (() => void) | undefined;
+  /** The app name, semver and port names of each desired placement, for its endpoints. */
+  const apps = new Map<
+    string,
+    { app: string; appVersion: string; portNames: Map<string, string | undefined> }
+  >();
   /** Whether a pass has pruned unused deployment networks since the worker started. */
   let networksPruned = false;
   /** Restarts for being unhealthy since each placement's replica was last healthy. */
@@ -150,6 +161,13 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           deps.containerOptions,
         );
         desired.push({ placementId: p.placementId, container: { spec, specHash: specHash(spec) } });
+        apps.set(p.placementId, {
+          app: image.manifest.name,
+          appVersion: image.manifest.version,
+          portNames: new Map(
+            image.manifest.ports.map((port) => [`${port.containerPort}/${port.protocol}`, port.name]),
+          ),
+        });
       } catch (error) {
         if (error instanceof DeliveryError && !error.retryable) {
           await failOnChain(p.placementId, error.code, error.shortMessage);
@@ -293,6 +311,31 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           logger.warn({ err: error }, "could not remove unused deployment networks; the next pass retries");
         }
       }
+      if (deps.onEndpoints) {
+        // Only replicas kept as they are this pass answer now: a started or recreated one is
+        // reported from the next pass on (with the port the engine picked), a stopped one not.
+        const kept = new Set(actions.filter((a) => a.type === "keep").map((a) => a.containerId));
+        const replicas: ReplicaEndpoints[] = [];
+        for (const c of checked) {
+          const app = apps.get(c.placementId);
+          if (!kept.has(c.id) || app === undefined || (c.health !== undefined && c.health !== "healthy"))
+            continue;
+          replicas.push({
+            placementId: c.placementId,
+            deploymentId: c.deploymentId,
+            appId: c.appId,
+            version: c.version,
+            app: app.app,
+            appVersion: app.appVersion,
+            ports: c.ports.map((port) => {
+              const name = app.portNames.get(`${port.containerPort}/${port.protocol}`);
+              return name === undefined ? port : { ...port, name };
+            }),
+          });
+        }
+        deps.onEndpoints(replicas);
+      }
+      for (const id of [...apps.keys()]) if (!tracked.has(id)) apps.delete(id);
       // A placement that needs no action any more (gone from both sides) needs no retry time.
       const acted = new Set(actions.map((a) => a.placementId));
       for (const id of retryAt.keys()) if (!acted.has(id)) retryAt.delete(id);
