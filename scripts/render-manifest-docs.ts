@@ -228,6 +228,21 @@ size-limited tmpfs mounts listed in \`writablePaths\`. Keys that would weaken th
 (see [Refused keys](#refused-keys)); any other unknown key is an error too, so a typo never
 silently drops a setting.
 
+Each deployment's replicas on a device share a Docker bridge network of their own: replicas of
+other deployments cannot reach them, and they reach each other (docs/worker.md, "Exposure, networks
+and health checks").
+
+### Why \`egress\` defaults to \`outbound\`
+
+Docker publishes no ports on an \`internal\` network, the only way it has to cut a container off
+from the outside, so \`egress: none\` also means that nothing outside the deployment reaches the
+app. A default of \`none\` would therefore leave every app with \`ports\` unreachable and without
+endpoints until its developer opted out, which is the opposite of what most apps with ports
+are for. \`outbound\` keeps the other tenants out all the same (each deployment has its own
+network); an app that needs neither give nor take (a batch job, a worker fed by its own replicas)
+should say \`egress: none\`, and a device owner who wants no outbound traffic from any app sets
+\`outboundAllowed: false\`, which wins over every manifest.
+
 ## Fields
 
 ${table(source)}
