@@ -65,6 +65,14 @@ const config: HardhatUserConfig = {
     // (skipped) test fails the run too. ESLint's mocha rules catch both before a run.
     forbidOnly: true,
     forbidPending: process.env.CI === "true",
+    rootHooks: {
+      // Deployment networks (issue 15) left by tests that removed their containers themselves.
+      async afterAll() {
+        const cleanup =
+          require("./test/shared/network-cleanup") as typeof import("./test/shared/network-cleanup");
+        await cleanup.removeLeftoverNetworks();
+      },
+    },
   },
 };
 

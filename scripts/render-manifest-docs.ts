@@ -228,6 +228,21 @@ size-limited tmpfs mounts listed in \`writablePaths\`. Keys that would weaken th
 (see [Refused keys](#refused-keys)); any other unknown key is an error too, so a typo never
 silently drops a setting.
 
+Each deployment's replicas on a device share a Docker bridge network of their own: replicas of
+other deployments cannot reach them, and they reach each other (docs/worker.md, "Exposure, networks
+and health checks").
+
+### Why \`egress\` defaults to \`outbound\`
+
+Docker publishes no ports on an \`internal\` network, the only way it has to cut a container off
+from the outside, so \`egress: none\` also means that nothing outside the deployment reaches the
+app. A default of \`none\` would therefore leave every app with \`ports\` unreachable and without
+endpoints until its developer opted out, which is the opposite of what most apps with ports
+are for. \`outbound\` keeps the other tenants out all the same (each deployment has its own
+network); an app that needs neither give nor take (a batch job, a worker fed by its own replicas)
+should say \`egress: none\`, and a device owner who wants no outbound traffic from any app sets
+\`outboundAllowed: false\`, which wins over every manifest.
+
 ## Fields
 
 ${table(source)}
@@ -273,7 +288,10 @@ Beyond the fields above, a manifest is refused, with the field, the value and wh
   \`/etc/hostname\` or anything below them.
 - **An HTTP health check could leave its container.** \`healthCheck.httpGet.path\` is a path on the
   container: absolute URLs (\`http://169.254.169.254/...\`), network-path references
-  (\`//169.254.169.254/...\`) and backslashes (which URL parsers read as \`/\`) are refused.
+  (\`//169.254.169.254/...\`) and backslashes (which URL parsers read as \`/\`) are refused,
+  and so are the keys \`host\`, \`scheme\` and \`httpHeaders\` (a Host header) that other
+  orchestrators accept: the worker addresses the probe to the container itself, never to another
+  host, the device, or a link-local or metadata address.
 - **It uses YAML that changes or drops data.** Manifests are read as YAML 1.2. Refused: a
   \`%YAML 1.1\` directive (whose rules read \`yes\` as true, \`0777\` as octal, \`1:30\` as 90); tags
   other than the core ones (\`!!str\`, \`!!int\`, \`!!float\`, \`!!bool\`, \`!!null\`, \`!!map\`,

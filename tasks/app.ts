@@ -23,9 +23,15 @@ import {
   resourceBand,
   splitLabels,
   validateCanonicalManifest,
+  chainSenderLookup,
+  createVerifier,
+  topics,
+  type EndpointsPayload,
   type Manifest,
   type Platform,
 } from "../workers/src";
+import { JsonRpcProvider } from "ethers";
+import mqtt from "mqtt";
 import type { ContentStore } from "../workers/src";
 import { shoalContext, type ShoalContext } from "./lib/context";
 import { fail, formatBytes, orFail, progress, table } from "./lib/output";
@@ -521,3 +527,123 @@ task("app:list", "Lists apps, their versions and deployments")
     );
     return { apps, deployments };
   });
+
+/** One row of app:endpoints: a replica and where one of its ports answers. */
+export interface EndpointRow {
+  app: string;
+  appVersion: string;
+  version: string;
+  deviceId: string;
+  deviceAddress: string;
+  hostPort: number;
+  protocol: string;
+  containerPort: number;
+  name?: string;
+  placementId: string;
+  deploymentId: string;
+  since: string;
+}
+
+task("app:endpoints", "Lists where an app's replicas answer, from the devices' signed endpoints on MQTT")
+  .addParam("app", "App name")
+  .addOptionalParam(
+    "mqtt",
+    "MQTT broker URL (env SHOAL_MQTT_URL)",
+    process.env.SHOAL_MQTT_URL ?? "mqtt://127.0.0.1:1883",
+  )
+  .addOptionalParam("settleMs", "Wait this long after the last retained message arrives", 750, types.int)
+  .addFlag("json", "Print JSON instead of a table")
+  .setAction(async (args, hre) => {
+    const ctx = await shoalContext(hre);
+    await appIdByName(ctx, args.app);
+    if (!Number.isInteger(args.settleMs) || args.settleMs < 100 || args.settleMs > 60_000)
+      fail(`--settle-ms: ${args.settleMs} is out of range; use 100 to 60000`);
+    const url = (hre.network.config as { url?: string }).url;
+    if (url === undefined)
+      fail(`network "${hre.network.name}" has no JSON-RPC url to check signatures against`);
+    const provider = new JsonRpcProvider(url, ctx.deployment.chainId, { staticNetwork: true });
+    // Only what a device's operator on chain signed, on that device's own topic, is believed.
+    const verifier = createVerifier({
+      lookup: chainSenderLookup(provider, ctx.deployment.contracts.DeviceRegistry.address),
+    });
+    const client = await orFail(`could not reach the MQTT broker at ${redactUrl(args.mqtt)}`, () =>
+      mqtt.connectAsync(args.mqtt, {
+        clientId: `shoal-endpoints-${process.pid}-${Date.now()}`,
+        clean: true,
+        connectTimeout: 5_000,
+        reconnectPeriod: 0,
+      }),
+    );
+    const rows = new Map<string, EndpointRow[]>();
+    let verifying = Promise.resolve();
+    let last = Date.now();
+    try {
+      client.on("message", (topic, buffer) => {
+        last = Date.now();
+        verifying = verifying.then(async () => {
+          if (buffer.length === 0) return void rows.delete(topic);
+          const checked = await verifier.verify(topic, buffer);
+          if (!checked.ok) return;
+          const p = JSON.parse(checked.payload) as EndpointsPayload;
+          if (p.app !== args.app) return;
+          rows.set(
+            topic,
+            p.ports.map((port) => ({
+              app: p.app,
+              appVersion: p.appVersion,
+              version: p.version,
+              deviceId: p.deviceId,
+              deviceAddress: p.deviceAddress,
+              hostPort: port.hostPort,
+              protocol: port.protocol,
+              containerPort: port.containerPort,
+              ...(port.name !== undefined ? { name: port.name } : {}),
+              placementId: p.placementId,
+              deploymentId: p.deploymentId,
+              since: p.since,
+            })),
+          );
+        });
+      });
+      await client.subscribeAsync(`${topics.root}/devices/+/endpoints/+`, { qos: 1 });
+      // Retained messages come right after the subscription; stop once they stopped coming.
+      last = Date.now();
+      while (Date.now() - last < args.settleMs) await new Promise((r) => setTimeout(r, 50));
+      await verifying;
+    } finally {
+      await client.endAsync();
+      provider.destroy();
+    }
+    const all = [...rows.values()]
+      .flat()
+      .sort((a, b) => Number(a.placementId) - Number(b.placementId) || a.containerPort - b.containerPort);
+    if (args.json) {
+      console.log(JSON.stringify(all, null, 2));
+      return;
+    }
+    console.log(
+      table(
+        ["address", "protocol", "container port", "device", "placement", "version", "since"],
+        all.map((r) => [
+          `${r.deviceAddress}:${r.hostPort}`,
+          r.protocol,
+          `${r.containerPort}${r.name ? ` (${r.name})` : ""}`,
+          r.deviceId,
+          r.placementId,
+          `${r.appVersion} (v${r.version})`,
+          r.since,
+        ]),
+      ),
+    );
+  });
+
+/** A broker URL without its password, for messages. */
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return url;
+  }
+}

@@ -578,7 +578,18 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     ...(network && options.isolated ? { isolated: { home: options.isolated.home, network } } : {}),
   };
   for (const d of enrolled)
-    writeFileSync(d.configFile, JSON.stringify(fleetWorkerConfig(options.workerConfig), null, 2) + "\n");
+    writeFileSync(
+      d.configFile,
+      JSON.stringify(
+        fleetWorkerConfig({
+          // A device host publishes its replicas' ports on its own address, where the uplink reaches them.
+          ...(d.host ? { exposure: { address: d.host.address } } : {}),
+          ...options.workerConfig,
+        }),
+        null,
+        2,
+      ) + "\n",
+    );
   const stateFile = path.join(options.dataDir, "fleet.json");
   // Owner-only: mqttUrl may carry the broker admin's credentials.
   writeFileSync(stateFile, JSON.stringify(state, null, 2) + "\n", { mode: 0o600 });

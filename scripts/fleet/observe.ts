@@ -17,6 +17,7 @@ import {
   createVerifier,
   type ChainResourceBand,
   type DeploymentRef,
+  type EndpointsPayload,
   type PlacementRef,
 } from "../../workers/src";
 
@@ -88,6 +89,8 @@ export interface FleetSnapshot {
     number,
     { cpuCapMillicores?: number; memoryCapMiB?: number; cpuUsageMillicores?: number }
   >;
+  /** Where each answering replica is reached (retained endpoints, issue 15), by placement id. */
+  endpoints: Map<string, EndpointsPayload>;
   /** Latest resource decisions, newest last. */
   decisions: (DecisionView & { deviceId: number })[];
   /** Bridged chain events, de-duplicated by id, in arrival order (the latest 200). */
@@ -135,6 +138,7 @@ export interface Observer {
 }
 
 const MiB = 1024 * 1024;
+const ENDPOINTS_TOPIC = /^shoal\/v1\/devices\/([^/]+)\/endpoints\/([^/]+)$/;
 const TOPIC = /^shoal\/v1\/(devices|placements|deployments)\/([^/]+)\/(status|chain|resources|state)$/;
 
 function readNumber(file: string): number | undefined {
@@ -192,6 +196,7 @@ export async function createObserver(options: ObserverOptions): Promise<Observer
     deployments: new Map(),
     containers: [],
     deviceCgroups: new Map(),
+    endpoints: new Map(),
     decisions: [],
     events: [],
     eventCount: 0,
@@ -225,6 +230,7 @@ export async function createObserver(options: ObserverOptions): Promise<Observer
         "shoal/v1/devices/+/status",
         "shoal/v1/devices/+/chain",
         "shoal/v1/devices/+/resources",
+        "shoal/v1/devices/+/endpoints/+",
         "shoal/v1/placements/+/state",
         "shoal/v1/deployments/+/state",
         `shoal/v1/chain/${options.chainId}/+/+`,
@@ -237,7 +243,12 @@ export async function createObserver(options: ObserverOptions): Promise<Observer
   // Verified one at a time in arrival order (a device's cache miss must not reorder its messages).
   let verifying = Promise.resolve();
   client.on("message", (topic, buffer) => {
-    if (buffer.length === 0) return; // a cleared retained state
+    if (buffer.length === 0) {
+      // A cleared retained state; a cleared endpoint is a replica that no longer answers.
+      const cleared = ENDPOINTS_TOPIC.exec(topic);
+      if (cleared) verifying = verifying.then(() => void snap.endpoints.delete(cleared[2]));
+      return;
+    }
     verifying = verifying
       .then(async () => {
         const result = await verifier.verify(topic, buffer);
@@ -269,6 +280,12 @@ export async function createObserver(options: ObserverOptions): Promise<Observer
         args: (payload.args ?? {}) as Record<string, unknown>,
       });
       if (snap.events.length > 200) snap.events.splice(0, snap.events.length - 200);
+      return;
+    }
+    const endpoint = ENDPOINTS_TOPIC.exec(topic);
+    if (endpoint) {
+      if (ids.has(Number(endpoint[1])))
+        snap.endpoints.set(endpoint[2], payload as unknown as EndpointsPayload);
       return;
     }
     const m = TOPIC.exec(topic);

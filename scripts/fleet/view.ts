@@ -164,6 +164,20 @@ export function render(
   lines.push(...pad(placementRows, tty));
   lines.push("");
 
+  const endpoints = [...snap.endpoints.values()].sort((a, b) =>
+    BigInt(a.placementId) < BigInt(b.placementId) ? -1 : 1,
+  );
+  if (endpoints.length > 0) {
+    lines.push(
+      "endpoints: " +
+        endpoints
+          .map(
+            (e) =>
+              `${e.app} ${e.appVersion} ${e.ports.map((p) => `${p.protocol}://${e.deviceAddress}:${p.hostPort}`).join(",")} (device ${e.deviceId}, placement ${short(e.placementId)})`,
+          )
+          .join(" | "),
+    );
+  }
   const deployments = [...snap.deployments.values()].sort((a, b) => a.deploymentId - b.deploymentId);
   if (deployments.length > 0) {
     lines.push(

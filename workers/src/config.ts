@@ -4,6 +4,7 @@
  * the field, the value and what is allowed, before anything is started.
  */
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import path from "node:path";
 import { ShoalError } from "./errors";
 import { DEFAULT_BRIDGES, MAX_BRIDGES, MIN_BRIDGES } from "./domain/election";
@@ -77,6 +78,14 @@ export interface WorkerConfig {
    * endpoint names another peer id than the Kubo node's, set it on chain (true) or only warn.
    */
   peering: { enabled: boolean; maxPeers: number; refreshMs: number; updateEndpoint: boolean };
+  /**
+   * Where replicas' ports are published (docs/worker.md, "Exposure"): an address of the device
+   * (127.0.0.1 keeps them on the device; in the fleet the device's own address), and optionally a
+   * host-port range (hostPortMin..hostPortMax; 0 and 0: any free port).
+   */
+  exposure: { address: string; hostPortMin: number; hostPortMax: number };
+  /** false: no app on this device may open outbound connections (all run as egress none). */
+  outboundAllowed: boolean;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
 }
 
@@ -108,6 +117,8 @@ const DEFAULTS: Omit<WorkerConfig, "operatorKey" | "deviceId" | "mqttUsername" |
     epochMaxAgeMs: 300_000,
   },
   peering: { enabled: true, maxPeers: 16, refreshMs: 30_000, updateEndpoint: false },
+  exposure: { address: "127.0.0.1", hostPortMin: 0, hostPortMax: 0 },
+  outboundAllowed: true,
   logLevel: "info",
 };
 
@@ -127,6 +138,7 @@ export const ENV: Record<string, keyof WorkerConfig> = {
   SHOAL_POLL_INTERVAL_MS: "pollIntervalMs",
   SHOAL_METRICS_PORT: "metricsPort",
   SHOAL_LOG_LEVEL: "logLevel",
+  SHOAL_OUTBOUND_ALLOWED: "outboundAllowed",
 };
 
 /** Nested settings with an environment variable of their own. */
@@ -138,6 +150,7 @@ const NESTED_ENV: Record<string, [string, string]> = {
   SHOAL_PEERING_MAX_PEERS: ["peering", "maxPeers"],
   SHOAL_PEERING_UPDATE_ENDPOINT: ["peering", "updateEndpoint"],
   SHOAL_BRIDGES: ["bridge", "count"],
+  SHOAL_EXPOSURE_ADDRESS: ["exposure", "address"],
 };
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
@@ -283,6 +296,25 @@ export function loadConfig(
   const keeper = nested("keeper", DEFAULTS.keeper);
   const resources = nested("resources", DEFAULTS.resources);
   const peering = nested("peering", DEFAULTS.peering);
+  const exposure = nested("exposure", DEFAULTS.exposure);
+  if (typeof exposure.address !== "string" || isIP(exposure.address) === 0)
+    bad(
+      "exposure.address",
+      exposure.address,
+      "use an IP address of the device, like 127.0.0.1 or 10.213.0.10",
+    );
+  const hostPortMin = integer("exposure.hostPortMin", exposure.hostPortMin, 0, 65_535);
+  const hostPortMax = integer("exposure.hostPortMax", exposure.hostPortMax, 0, 65_535);
+  if (
+    (hostPortMin === 0) !== (hostPortMax === 0) ||
+    hostPortMin > hostPortMax ||
+    (hostPortMin > 0 && hostPortMin < 1024)
+  )
+    bad(
+      "exposure.hostPortMin",
+      hostPortMin,
+      `use 0 and 0 (any free port) or a range 1024 <= hostPortMin <= hostPortMax <= 65535 (hostPortMax is ${hostPortMax})`,
+    );
   const logLevel = merged.logLevel;
   const mqtt = mqttCredentials(url("mqttUrl", merged.mqttUrl, ["mqtt:", "mqtts:", "ws:", "wss:"]), merged);
   if (!LOG_LEVELS.includes(logLevel as (typeof LOG_LEVELS)[number]))
@@ -330,6 +362,8 @@ export function loadConfig(
       refreshMs: integer("peering.refreshMs", peering.refreshMs, 1000, 3_600_000),
       updateEndpoint: flag("peering.updateEndpoint", peering.updateEndpoint),
     },
+    exposure: { address: exposure.address, hostPortMin, hostPortMax },
+    outboundAllowed: flag("outboundAllowed", merged.outboundAllowed),
     logLevel: logLevel as WorkerConfig["logLevel"],
   };
 }

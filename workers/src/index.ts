@@ -55,6 +55,7 @@ import type * as KeeperModule from "./keeper";
 import type * as PeeringModule from "./peering";
 import type * as MetricsModule from "./metrics";
 import type * as ReconcilerModule from "./reconciler";
+import type * as HealthProberModule from "./health-prober";
 import type * as ResourceManagerModule from "./resource-manager";
 import type * as ResourceLogModule from "./resource-log";
 import type * as EthersResourceLogModule from "./adapters/ethers-resource-log";
@@ -81,6 +82,8 @@ export type * from "./keeper";
 export type * from "./peering";
 export type * from "./metrics";
 export type * from "./reconciler";
+export type * from "./health-prober";
+export type * from "./endpoints";
 export type * from "./resource-manager";
 export type * from "./resource-log";
 export type * from "./adapters/ethers-resource-log";
@@ -113,6 +116,7 @@ const load = {
   peering: once(() => require("./peering") as typeof PeeringModule),
   metrics: once(() => require("./metrics") as typeof MetricsModule),
   reconciler: once(() => require("./reconciler") as typeof ReconcilerModule),
+  healthProber: once(() => require("./health-prober") as typeof HealthProberModule),
   resourceManager: once(() => require("./resource-manager") as typeof ResourceManagerModule),
   signedBus: once(() => require("./signed-bus") as typeof SignedBusModule),
   cgroupMetrics: once(() => require("./adapters/cgroup-metrics") as typeof CgroupMetricsModule),
@@ -176,6 +180,10 @@ export const serveMetrics: typeof MetricsModule.serveMetrics = (...args) =>
   load.metrics().serveMetrics(...args);
 export const createReconciler: typeof ReconcilerModule.createReconciler = (...args) =>
   load.reconciler().createReconciler(...args);
+export const createHealthProber: typeof HealthProberModule.createHealthProber = (...args) =>
+  load.healthProber().createHealthProber(...args);
+export const probeOnce: typeof HealthProberModule.probeOnce = (...args) =>
+  load.healthProber().probeOnce(...args);
 export const createResourceManager: typeof ResourceManagerModule.createResourceManager = (...args) =>
   load.resourceManager().createResourceManager(...args);
 export const parseFlatKeyed: typeof CgroupMetricsModule.parseFlatKeyed = (...args) =>

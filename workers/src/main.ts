@@ -47,6 +47,7 @@ import type { ContentStore } from "./ports/content-store";
 import type { DeviceView, EndpointRegistry, KeeperRegistry, Registry } from "./ports/registry";
 import type { Runtime } from "./ports/runtime";
 import { createReconciler } from "./reconciler";
+import { createEndpointPublisher } from "./endpoints";
 import { chainSenderLookup, createSealer, createSignedBus, createVerifier } from "./signed-bus";
 import { createResourceManager } from "./resource-manager";
 import { createResourceLog } from "./resource-log";
@@ -318,6 +319,13 @@ async function buildParts(
         promMetrics: metrics,
       })
     : undefined;
+  // Discovery (issue 15): the answering replicas' endpoints, retained under the device's topics.
+  const endpoints = createEndpointPublisher({
+    bus,
+    deviceId: String(deviceId),
+    exposureAddress: config.exposure.address,
+    logger: logger.child({ component: "endpoints" }),
+  });
   const reconciler = createReconciler({
     registry,
     deviceKey,
@@ -328,8 +336,23 @@ async function buildParts(
     metrics,
     confirmations: config.confirmations,
     intervalMs: config.reconcileIntervalMs,
-    containerOptions: cgroup ? { cgroupParent: cgroup.cgroupParent } : undefined,
+    containerOptions: {
+      ...(cgroup ? { cgroupParent: cgroup.cgroupParent } : {}),
+      exposure: {
+        address: config.exposure.address,
+        ...(config.exposure.hostPortMin > 0
+          ? { hostPortRange: { min: config.exposure.hostPortMin, max: config.exposure.hostPortMax } }
+          : {}),
+      },
+      outboundAllowed: config.outboundAllowed,
+    },
     onContainersChanged: () => resourceManager?.refresh(),
+    onEndpoints: (replicas) =>
+      void endpoints
+        .update(replicas)
+        .catch((error: unknown) =>
+          logger.warn({ err: error }, "could not publish endpoints; the next pass retries"),
+        ),
   });
   const claimer = createClaimer({
     registry,

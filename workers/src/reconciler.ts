@@ -12,7 +12,9 @@
  */
 import type { Logger } from "pino";
 import { containerSpec, specHash, type ContainerSpecOptions } from "./domain/container-spec";
-import { plan, type DesiredPlacement, type PlanAction } from "./domain/plan";
+import { plan, type ActualContainer, type DesiredPlacement, type PlanAction } from "./domain/plan";
+import { createHealthProber, type ProbeTarget } from "./health-prober";
+import type { ReplicaEndpoints } from "./endpoints";
 import { DeliveryError, type Delivery } from "./delivery";
 import { isRetryable } from "./errors";
 import { sleep } from "./lib/supervise";
@@ -41,6 +43,11 @@ export interface ReconcilerDeps {
   containerOptions?: ContainerSpecOptions;
   /** Called after a container was started, recreated or removed (the resource manager re-reads). */
   onContainersChanged?: () => void;
+  /**
+   * After each pass: the replicas that run with the desired spec and answer (healthy, or running
+   * without a health check), with their published ports (discovery, endpoints.ts).
+   */
+  onEndpoints?: (replicas: ReplicaEndpoints[]) => void;
   /** Backoff bounds for a placement whose action failed. */
   backoff?: { initialMs: number; maxMs: number };
   now?: () => number;
@@ -73,6 +80,20 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
   const retryAt = new Map<string, { at: number; delayMs: number }>();
   let dirty = true;
   let wake: (() => void) | undefined;
+  /** The app name, semver and port names of each desired placement, for its endpoints. */
+  const apps = new Map<
+    string,
+    { app: string; appVersion: string; portNames: Map<string, string | undefined> }
+  >();
+  /** Whether a pass has pruned unused deployment networks since the worker started. */
+  let networksPruned = false;
+  /** Restarts for being unhealthy since each placement's replica was last healthy. */
+  const unhealthyRestarts = new Map<string, number>();
+  // httpGet checks (exec checks are Docker's); a changed verdict asks for a pass.
+  const prober = createHealthProber({
+    logger: logger.child({ component: "health" }),
+    onChange: () => markDirty("health"),
+  });
 
   /** New placements since the last pass (the device's list is newest first), then fresh states. */
   async function readDesired(blockTag: number, signal?: AbortSignal): Promise<PlacementView[]> {
@@ -140,6 +161,13 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           deps.containerOptions,
         );
         desired.push({ placementId: p.placementId, container: { spec, specHash: specHash(spec) } });
+        apps.set(p.placementId, {
+          app: image.manifest.name,
+          appVersion: image.manifest.version,
+          portNames: new Map(
+            image.manifest.ports.map((port) => [`${port.containerPort}/${port.protocol}`, port.name]),
+          ),
+        });
       } catch (error) {
         if (error instanceof DeliveryError && !error.retryable) {
           await failOnChain(p.placementId, error.code, error.shortMessage);
@@ -181,6 +209,13 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         await runtime.start(action.containerId, { signal });
         return;
       case "recreate": {
+        if (action.unhealthy) {
+          unhealthyRestarts.set(action.placementId, (unhealthyRestarts.get(action.placementId) ?? 0) + 1);
+          logger.warn(
+            { placementId: action.placementId, reason: action.reason },
+            "restarting an unhealthy replica",
+          );
+        }
         await runtime.stop(action.containerId, { signal });
         await runtime.remove(action.containerId, { signal });
         const { container } = await runtime.ensureRunning(action.spec, { signal });
@@ -192,7 +227,10 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         await runtime.remove(action.containerId, { signal });
         return;
       case "report-failure":
+        // An unhealthy replica still runs: stop it first, so it answers nobody from here on.
+        if (action.code === "HealthCheckFailed") await runtime.stop(action.containerId, { signal });
         await failOnChain(action.placementId, action.code, action.reason);
+        unhealthyRestarts.delete(action.placementId);
         return;
       case "complete":
         await registry.release(action.placementId);
@@ -221,7 +259,13 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       // the app's own. Read after, the error can only go the other way (an exit counted as the
       // engine's: one more start in place, never a moved replica).
       const engineStartedAt = await runtime.engineStartedAt?.({ signal });
-      const actions = plan({ desired, actual, engineStartedAt, now: new Date(now()).toISOString() });
+      const checked = withHealth(desired, actual);
+      const actions = plan({
+        desired: desired.map((d) => ({ ...d, unhealthyRestarts: unhealthyRestarts.get(d.placementId) ?? 0 })),
+        actual: checked,
+        engineStartedAt,
+        now: new Date(now()).toISOString(),
+      });
 
       const failed: PassResult["failed"] = [];
       for (const action of actions) {
@@ -253,9 +297,49 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           );
         }
       }
+      // A deployment network outlives its last container only until the pass that removed it.
+      if (
+        runtime.pruneNetworks &&
+        (!networksPruned || actions.some((a) => a.type === "stop" || a.type === "recreate"))
+      ) {
+        try {
+          const removed = await runtime.pruneNetworks({ deviceId, signal });
+          networksPruned = true;
+          if (removed.length > 0) logger.info({ networks: removed }, "removed unused deployment networks");
+        } catch (error) {
+          if (signal?.aborted) throw error;
+          logger.warn({ err: error }, "could not remove unused deployment networks; the next pass retries");
+        }
+      }
+      if (deps.onEndpoints) {
+        // Only replicas kept as they are this pass answer now: a started or recreated one is
+        // reported from the next pass on (with the port the engine picked), a stopped one not.
+        const kept = new Set(actions.filter((a) => a.type === "keep").map((a) => a.containerId));
+        const replicas: ReplicaEndpoints[] = [];
+        for (const c of checked) {
+          const app = apps.get(c.placementId);
+          if (!kept.has(c.id) || app === undefined || (c.health !== undefined && c.health !== "healthy"))
+            continue;
+          replicas.push({
+            placementId: c.placementId,
+            deploymentId: c.deploymentId,
+            appId: c.appId,
+            version: c.version,
+            app: app.app,
+            appVersion: app.appVersion,
+            ports: c.ports.map((port) => {
+              const name = app.portNames.get(`${port.containerPort}/${port.protocol}`);
+              return name === undefined ? port : { ...port, name };
+            }),
+          });
+        }
+        deps.onEndpoints(replicas);
+      }
+      for (const id of [...apps.keys()]) if (!tracked.has(id)) apps.delete(id);
       // A placement that needs no action any more (gone from both sides) needs no retry time.
       const acted = new Set(actions.map((a) => a.placementId));
       for (const id of retryAt.keys()) if (!acted.has(id)) retryAt.delete(id);
+      for (const id of unhealthyRestarts.keys()) if (!acted.has(id)) unhealthyRestarts.delete(id);
       if (deps.metrics) {
         deps.metrics.placements.reset();
         for (const p of tracked.values()) deps.metrics.placements.inc({ state: p.state });
@@ -272,12 +356,39 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     }
   }
 
+  /**
+   * The running containers with their health: Docker's verdict on exec checks as listed, the
+   * prober's on httpGet checks (which this hands the running ones to). A healthy replica's count
+   * of unhealthy restarts starts over.
+   */
+  function withHealth(desired: DesiredPlacement[], actual: ActualContainer[]): ActualContainer[] {
+    const specs = new Map(desired.map((d) => [d.placementId, d.container?.spec]));
+    const targets: ProbeTarget[] = [];
+    const out = actual.map((c) => {
+      const probe = specs.get(c.placementId)?.httpProbe;
+      if (probe === undefined || c.state !== "running" || c.address === undefined) return c;
+      targets.push({
+        containerId: c.id,
+        placementId: c.placementId,
+        address: c.address,
+        probe,
+        startedAt: c.startedAt,
+      });
+      return { ...c, health: prober.health(c.id) ?? "starting" };
+    });
+    prober.sync(targets);
+    for (const c of out) if (c.health === "healthy") unhealthyRestarts.delete(c.placementId);
+    return out;
+  }
+
+  function markDirty(reason: string): void {
+    logger.trace({ reason }, "reconcile marked dirty");
+    dirty = true;
+    wake?.();
+  }
+
   return {
-    markDirty(reason) {
-      logger.trace({ reason }, "reconcile marked dirty");
-      dirty = true;
-      wake?.();
-    },
+    markDirty,
     pass,
     async run({ signal }) {
       while (!signal.aborted) {
@@ -298,6 +409,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           dirty = false;
         }
       }
+      prober.close();
     },
   };
 }

@@ -197,9 +197,17 @@ export function createSignedBus(deps: SignedBusDeps): Bus {
     const signable = batch.filter((m) => m.payload !== "");
     let sealed: string[];
     try {
-      sealed = sealer.seal(
-        signable.map((m) => ({ topic: m.topic, payload: m.payload, retain: m.options.retain ?? false })),
-      );
+      // A batch of clears only has nothing to sign (and a Merkle tree needs a leaf).
+      sealed =
+        signable.length === 0
+          ? []
+          : sealer.seal(
+              signable.map((m) => ({
+                topic: m.topic,
+                payload: m.payload,
+                retain: m.options.retain ?? false,
+              })),
+            );
     } catch (error) {
       for (const m of batch) m.reject(error);
       return;

@@ -110,7 +110,15 @@ describe("Docker runtime: hardening and limits as docker inspect shows them", fu
     expect(host.Binds ?? []).to.deep.equal([]);
     expect(info.Mounts).to.deep.equal([]);
     expect(host.Devices ?? []).to.deep.equal([]);
-    expect(host.NetworkMode).to.equal("bridge");
+    // The deployment's own bridge network (issue 15), made by the runtime and labelled as Shoal's.
+    expect(host.NetworkMode).to.equal(spec.network).and.not.equal("bridge");
+    const network = await docker.getNetwork(spec.network).inspect();
+    expect(network.Driver).to.equal("bridge");
+    expect(network.Internal).to.equal(false);
+    expect(network.Labels).to.include({
+      "io.shoal.managed": "true",
+      "io.shoal.deployment": spec.identity.deploymentId,
+    });
     expect(host.PidMode).to.equal("");
     expect(host.IpcMode).to.equal("none");
     expect(host.UsernsMode).to.equal("");

@@ -232,6 +232,28 @@ describe("manifest", () => {
     }
   });
 
+  describe("egress (issue 15)", () => {
+    it("is absent unless given (outbound), and kept through the published form when given", () => {
+      expect(parseManifest(yaml()).egress).to.equal(undefined);
+      for (const value of ["none", "outbound"] as const) {
+        const manifest = parseManifest(yaml({}, `egress: ${value}`));
+        expect(manifest.egress).to.equal(value);
+        const published = validateCanonicalManifest(
+          canonicalManifestBytes(manifest, {
+            "linux/amd64": "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+          }),
+        );
+        expect(published.egress).to.equal(value);
+      }
+    });
+
+    it("refuses any other value with one message", () => {
+      expect(messageLines(issuesOf(yaml({}, "egress: host")))).to.deep.equal([
+        'shoal.yaml:13: egress: "host" is not an egress setting; use one of none, outbound',
+      ]);
+    });
+  });
+
   describe("parseManifest: bad manifests, one specific message each", () => {
     const cases: { name: string; text: string; message: string }[] = [
       {
@@ -459,7 +481,7 @@ describe("manifest", () => {
         name: "a misspelt key",
         text: yaml({}, "replica: 3"),
         message:
-          'shoal.yaml:13: replica is not a known key (did you mean "replicas"?); allowed keys here: schemaVersion, name, version, description, images, command, args, env, ports, resources, restartPolicy, replicas, requiredLabels, writablePaths, user, healthCheck',
+          'shoal.yaml:13: replica is not a known key (did you mean "replicas"?); allowed keys here: schemaVersion, name, version, description, images, command, args, env, ports, resources, restartPolicy, egress, replicas, requiredLabels, writablePaths, user, healthCheck',
       },
       {
         name: "an unknown key inside resources",
@@ -588,6 +610,8 @@ describe("manifest", () => {
     const ALLOWED_LINE =
       "use printable text on one line: control characters, tabs, newlines and bidi overrides are refused";
     const PROBE_ALLOWED = 'a probe only targets its own container: give the path alone, like "/healthz"';
+    const PROBE_HOST_REFUSED =
+      "a probe only targets its own container, which the worker addresses itself (never another host, the device, or a link-local or metadata address); give only port and path";
     const UTF8 = "save the file as UTF-8 without a byte order mark";
     const TAG_ALLOWED =
       "remove the tag: a manifest holds plain mappings, lists, strings, numbers and booleans";
@@ -832,6 +856,29 @@ describe("manifest", () => {
           name: "a backslash that URL parsers read as a second slash",
           input: yaml({}, ...probe("'/\\evil.example/'")),
           message: `shoal.yaml:14: healthCheck.httpGet.path: "/\\\\evil.example/" is a network-path reference (//host/...) to another host (evil.example); ${PROBE_ALLOWED}`,
+        },
+        {
+          name: "a host next to the path",
+          input: yaml(
+            {},
+            PROBE_PORT,
+            "healthCheck: { httpGet: { port: 8080, path: /, host: 169.254.169.254 } }",
+          ),
+          message: `shoal.yaml:14: healthCheck.httpGet.host: "169.254.169.254" is refused; ${PROBE_HOST_REFUSED}`,
+        },
+        {
+          name: "a scheme next to the path",
+          input: yaml({}, PROBE_PORT, "healthCheck: { httpGet: { port: 8080, scheme: HTTPS } }"),
+          message: `shoal.yaml:14: healthCheck.httpGet.scheme: "HTTPS" is refused; a probe is plain HTTP to its container's own port; ${PROBE_HOST_REFUSED}`,
+        },
+        {
+          name: "a Host header",
+          input: yaml(
+            {},
+            PROBE_PORT,
+            "healthCheck: { httpGet: { port: 8080, httpHeaders: [{ name: Host, value: metadata }] } }",
+          ),
+          message: `shoal.yaml:14: healthCheck.httpGet.httpHeaders: [{"name":"Host","value":"metadata"}] is refused; a Host header would name another host; ${PROBE_HOST_REFUSED}`,
         },
         {
           name: "a backslash later in the path",

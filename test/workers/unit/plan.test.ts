@@ -18,6 +18,7 @@ import type { PublishedManifest } from "../../../workers/src";
 import {
   ENGINE_RESTORE_GRACE_MS,
   ENGINE_SHUTDOWN_SETTLE_MS,
+  HEALTH_RESTARTS_BEFORE_FAILED,
   plan,
   stoppedByEngine,
 } from "../../../workers/src";
@@ -307,6 +308,59 @@ describe("plan()", () => {
     });
   }
 
+  describe("an unhealthy replica (issue 15)", () => {
+    const sick = (more: Partial<ActualContainer> = {}) => actual("1", { health: "unhealthy", ...more });
+    const health: { name: string; want: DesiredPlacement; container: ActualContainer; expected: string[] }[] =
+      [
+        {
+          name: "healthy or still starting: keep",
+          want: desired("1"),
+          container: actual("1", { health: "healthy" }),
+          expected: ["keep 1 c-1"],
+        },
+        {
+          name: "starting: keep",
+          want: desired("1"),
+          container: actual("1", { health: "starting" }),
+          expected: ["keep 1 c-1"],
+        },
+        {
+          name: "unhealthy, never restarted for it: recreate",
+          want: desired("1"),
+          container: sick(),
+          expected: ["recreate 1 c-1"],
+        },
+        {
+          name: `unhealthy after ${HEALTH_RESTARTS_BEFORE_FAILED - 1} restart(s): recreate once more`,
+          want: { ...desired("1"), unhealthyRestarts: HEALTH_RESTARTS_BEFORE_FAILED - 1 },
+          container: sick(),
+          expected: ["recreate 1 c-1"],
+        },
+        {
+          name: `unhealthy after ${HEALTH_RESTARTS_BEFORE_FAILED} restarts: HealthCheckFailed`,
+          want: { ...desired("1"), unhealthyRestarts: HEALTH_RESTARTS_BEFORE_FAILED },
+          container: sick(),
+          expected: ["report-failure 1 c-1 HealthCheckFailed"],
+        },
+        {
+          name: "unhealthy under restartPolicy never: HealthCheckFailed at once",
+          want: desired("1", never),
+          container: withPolicy(never, sick()),
+          expected: ["report-failure 1 c-1 HealthCheckFailed"],
+        },
+      ];
+    for (const c of health) {
+      it(c.name, () => {
+        expect(summary(plan({ desired: [c.want], actual: [c.container] }))).to.deep.equal(c.expected);
+      });
+    }
+
+    it("marks the recreate as one for health, so the reconciler counts it", () => {
+      const [action] = plan({ desired: [desired("1")], actual: [sick()] });
+      expect(action).to.include({ type: "recreate", unhealthy: true });
+    });
+  });
+
   it("start and recreate carry the spec and hash to apply", () => {
     const want = desired("1", OTHER);
     const [action] = plan({ desired: [want], actual: [actual("1")] });
@@ -342,7 +396,9 @@ describe("containerSpec()", () => {
       });
       expect(spec.hardening).to.equal(HARDENING);
       expect(Object.isFrozen(HARDENING)).to.equal(true);
-      expect(spec.network).to.equal("bridge");
+      // The deployment's own network, never Docker's shared default bridge (issue 15).
+      expect(spec.network).to.equal("shoal-7-d1");
+      expect(spec.deploymentNetwork).to.deep.equal({ internal: false });
     }
   });
 
@@ -356,11 +412,95 @@ describe("containerSpec()", () => {
     ]);
   });
 
-  it("publishes declared ports on 127.0.0.1 only", () => {
+  it("gives an httpGet check to the worker's prober and an exec check to Docker (issue 15)", () => {
+    const spec = specFor("1", DEMO_WEB);
+    expect(spec.healthCheck).to.equal(undefined);
+    expect(spec.httpProbe).to.deep.equal({
+      port: 8080,
+      path: "/healthz",
+      intervalS: 10,
+      timeoutS: 2,
+      retries: 3,
+      startPeriodS: 0,
+    });
+    expect(specFor("1", FULL).httpProbe).to.equal(undefined);
+    expect(specFor("1", FULL).healthCheck?.test).to.deep.equal(["CMD", "test", "-f", "/tmp/ok"]);
+  });
+
+  it("publishes declared ports on 127.0.0.1 only by default", () => {
     expect(specFor("1", FULL).ports).to.deep.equal([
-      { containerPort: 8080, protocol: "tcp", hostIp: "127.0.0.1" },
-      { containerPort: 9090, protocol: "udp", hostIp: "127.0.0.1" },
+      { containerPort: 8080, protocol: "tcp", hostIp: "127.0.0.1", hostPorts: "" },
+      { containerPort: 9090, protocol: "udp", hostIp: "127.0.0.1", hostPorts: "" },
     ]);
+  });
+
+  it("publishes ports on the owner's exposure address and host-port range (issue 15)", () => {
+    const spec = containerSpec(ID, FULL, "img", {
+      exposure: { address: "10.213.0.10", hostPortRange: { min: 30000, max: 30099 } },
+    });
+    expect(spec.ports).to.deep.equal([
+      { containerPort: 8080, protocol: "tcp", hostIp: "10.213.0.10", hostPorts: "30000-30099" },
+      { containerPort: 9090, protocol: "udp", hostIp: "10.213.0.10", hostPorts: "30000-30099" },
+    ]);
+  });
+
+  describe("egress and the deployment network (issue 15)", () => {
+    const egress = (value: string) =>
+      published(readFileSync(join(ROOT, "apps/demo-web/shoal.yaml"), "utf8") + `egress: ${value}\n`);
+    const cases: {
+      name: string;
+      manifest: PublishedManifest;
+      outboundAllowed?: boolean;
+      network: string;
+      internal: boolean;
+      ports: number;
+    }[] = [
+      {
+        name: "no egress given: outbound",
+        manifest: DEMO_WEB,
+        network: "shoal-7-d1",
+        internal: false,
+        ports: 1,
+      },
+      {
+        name: "egress outbound",
+        manifest: egress("outbound"),
+        network: "shoal-7-d1",
+        internal: false,
+        ports: 1,
+      },
+      {
+        name: "egress none: an internal network, no published ports",
+        manifest: egress("none"),
+        network: "shoal-7-d1-internal",
+        internal: true,
+        ports: 0,
+      },
+      {
+        name: "outbound forbidden by the device owner: internal whatever the app asks",
+        manifest: egress("outbound"),
+        outboundAllowed: false,
+        network: "shoal-7-d1-internal",
+        internal: true,
+        ports: 0,
+      },
+    ];
+    for (const c of cases) {
+      it(c.name, () => {
+        const spec = containerSpec(ID, c.manifest, "img", { outboundAllowed: c.outboundAllowed });
+        expect(spec.network).to.equal(c.network);
+        expect(spec.deploymentNetwork).to.deep.equal({ internal: c.internal });
+        expect(spec.ports).to.have.length(c.ports);
+      });
+    }
+
+    it("replicas of one deployment share its network; another deployment gets its own", () => {
+      const a = containerSpec({ ...ID, placementId: "1" }, DEMO_WEB, "img");
+      const b = containerSpec({ ...ID, placementId: "2" }, DEMO_WEB, "img");
+      const other = containerSpec({ ...ID, placementId: "3", deploymentId: "2" }, DEMO_WEB, "img");
+      expect(a.network).to.equal(b.network);
+      expect(other.network).to.not.equal(a.network);
+    });
   });
 
   it("starts at the band: CPU quota at min, memory limit at max, reservation at min, a PIDs limit", () => {

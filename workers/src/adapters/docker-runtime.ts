@@ -168,6 +168,43 @@ export function createDockerRuntime({
     }
   }
 
+  /** The deployment's network on this engine, created (labelled, internal or not) when missing. */
+  async function ensureNetwork(spec: ContainerSpec, signal?: AbortSignal): Promise<void> {
+    const internal = spec.deploymentNetwork?.internal ?? false;
+    try {
+      const info = (await docker.getNetwork(spec.network).inspect()) as {
+        Internal?: boolean;
+      };
+      if ((info.Internal ?? false) === internal) return;
+      throw new RuntimeError(
+        `network ${spec.network} exists with internal=${info.Internal ?? false}, not ${internal}`,
+        { reason: "conflict", retryable: false },
+      );
+    } catch (error) {
+      if (error instanceof RuntimeError) throw error;
+      const translated = translateDockerError(`inspect network ${spec.network}`, error);
+      if (translated.reason !== "not-found") throw translated;
+    }
+    try {
+      await docker.createNetwork({
+        Name: spec.network,
+        Driver: "bridge",
+        Internal: internal,
+        CheckDuplicate: true,
+        Labels: {
+          ...spec.extraLabels,
+          [SHOAL_LABELS.managed]: "true",
+          [SHOAL_LABELS.device]: spec.identity.deviceId,
+          [SHOAL_LABELS.deployment]: spec.identity.deploymentId,
+        },
+        abortSignal: signal,
+      });
+    } catch (error) {
+      const translated = translateDockerError(`create network ${spec.network}`, error);
+      if (translated.reason !== "conflict") throw translated; // 409: made meanwhile
+    }
+  }
+
   async function create(spec: ContainerSpec, hash: string, signal?: AbortSignal): Promise<void> {
     const image = await inspectImage(spec.image, signal);
     if (image === undefined) {
@@ -181,6 +218,7 @@ export function createDockerRuntime({
         reason: "unsafe-user",
       });
     }
+    if (spec.deploymentNetwork !== undefined) await ensureNetwork(spec, signal);
     await call(`create container ${spec.name}`, () =>
       docker.createContainer({ ...toCreateOptions(spec, hash, user.user), abortSignal: signal }),
     );
@@ -266,6 +304,31 @@ export function createDockerRuntime({
           abortSignal: options.signal,
         }),
       );
+    },
+
+    async pruneNetworks({ deviceId, signal }) {
+      const networks = await call(`list the networks of device ${deviceId}`, () =>
+        docker.listNetworks({
+          filters: { label: [`${SHOAL_LABELS.managed}=true`, `${SHOAL_LABELS.device}=${deviceId}`] },
+          abortSignal: signal,
+        }),
+      );
+      const removed: string[] = [];
+      for (const network of networks) {
+        try {
+          const info = (await docker.getNetwork(network.Id).inspect()) as {
+            Containers?: Record<string, unknown>;
+          };
+          if (Object.keys(info.Containers ?? {}).length > 0) continue;
+          await docker.getNetwork(network.Id).remove({ abortSignal: signal });
+          removed.push(network.Name);
+        } catch (error) {
+          // Gone meanwhile, or a container joined it since the inspect (403/409): leave it.
+          const translated = translateDockerError(`remove network ${network.Name}`, error);
+          if (translated.reason === "unavailable" || translated.reason === "server") throw translated;
+        }
+      }
+      return removed;
     },
 
     async sweep({ deviceId, keep, timeoutS = 10, signal }) {
@@ -369,8 +432,8 @@ export function toCreateOptions(
   for (const port of spec.ports) {
     const key = `${port.containerPort}/${port.protocol}`;
     exposed[key] = {};
-    // HostPort "": the engine picks a free port, so replicas never collide on a device.
-    bindings[key] = [{ HostIp: port.hostIp, HostPort: "" }];
+    // HostPort a range: the engine picks a free port in the owner's range.
+    bindings[key] = [{ HostIp: port.hostIp, HostPort: port.hostPorts }];
   }
   // CgroupnsMode (API 1.41) is missing from @types/dockerode's HostConfig.
   const hostConfig: Docker.HostConfig & { CgroupnsMode: string } = {
@@ -456,6 +519,10 @@ function toActual(info: Docker.ContainerInspectInfo): ActualContainer {
       });
     }
   }
+  const health = (info.State as { Health?: { Status?: string } }).Health?.Status;
+  const address = Object.values(info.NetworkSettings.Networks ?? {})
+    .map((n) => n.IPAddress)
+    .find((ip) => ip !== undefined && ip !== "");
   const never = (time: string | undefined) =>
     time === undefined || time.startsWith("0001-") ? undefined : time;
   return {
@@ -485,6 +552,8 @@ function toActual(info: Docker.ContainerInspectInfo): ActualContainer {
       pidsLimit: host.PidsLimit ?? undefined,
     },
     ports: ports.sort((a, b) => a.containerPort - b.containerPort),
+    ...(health === "starting" || health === "healthy" || health === "unhealthy" ? { health } : {}),
+    ...(address !== undefined ? { address } : {}),
   };
 }
 

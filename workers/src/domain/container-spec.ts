@@ -54,8 +54,28 @@ export interface ResourceLimits {
 export interface PublishedPort {
   containerPort: number;
   protocol: "tcp" | "udp";
-  /** Always 127.0.0.1: a replica is reachable on the device only; exposure is the owner's choice. */
-  hostIp: "127.0.0.1";
+  /** The device owner's exposure address (default 127.0.0.1: reachable on the device only). */
+  hostIp: string;
+  /** Host ports the engine may pick from ("30000-30999"), or "" for any free port. */
+  hostPorts: string;
+}
+
+/** Where the device publishes replicas' ports: the owner's setting (worker config `exposure`). */
+export interface Exposure {
+  /** An address of the device; 127.0.0.1 keeps replicas reachable on the device only. */
+  address: string;
+  /** Host ports to publish on, inclusive; absent: any free port. */
+  hostPortRange?: { min: number; max: number };
+}
+
+/**
+ * The Docker network of one deployment on one device (issue 15): a bridge of its own, so replicas
+ * of other deployments cannot reach it (Docker's isolation rules between bridges) while replicas of
+ * this deployment on this device can (inter-container traffic on one bridge). `internal` when the
+ * app has no egress: Docker then gives the bridge no route out and publishes no ports.
+ */
+export interface DeploymentNetwork {
+  internal: boolean;
 }
 
 export interface TmpfsMount {
@@ -110,6 +130,20 @@ export interface ExecHealthCheck {
   startPeriodS: number;
 }
 
+/**
+ * An httpGet check, made by the worker from outside the container (an image need not hold an HTTP
+ * client): GET http://<container address>:<port><path>, healthy on 2xx or 3xx.
+ */
+export interface HttpProbe {
+  port: number;
+  /** Validated by the manifest: a path on the container, never a URL or another host. */
+  path: string;
+  intervalS: number;
+  timeoutS: number;
+  retries: number;
+  startPeriodS: number;
+}
+
 export interface ContainerSpec {
   /** `shoal-<deviceId>-<placementId>`: a second create of the same placement collides instead of duplicating. */
   name: string;
@@ -135,9 +169,14 @@ export interface ContainerSpec {
   hardening: Hardening;
   /** Docker network the container joins; a bridge network, never "host". */
   network: string;
+  /** Set when `network` is the deployment's own, which the runtime creates when missing. */
+  deploymentNetwork?: DeploymentNetwork;
   /** Parent cgroup (the resource manager puts all containers of a device under one). */
   cgroupParent?: string;
+  /** An exec check, run by Docker's own HEALTHCHECK inside the container. */
   healthCheck?: ExecHealthCheck;
+  /** An httpGet check, made by the worker (health-prober.ts). */
+  httpProbe?: HttpProbe;
   /** Shoal's restart policy, applied by plan(); Docker's own restart policy is always "no". */
   restartPolicy: RestartPolicy;
   stopTimeoutS: number;
@@ -152,8 +191,15 @@ export interface ContainerSpecOptions {
   initialCpuMillicores?: number;
   /** Default 128: enough for a shell, a server and its workers; stops fork bombs. */
   pidsLimit?: number;
-  /** Default "bridge". */
+  /**
+   * A network to join instead of the deployment's own (tests; "bridge" is Docker's shared default,
+   * which gives no isolation between deployments).
+   */
   network?: string;
+  /** The device owner's exposure of ports. Default { address: "127.0.0.1" }. */
+  exposure?: Exposure;
+  /** false: the device owner forbids outbound access for every app (all run as egress none). Default true. */
+  outboundAllowed?: boolean;
   cgroupParent?: string;
   /** Seconds between SIGTERM and SIGKILL on stop. Default 10. */
   stopTimeoutS?: number;
@@ -171,6 +217,14 @@ export const MIN_CPU_QUOTA_US = 1_000;
 /** A placement or option that cannot give a safe container. Never retryable. */
 export class ContainerSpecError extends ShoalError {
   override name = "ContainerSpecError";
+}
+
+/**
+ * The Docker network of a deployment on a device: `shoal-<deviceId>-d<deploymentId>`, with
+ * `-internal` when it has no egress (a change of egress is a new network, never a changed one).
+ */
+export function deploymentNetworkName(deviceId: string, deploymentId: string, internal: boolean): string {
+  return `shoal-${deviceId}-d${deploymentId}${internal ? "-internal" : ""}`;
 }
 
 /** The container name of a placement on a device. */
@@ -210,14 +264,23 @@ export function containerSpec(
     band.cpuMillicoresMin,
     band.cpuMillicoresMax,
   );
+  const internal = manifest.egress === "none" || options.outboundAllowed === false;
+  const exposure = options.exposure ?? { address: "127.0.0.1" };
+  const range = exposure.hostPortRange;
   const spec: ContainerSpec = {
     name: containerName(placement.deviceId, placement.placementId),
     identity: { ...placement },
     image: imageRef,
     env: Object.fromEntries(Object.entries(manifest.env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
-    ports: [...manifest.ports]
+    // An internal network has no way in from outside: Docker publishes no ports there.
+    ports: (internal && options.network === undefined ? [] : [...manifest.ports])
       .sort((a, b) => a.containerPort - b.containerPort || a.protocol.localeCompare(b.protocol))
-      .map((port) => ({ containerPort: port.containerPort, protocol: port.protocol, hostIp: "127.0.0.1" })),
+      .map((port) => ({
+        containerPort: port.containerPort,
+        protocol: port.protocol,
+        hostIp: exposure.address,
+        hostPorts: range ? `${range.min}-${range.max}` : "",
+      })),
     tmpfs: [...manifest.writablePaths]
       .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
       .map((entry) => {
@@ -234,7 +297,7 @@ export function containerSpec(
     cpuShares: Math.max(2, Math.round((band.cpuMillicoresMin * 1024) / 1000)),
     band,
     hardening: HARDENING,
-    network: options.network ?? "bridge",
+    network: options.network ?? deploymentNetworkName(placement.deviceId, placement.deploymentId, internal),
     restartPolicy: manifest.restartPolicy,
     stopTimeoutS: options.stopTimeoutS ?? DEFAULT_STOP_TIMEOUT_S,
     logging: options.logging ?? { maxSizeMiB: 10, maxFiles: 2 },
@@ -243,22 +306,24 @@ export function containerSpec(
   if (spec.network === "host" || spec.network.startsWith("container:")) {
     throw new ContainerSpecError(`network "${spec.network}" shares a namespace; use a bridge network`);
   }
+  if (options.network === undefined) spec.deploymentNetwork = { internal };
   if (manifest.command !== undefined) spec.entrypoint = [...manifest.command];
   if (manifest.args !== undefined) spec.cmd = [...manifest.args];
   if (manifest.user !== undefined)
     spec.user = { uid: manifest.user.uid, gid: manifest.user.gid ?? manifest.user.uid };
   if (options.cgroupParent !== undefined) spec.cgroupParent = options.cgroupParent;
   const check = manifest.healthCheck;
-  // httpGet checks are made by the worker from outside; only exec checks run inside the container.
-  if (check?.exec !== undefined) {
-    spec.healthCheck = {
-      test: ["CMD", ...check.exec],
-      intervalS: check.intervalSeconds,
-      timeoutS: check.timeoutSeconds,
-      retries: check.retries,
-      startPeriodS: check.startPeriodSeconds,
-    };
-  }
+  // exec checks run inside the container by Docker's HEALTHCHECK; httpGet checks are made by the
+  // worker from outside, since an image need not hold an HTTP client.
+  const timing = check && {
+    intervalS: check.intervalSeconds,
+    timeoutS: check.timeoutSeconds,
+    retries: check.retries,
+    startPeriodS: check.startPeriodSeconds,
+  };
+  if (check?.exec !== undefined) spec.healthCheck = { test: ["CMD", ...check.exec], ...timing! };
+  if (check?.httpGet !== undefined)
+    spec.httpProbe = { port: check.httpGet.port, path: check.httpGet.path, ...timing! };
   return spec;
 }
 

@@ -175,9 +175,9 @@ export function nextSequence(last: number, nowMs: number): number {
 // ---------------------------------------------------------------------------------------------------
 // Which device may speak on which topic
 
-/** A topic only the device itself may publish (its presence, metrics and resource decisions). */
+/** A topic only the device itself may publish (its presence, metrics, resource decisions, endpoints). */
 export function ownerOfTopic(topic: string): string | undefined {
-  const m = /^[^]+?\/devices\/([^/]+)\/(status|resources|metrics)$/.exec(topic);
+  const m = /^[^]+?\/devices\/([^/]+)\/(status|resources|metrics|endpoints\/[^/]+)$/.exec(topic);
   return m ? m[1] : undefined;
 }
 

@@ -13,6 +13,9 @@ import type { ContainerSpec, ResourceLimits } from "./container-spec";
  * - desired, no container: start;
  * - spec hash differs: recreate (stop, remove, then start: never two instances at once);
  * - state unknown (or removing), dead, restarting or paused: recreate (stop before starting again);
+ * - running but unhealthy (its health check failed `retries` times in a row): restart it (recreate),
+ *   unless its restartPolicy is never or it was already restarted HEALTH_RESTARTS_BEFORE_FAILED
+ *   times for being unhealthy without a healthy check since: then report HealthCheckFailed;
  * - running: keep;
  * - created (never started, e.g. the worker died between create and start): restart; created
  *   with a non-zero exit code (the engine refused to start it): StartFailed under restartPolicy
@@ -48,7 +51,23 @@ export interface ActualContainer {
   finishedAt: string | undefined;
   limits: ResourceLimits & { pidsLimit: number | undefined };
   ports: { containerPort: number; protocol: "tcp" | "udp"; hostIp: string; hostPort: number }[];
+  /**
+   * Health by the container's check: Docker's own HEALTHCHECK (exec), or the worker's HTTP probe
+   * (httpGet, overlaid by the reconciler). undefined when the container has no check.
+   */
+  health?: ContainerHealth;
+  /** The container's address on its network (what the worker's HTTP probe targets); undefined when none. */
+  address?: string;
 }
+
+export type ContainerHealth = "starting" | "healthy" | "unhealthy";
+
+/**
+ * Restarts of a replica for being unhealthy, without a healthy check in between, after which the
+ * next unhealthy verdict ends the placement as Failed(HealthCheckFailed) instead: the replica is
+ * started 1 + 2 = 3 times, and unhealthy each time, before the device gives it up.
+ */
+export const HEALTH_RESTARTS_BEFORE_FAILED = 2;
 
 export interface DesiredPlacement {
   placementId: string;
@@ -57,10 +76,12 @@ export interface DesiredPlacement {
    * unreachable, say). Then an existing container is left as it is and nothing is started.
    */
   container?: { spec: ContainerSpec; specHash: string };
+  /** Restarts for being unhealthy since the replica was last healthy (the reconciler counts them). */
+  unhealthyRestarts?: number;
 }
 
 /** Failure codes plan() reports; a subset of the chain's FailureCode. */
-export type PlanFailureCode = "OOMKilled" | "StartFailed";
+export type PlanFailureCode = "OOMKilled" | "StartFailed" | "HealthCheckFailed";
 
 export type PlanAction =
   /** No container: create and start one (Runtime.ensureRunning). */
@@ -75,7 +96,7 @@ export type PlanAction =
       exitCode: number | undefined;
       reason: string;
     }
-  /** Stop and remove the container, then start one from `spec`. */
+  /** Stop and remove the container, then start one from `spec`; `unhealthy` when its health check failed. */
   | {
       type: "recreate";
       placementId: string;
@@ -83,10 +104,14 @@ export type PlanAction =
       spec: ContainerSpec;
       specHash: string;
       reason: string;
+      unhealthy?: true;
     }
   /** Stop and remove the container: its placement is not desired here, or it is a duplicate. */
   | { type: "stop"; placementId: string; containerId: string; reason: "not-desired" | "duplicate" }
-  /** Report Failed(code) on chain; the container stays (stopped) for inspection until the placement goes. */
+  /**
+   * Report Failed(code) on chain; the container stays (stopped) for inspection until the placement
+   * goes. A HealthCheckFailed container may still run: the reconciler stops it first.
+   */
   | {
       type: "report-failure";
       placementId: string;
@@ -227,6 +252,7 @@ function placementAction(
     return recreate(`spec hash ${container.specHash || "(none)"} is not the desired ${want.specHash}`);
   switch (container.state) {
     case "running":
+      if (container.health === "unhealthy") return unhealthyAction(placement, container, want.spec);
       return { type: "keep", placementId, containerId: container.id };
     case "created":
       if (container.exitCode !== undefined && container.exitCode !== 0)
@@ -308,6 +334,42 @@ function exitedAction(placementId: string, container: ActualContainer, spec: Con
     containerId,
     code: "StartFailed",
     reason: `exited with ${exitCode}; restartPolicy never`,
+  };
+}
+
+/**
+ * A running replica whose health check failed `retries` times in a row. Restarted like an exit
+ * (the app is not doing its work), as a new container so its check starts over, unless the
+ * restart policy is never or it was restarted for this HEALTH_RESTARTS_BEFORE_FAILED times without
+ * a healthy check since: then the device reports HealthCheckFailed.
+ */
+function unhealthyAction(
+  placement: DesiredPlacement,
+  container: ActualContainer,
+  spec: ContainerSpec,
+): PlanAction {
+  const { placementId } = placement;
+  const restarts = placement.unhealthyRestarts ?? 0;
+  if (spec.restartPolicy === "never" || restarts >= HEALTH_RESTARTS_BEFORE_FAILED) {
+    return {
+      type: "report-failure",
+      placementId,
+      containerId: container.id,
+      code: "HealthCheckFailed",
+      reason:
+        spec.restartPolicy === "never"
+          ? "unhealthy; restartPolicy never"
+          : `unhealthy after ${restarts} restarts for failed health checks`,
+    };
+  }
+  return {
+    type: "recreate",
+    placementId,
+    containerId: container.id,
+    spec,
+    specHash: placement.container!.specHash,
+    reason: `unhealthy (restart ${restarts + 1} of ${HEALTH_RESTARTS_BEFORE_FAILED}; restartPolicy ${spec.restartPolicy})`,
+    unhealthy: true,
   };
 }
 

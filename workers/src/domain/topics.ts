@@ -54,6 +54,9 @@ export function createTopics(root: string = TOPIC_ROOT) {
       `${root}/deployments/${level(deploymentId, "deploymentId")}/state`,
     deviceChain: (deviceId: string | number) => `${root}/devices/${level(deviceId, "deviceId")}/chain`,
     deviceStatus: (deviceId: string | number) => `${root}/devices/${level(deviceId, "deviceId")}/status`,
+    /** Retained endpoints of one running replica, under its device's own topics (issue 15). */
+    deviceEndpoints: (deviceId: string | number, placementId: string | number) =>
+      `${root}/devices/${level(deviceId, "deviceId")}/endpoints/${level(placementId, "placementId")}`,
     /** `{ chainId, contract, event }` of a bridged-event topic, or null for any other topic. */
     parseChainEvent(topic: string): { chainId: number; contract: string; event: string } | null {
       if (!topic.startsWith(prefix)) return null;
@@ -159,6 +162,44 @@ export function deviceStatusMessage(p: Omit<DeviceStatusPayload, "v">, t: Topics
   return { topic: t.deviceStatus(p.deviceId), payload: JSON.stringify(payload), qos: 1, retain: true };
 }
 
+/** One published port of a replica: where a client connects (deviceAddress:hostPort). */
+export interface EndpointPort {
+  protocol: "tcp" | "udp";
+  containerPort: number;
+  hostPort: number;
+  /** The manifest's port name, when it has one. */
+  name?: string;
+}
+
+/** Where one running, healthy replica answers (retained; cleared when it stops or turns unhealthy). */
+export interface EndpointsPayload {
+  v: typeof PAYLOAD_VERSION;
+  deviceId: string;
+  /** The device owner's exposure address, which every port below is published on. */
+  deviceAddress: string;
+  placementId: string;
+  deploymentId: string;
+  appId: string;
+  /** The app's name and the manifest's semver. */
+  app: string;
+  appVersion: string;
+  /** The version number on chain. */
+  version: string;
+  ports: EndpointPort[];
+  /** ISO time the worker first saw the replica answer (or run, without a health check). */
+  since: string;
+}
+
+export function endpointsMessage(p: Omit<EndpointsPayload, "v">, t: Topics = topics): OutgoingMessage {
+  const payload: EndpointsPayload = { v: PAYLOAD_VERSION, ...p };
+  return {
+    topic: t.deviceEndpoints(p.deviceId, p.placementId),
+    payload: JSON.stringify(payload),
+    qos: 1,
+    retain: true,
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------
 // The table of docs/mqtt.md
 
@@ -217,5 +258,13 @@ export const TOPIC_TABLE: readonly TopicSpec[] = [
     publisher: "each worker's bus (online on connect, offline on close, Last Will offline)",
     payload:
       "v, deviceId, status (online | offline), clientId, reason (connected | shutdown | connection-lost), at, bridge (false: never elected a bridge)",
+  },
+  {
+    pattern: "shoal/v1/devices/<deviceId>/endpoints/<placementId>",
+    qos: 1,
+    retained: true,
+    publisher: "the device's reconciler (cleared when the replica stops, fails or turns unhealthy)",
+    payload:
+      "v, deviceId, deviceAddress, placementId, deploymentId, appId, app, appVersion, version, ports[] {protocol, containerPort, hostPort, name}, since",
   },
 ];

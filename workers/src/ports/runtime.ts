@@ -77,6 +77,12 @@ export interface Runtime {
   /** Changes CPU quota, memory limit and reservation (and PIDs limit) in place, without a restart. */
   updateResources(id: string, limits: ResourceUpdate, options?: SignalOptions): Promise<void>;
   /**
+   * Removes the device's deployment networks (ContainerSpec.deploymentNetwork, created by
+   * ensureRunning) that no container uses any more. Returns their names. Optional: a runtime
+   * without networks has none to remove.
+   */
+  pruneNetworks?(options: { deviceId: string } & SignalOptions): Promise<string[]>;
+  /**
    * Stops and removes the device's Shoal containers whose placement is not in `keep` (the sweeper
    * of dangling containers, like Nomad's reconcile_dangling). Returns the removed container ids.
    */

@@ -1,4 +1,5 @@
 import type {
+  Egress,
   HealthCheckSpec,
   ImageSource,
   Manifest,
@@ -68,6 +69,7 @@ function body(data: Data): ManifestBody {
   if (data.description !== undefined) out.description = data.description as string;
   if (data.command !== undefined) out.command = [...(data.command as string[])];
   if (data.args !== undefined) out.args = [...(data.args as string[])];
+  if (data.egress !== undefined) out.egress = data.egress as Egress;
   if (data.user !== undefined) out.user = { ...(data.user as { uid: number; gid?: number }) };
   if (data.healthCheck !== undefined) out.healthCheck = healthCheck(data.healthCheck as Data);
   return out;

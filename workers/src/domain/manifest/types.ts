@@ -42,6 +42,9 @@ export interface ResourcesSpec {
 
 export type RestartPolicy = "always" | "on-failure" | "never";
 
+/** What a replica may reach beyond its deployment's network on the device; absent means outbound. */
+export type Egress = "none" | "outbound";
+
 export interface WritablePath {
   path: string;
   /** tmpfs size, canonical memory quantity like "16Mi". */
@@ -74,6 +77,8 @@ export interface ManifestBody {
   ports: PortSpec[];
   resources: ResourcesSpec;
   restartPolicy: RestartPolicy;
+  /** Only when the manifest gives it (older published manifests have none): absent = "outbound". */
+  egress?: Egress;
   replicas: number;
   /** Sorted, each "key=value". */
   requiredLabels: string[];
