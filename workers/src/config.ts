@@ -77,6 +77,13 @@ export interface WorkerConfig {
    * endpoint names another peer id than the Kubo node's, set it on chain (true) or only warn.
    */
   peering: { enabled: boolean; maxPeers: number; refreshMs: number; updateEndpoint: boolean };
+  /**
+   * Image retention (docs/worker.md, "Image retention"): the device keeps pinned and loaded the
+   * images of its live placements, those any container uses, those delivered less than `minAgeMs`
+   * ago and the `keepRecent` most recently used others; it unpins and untags the rest, looking
+   * again when its placements change and every `intervalMs`. Disabled: every image stays pinned.
+   */
+  imageRetention: { enabled: boolean; keepRecent: number; minAgeMs: number; intervalMs: number };
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
 }
 
@@ -108,6 +115,7 @@ const DEFAULTS: Omit<WorkerConfig, "operatorKey" | "deviceId" | "mqttUsername" |
     epochMaxAgeMs: 300_000,
   },
   peering: { enabled: true, maxPeers: 16, refreshMs: 30_000, updateEndpoint: false },
+  imageRetention: { enabled: true, keepRecent: 3, minAgeMs: 600_000, intervalMs: 300_000 },
   logLevel: "info",
 };
 
@@ -138,6 +146,9 @@ const NESTED_ENV: Record<string, [string, string]> = {
   SHOAL_PEERING_MAX_PEERS: ["peering", "maxPeers"],
   SHOAL_PEERING_UPDATE_ENDPOINT: ["peering", "updateEndpoint"],
   SHOAL_BRIDGES: ["bridge", "count"],
+  SHOAL_IMAGE_RETENTION_ENABLED: ["imageRetention", "enabled"],
+  SHOAL_IMAGE_RETENTION_KEEP_RECENT: ["imageRetention", "keepRecent"],
+  SHOAL_IMAGE_RETENTION_MIN_AGE_MS: ["imageRetention", "minAgeMs"],
 };
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
@@ -283,6 +294,7 @@ export function loadConfig(
   const keeper = nested("keeper", DEFAULTS.keeper);
   const resources = nested("resources", DEFAULTS.resources);
   const peering = nested("peering", DEFAULTS.peering);
+  const imageRetention = nested("imageRetention", DEFAULTS.imageRetention);
   const logLevel = merged.logLevel;
   const mqtt = mqttCredentials(url("mqttUrl", merged.mqttUrl, ["mqtt:", "mqtts:", "ws:", "wss:"]), merged);
   if (!LOG_LEVELS.includes(logLevel as (typeof LOG_LEVELS)[number]))
@@ -329,6 +341,12 @@ export function loadConfig(
       maxPeers: integer("peering.maxPeers", peering.maxPeers, 1, 1000),
       refreshMs: integer("peering.refreshMs", peering.refreshMs, 1000, 3_600_000),
       updateEndpoint: flag("peering.updateEndpoint", peering.updateEndpoint),
+    },
+    imageRetention: {
+      enabled: flag("imageRetention.enabled", imageRetention.enabled),
+      keepRecent: integer("imageRetention.keepRecent", imageRetention.keepRecent, 0, 1000),
+      minAgeMs: integer("imageRetention.minAgeMs", imageRetention.minAgeMs, 0, 86_400_000),
+      intervalMs: integer("imageRetention.intervalMs", imageRetention.intervalMs, 1000, 86_400_000),
     },
     logLevel: logLevel as WorkerConfig["logLevel"],
   };

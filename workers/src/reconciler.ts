@@ -14,6 +14,7 @@ import type { Logger } from "pino";
 import { containerSpec, specHash, type ContainerSpecOptions } from "./domain/container-spec";
 import { plan, type DesiredPlacement, type PlanAction } from "./domain/plan";
 import { DeliveryError, type Delivery } from "./delivery";
+import type { ImageRetention } from "./image-retention";
 import { isRetryable } from "./errors";
 import { sleep } from "./lib/supervise";
 import { keepsContainer } from "./domain/placement";
@@ -39,6 +40,11 @@ export interface ReconcilerDeps {
   intervalMs: number;
   /** Extra container options (the resource manager's per-device cgroup parent, say). */
   containerOptions?: ContainerSpecOptions;
+  /**
+   * Lets go of images no placement needs (image-retention.ts); swept after each pass with the
+   * image CIDs of the device's live placements. None: every delivered image stays pinned.
+   */
+  retention?: ImageRetention;
   /** Called after a container was started, recreated or removed (the resource manager re-reads). */
   onContainersChanged?: () => void;
   /** Backoff bounds for a placement whose action failed. */
@@ -108,10 +114,15 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
   };
 
   /** The container each desired placement should run, or none yet (its spec cannot be had now). */
-  async function toDesired(placements: PlacementView[], signal?: AbortSignal): Promise<DesiredPlacement[]> {
+  async function toDesired(
+    placements: PlacementView[],
+    liveImages: Set<string>,
+    signal?: AbortSignal,
+  ): Promise<DesiredPlacement[]> {
     const desired: DesiredPlacement[] = [];
     for (const p of placements) {
       const version = await registry.version(p.appId, p.version, deps.platform, { signal });
+      if (version.imageCid) liveImages.add(version.imageCid);
       if (!version.imageCid) {
         // The claim checked the platform; a version without our image cannot happen, but report it.
         await failOnChain(
@@ -142,6 +153,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         desired.push({ placementId: p.placementId, container: { spec, specHash: specHash(spec) } });
       } catch (error) {
         if (error instanceof DeliveryError && !error.retryable) {
+          liveImages.delete(version.imageCid);
           await failOnChain(p.placementId, error.code, error.shortMessage);
           continue;
         }
@@ -209,11 +221,12 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     const end = deps.metrics?.reconcileDuration.startTimer();
     try {
       // Read both sides first (at once); any error here aborts the pass before anything is touched.
+      const liveImages = new Set<string>();
       const [desired, actual] = await Promise.all([
         registry
           .blockNumber({ signal })
           .then((head) => readDesired(Math.max(0, head - deps.confirmations), signal))
-          .then((placements) => toDesired(placements, signal)),
+          .then((placements) => toDesired(placements, liveImages, signal)),
         runtime.list({ deviceId, signal }),
       ]);
       // The engine's start time is read after its containers: had it been read first, an engine
@@ -251,6 +264,15 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
             },
             "action failed; the next pass retries it",
           );
+        }
+      }
+      // After the actions: a container stopped in this pass no longer holds its image.
+      if (deps.retention) {
+        try {
+          await deps.retention.sweep({ live: liveImages, signal });
+        } catch (error) {
+          if (signal?.aborted) throw error;
+          logger.warn({ err: error }, "image retention sweep failed; the next pass retries");
         }
       }
       // A placement that needs no action any more (gone from both sides) needs no retry time.
