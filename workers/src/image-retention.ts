@@ -1,8 +1,11 @@
 /**
  * Image retention (issue 14): lets go of the images a device no longer needs, by the policy of
  * domain/image-retention.ts (keep live, in-use, young and the `keepRecent` most recently used;
- * release the rest). The delivered images are the engine's `shoal-cid:<cid>` tags: only delivery
- * sets them, and it pins the CID before it tags, so "tagged" means "pinned by delivery".
+ * release the rest). It considers only the versions this device ran (a CID that was live here),
+ * and only while the engine holds their `shoal-cid:<cid>` tag: only delivery sets that tag, and it
+ * pins the CID before it tags, so "tagged" means "pinned by delivery". On an engine shared by
+ * several devices, one never releases what only another ran. When each CID was last used is kept
+ * in `<dataDir>/image-retention.json`, so the order survives a restart.
  *
  * Releasing one image: the tag is removed first (Docker deletes the image with its last
  * reference; tags the tar carried itself keep it), then the CID is unpinned, so a tagged image is
@@ -11,7 +14,9 @@
  * last one, or `intervalMs` after it. Errors are per image: logged, and the next sweep tries
  * again; nothing else waits on a sweep.
  */
+import path from "node:path";
 import type { Logger } from "pino";
+import { readJsonFile, writeJsonFileAtomic } from "./lib/json-file";
 import { IMAGE_CID_REPOSITORY, imageRefForCid } from "./domain/container-spec";
 import { retainImages, type DeliveredImage, type RetentionDecision } from "./domain/image-retention";
 import type { ContentStore } from "./ports/content-store";
@@ -26,6 +31,8 @@ export interface ImageRetentionDeps {
   minAgeMs: number;
   /** Longest time between two sweeps while the live set does not change. */
   intervalMs: number;
+  /** Where the last-use times are kept across restarts; none: in memory only. */
+  dataDir?: string;
   logger?: Logger;
   now?: () => number;
 }
@@ -44,8 +51,26 @@ export interface ImageRetention {
 
 export function createImageRetention(deps: ImageRetentionDeps): ImageRetention {
   const now = deps.now ?? Date.now;
-  /** When each delivered CID was last live or in use, as this process saw it. */
+  /** Every CID that was live on this device (and is not released), with when it last was live or in use. */
   const lastUsed = new Map<string, number>();
+  const file = deps.dataDir === undefined ? undefined : path.join(deps.dataDir, "image-retention.json");
+  let loaded = false;
+  let saved = "";
+  const load = async () => {
+    if (loaded || file === undefined) return;
+    const content = await readJsonFile<{ lastUsed?: Record<string, number> }>(file);
+    for (const [cid, at] of Object.entries(content?.lastUsed ?? {})) {
+      if (typeof at === "number" && !lastUsed.has(cid)) lastUsed.set(cid, at);
+    }
+    loaded = true;
+  };
+  const save = async () => {
+    if (file === undefined) return;
+    const content = JSON.stringify({ lastUsed: Object.fromEntries(lastUsed) });
+    if (content === saved) return;
+    await writeJsonFileAtomic(file, JSON.parse(content));
+    saved = content;
+  };
   let lastLive = "";
   /** When the next sweep is due although the live set did not change. */
   let dueAt = -Infinity;
@@ -53,6 +78,7 @@ export function createImageRetention(deps: ImageRetentionDeps): ImageRetention {
   return {
     async sweep({ live, force = false, signal }) {
       const at = now();
+      await load();
       for (const cid of live) lastUsed.set(cid, at);
       const liveKey = [...live].sort().join(",");
       if (!force && liveKey === lastLive && at < dueAt) {
@@ -62,12 +88,14 @@ export function createImageRetention(deps: ImageRetentionDeps): ImageRetention {
       const images: DeliveredImage[] = [];
       for (const { tag, taggedAt } of tagged) {
         const cid = tag.slice(IMAGE_CID_REPOSITORY.length + 1);
+        if (!lastUsed.has(cid)) continue; // never live here: another device's, or not ours to judge
         const inUse = !live.has(cid) && (await deps.runtime.containersUsingImage(tag, { signal })) > 0;
         if (inUse) lastUsed.set(cid, at);
         const deliveredAt = taggedAt === undefined ? 0 : Date.parse(taggedAt) || 0;
-        images.push({ cid, inUse, deliveredAt, lastUsedAt: lastUsed.get(cid) ?? deliveredAt });
+        images.push({ cid, inUse, deliveredAt, lastUsedAt: lastUsed.get(cid)! });
       }
-      // Forget CIDs no longer delivered here: the map stays as small as the engine's tag list.
+      // Forget CIDs whose tag is gone (released, or removed by hand): the map stays as small as
+      // the engine's tag list.
       const present = new Set(images.map((image) => image.cid));
       for (const cid of lastUsed.keys()) if (!present.has(cid) && !live.has(cid)) lastUsed.delete(cid);
 
@@ -92,6 +120,7 @@ export function createImageRetention(deps: ImageRetentionDeps): ImageRetention {
           deps.logger?.warn({ imageCid: cid, err: error }, "could not release image; the next sweep retries");
         }
       }
+      await save();
       lastLive = liveKey;
       // A failure is retried at the next pass; a young image is looked at again once it is not.
       const youngUntil = images

@@ -326,6 +326,7 @@ async function buildParts(
         keepRecent: config.imageRetention.keepRecent,
         minAgeMs: config.imageRetention.minAgeMs,
         intervalMs: config.imageRetention.intervalMs,
+        dataDir: config.dataDir,
         logger: logger.child({ component: "image-retention" }),
       })
     : undefined;

@@ -2,6 +2,9 @@
 // content store (what it unpins and untags, in which order, how often it runs). Against Docker and
 // Kubo: test/workers/integration/image-retention.test.ts.
 import { expect } from "chai";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import {
   containerSpec,
   createImageRetention,
@@ -99,7 +102,7 @@ describe("image retention sweep (in-memory runtime and content store)", () => {
   }
 
   /** Three delivered images, the way delivery leaves them: pinned, then tagged shoal-cid:<cid>. */
-  async function setup(now: { t: number }) {
+  async function setup(now: { t: number }, dataDir?: string) {
     const runtime = createMemoryRuntime();
     const contentStore = createMemoryContentStore();
     const cids: string[] = [];
@@ -119,6 +122,7 @@ describe("image retention sweep (in-memory runtime and content store)", () => {
       keepRecent: 1,
       minAgeMs: 0,
       intervalMs: 10 * MIN,
+      dataDir,
       now: () => now.t,
     });
     return { runtime, contentStore, cids, retention };
@@ -180,5 +184,40 @@ describe("image retention sweep (in-memory runtime and content store)", () => {
     expect((await retention.sweep({ live: new Set([cids[1]]) })).ran).to.equal(true);
     now.t += 10 * MIN;
     expect((await retention.sweep({ live: new Set([cids[1]]) })).ran).to.equal(true);
+  });
+
+  it("never releases an image that was never live on this device (another device's, on a shared engine)", async () => {
+    const now = { t: Date.now() };
+    const { contentStore, cids, retention } = await setup(now);
+    now.t += 60 * MIN;
+    const result = await retention.sweep({ live: new Set([cids[2]]) });
+    expect(result.release).to.deep.equal([]);
+    for (const cid of cids) expect(await contentStore.isPinned(cid), cid).to.equal(true);
+  });
+
+  it("remembers across a restart which versions ran here and when", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "shoal-retention-"));
+    try {
+      const now = { t: Date.now() };
+      const { runtime, contentStore, cids, retention } = await setup(now, dataDir);
+      const [v1, v2, v3] = cids;
+      await retention.sweep({ live: new Set([v1, v2, v3]) });
+      now.t += MIN;
+      await retention.sweep({ live: new Set([v2, v3]) });
+      // A new worker process: same engine, content store and data dir.
+      const restarted = createImageRetention({
+        runtime,
+        contentStore,
+        keepRecent: 1,
+        minAgeMs: 0,
+        intervalMs: 10 * MIN,
+        dataDir,
+        now: () => now.t + MIN,
+      });
+      const result = await restarted.sweep({ live: new Set([v3]) });
+      expect(result.release).to.deep.equal([v1]);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });
