@@ -265,7 +265,9 @@ export function runtimeConformance(name: string, makeFixture: () => Promise<Runt
         // The engine is shared with other tests: at least ours, by any of the image's names.
         expect(await runtime.containersUsingImage(alias)).to.be.at.least(1);
         await runtime.stop(container.id);
-        expect(await runtime.containersUsingImage(alias), "a stopped container still uses it").to.be.at.least(1);
+        expect(await runtime.containersUsingImage(alias), "a stopped container still uses it").to.be.at.least(
+          1,
+        );
         await runtime.remove(container.id);
       } finally {
         await runtime.untagImage(alias);

@@ -71,7 +71,11 @@ describe("image retention (Docker Engine and Kubo)", function () {
   });
 
   after(async function () {
-    for (const id of containers) await docker.getContainer(id).remove({ force: true }).catch(() => undefined);
+    for (const id of containers)
+      await docker
+        .getContainer(id)
+        .remove({ force: true })
+        .catch(() => undefined);
     for (const cid of cids) {
       await runtime.untagImage(imageRefForCid(cid)).catch(() => undefined);
       await contentStore.unpin(cid).catch(() => undefined);

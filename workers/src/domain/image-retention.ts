@@ -54,5 +54,11 @@ export function retainImages(input: RetentionInput): RetentionDecision {
   others.sort((a, b) => b.lastUsedAt - a.lastUsedAt || (a.cid < b.cid ? -1 : a.cid > b.cid ? 1 : 0));
   const recent = others.slice(0, Math.max(0, input.keepRecent));
   for (const image of recent) keep.push({ cid: image.cid, reason: "recent" });
-  return { keep, release: others.slice(recent.length).reverse().map((image) => image.cid) };
+  return {
+    keep,
+    release: others
+      .slice(recent.length)
+      .reverse()
+      .map((image) => image.cid),
+  };
 }
