@@ -122,6 +122,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     const desired: DesiredPlacement[] = [];
     for (const p of placements) {
       const version = await registry.version(p.appId, p.version, deps.platform, { signal });
+      // Live even while it cannot be delivered: a CID never delivered has no tag to judge anyway.
       if (version.imageCid) liveImages.add(version.imageCid);
       if (!version.imageCid) {
         // The claim checked the platform; a version without our image cannot happen, but report it.
@@ -153,7 +154,6 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         desired.push({ placementId: p.placementId, container: { spec, specHash: specHash(spec) } });
       } catch (error) {
         if (error instanceof DeliveryError && !error.retryable) {
-          liveImages.delete(version.imageCid);
           await failOnChain(p.placementId, error.code, error.shortMessage);
           continue;
         }
