@@ -1,6 +1,6 @@
 /**
- * Peer-to-peer delivery benchmark (issue 14). For images of about 2, 50 and 200 MB made of one
- * random-data layer, all into one fresh Docker Engine that this bench starts (own data-root,
+ * Peer-to-peer delivery benchmark (issue 14). For images of shoal/demo-web:1.0.0 plus one layer
+ * of 2, 50 and 200 MiB of random data, all into one fresh Docker Engine that this bench starts (own data-root,
  * exec-root, pidfile, socket; its own bridge, `--iptables=false`), in the same run:
  *
  *   (a) the worker's delivery path (`createDelivery(...).ensureImage`: manifest fetch and check,
