@@ -58,7 +58,13 @@ export function createImageRetention(deps: ImageRetentionDeps): ImageRetention {
   let saved = "";
   const load = async () => {
     if (loaded || file === undefined) return;
-    const content = await readJsonFile<{ lastUsed?: Record<string, number> }>(file);
+    let content: { lastUsed?: Record<string, number> } | undefined;
+    try {
+      content = await readJsonFile(file);
+    } catch (error) {
+      // A damaged file loses only the order of use: the versions seen live from now on count.
+      deps.logger?.warn({ err: error, file }, "image retention: unreadable last-use file; starting afresh");
+    }
     for (const [cid, at] of Object.entries(content?.lastUsed ?? {})) {
       if (typeof at === "number" && !lastUsed.has(cid)) lastUsed.set(cid, at);
     }
