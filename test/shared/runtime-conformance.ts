@@ -242,6 +242,38 @@ export function runtimeConformance(name: string, makeFixture: () => Promise<Runt
       expect(await runtime.inspectImage(fixture.webImage)).to.deep.equal(info);
     });
 
+    it("lists a repository's tags with when they were set, and counts the containers made from an image", async () => {
+      const repository = "shoal-conformance";
+      const alias = `${repository}:${fixture.deviceId}-uses`;
+      const before = Date.now();
+      await runtime.tagImage(fixture.webImage, alias);
+      try {
+        const listed = (await runtime.listImageTags(repository)).find((t) => t.tag === alias);
+        expect(listed?.imageId).to.equal((await runtime.inspectImage(fixture.webImage))?.id);
+        // Docker's clock and ours: allow a second either way.
+        expect(Date.parse(listed?.taggedAt ?? "")).to.be.within(before - 1000, Date.now() + 1000);
+        expect((await runtime.listImageTags("shoal-conformance-none")).length).to.equal(0);
+        expect(await runtime.containersUsingImage("shoal-cid:bafkreinotloaded")).to.equal(0);
+        const { container } = await runtime.ensureRunning(
+          containerSpec(
+            { deviceId: fixture.deviceId, placementId: "31", deploymentId: "1", appId: "1", version: "1" },
+            manifest,
+            alias,
+            { extraLabels: fixture.extraLabels, stopTimeoutS: 5 },
+          ),
+        );
+        // The engine is shared with other tests: at least ours, by any of the image's names.
+        expect(await runtime.containersUsingImage(alias)).to.be.at.least(1);
+        await runtime.stop(container.id);
+        expect(await runtime.containersUsingImage(alias), "a stopped container still uses it").to.be.at.least(
+          1,
+        );
+        await runtime.remove(container.id);
+      } finally {
+        await runtime.untagImage(alias);
+      }
+    });
+
     it("loadImage refuses bytes that are not an image tar, as a non-retryable error", async () => {
       async function* garbage() {
         yield new TextEncoder().encode("this is not a tar archive ".repeat(100));

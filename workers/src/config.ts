@@ -86,6 +86,13 @@ export interface WorkerConfig {
   exposure: { address: string; hostPortMin: number; hostPortMax: number };
   /** false: no app on this device may open outbound connections (all run as egress none). */
   outboundAllowed: boolean;
+  /**
+   * Image retention (docs/worker.md, "Image retention"): the device keeps pinned and loaded the
+   * images of its live placements, those any container uses, those delivered less than `minAgeMs`
+   * ago and the `keepRecent` most recently used others; it unpins and untags the rest, looking
+   * again when its placements change and every `intervalMs`. Disabled: every image stays pinned.
+   */
+  imageRetention: { enabled: boolean; keepRecent: number; minAgeMs: number; intervalMs: number };
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
 }
 
@@ -119,6 +126,7 @@ const DEFAULTS: Omit<WorkerConfig, "operatorKey" | "deviceId" | "mqttUsername" |
   peering: { enabled: true, maxPeers: 16, refreshMs: 30_000, updateEndpoint: false },
   exposure: { address: "127.0.0.1", hostPortMin: 0, hostPortMax: 0 },
   outboundAllowed: true,
+  imageRetention: { enabled: true, keepRecent: 3, minAgeMs: 600_000, intervalMs: 300_000 },
   logLevel: "info",
 };
 
@@ -151,6 +159,9 @@ const NESTED_ENV: Record<string, [string, string]> = {
   SHOAL_PEERING_UPDATE_ENDPOINT: ["peering", "updateEndpoint"],
   SHOAL_BRIDGES: ["bridge", "count"],
   SHOAL_EXPOSURE_ADDRESS: ["exposure", "address"],
+  SHOAL_IMAGE_RETENTION_ENABLED: ["imageRetention", "enabled"],
+  SHOAL_IMAGE_RETENTION_KEEP_RECENT: ["imageRetention", "keepRecent"],
+  SHOAL_IMAGE_RETENTION_MIN_AGE_MS: ["imageRetention", "minAgeMs"],
 };
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
@@ -315,6 +326,7 @@ export function loadConfig(
       hostPortMin,
       `use 0 and 0 (any free port) or a range 1024 <= hostPortMin <= hostPortMax <= 65535 (hostPortMax is ${hostPortMax})`,
     );
+  const imageRetention = nested("imageRetention", DEFAULTS.imageRetention);
   const logLevel = merged.logLevel;
   const mqtt = mqttCredentials(url("mqttUrl", merged.mqttUrl, ["mqtt:", "mqtts:", "ws:", "wss:"]), merged);
   if (!LOG_LEVELS.includes(logLevel as (typeof LOG_LEVELS)[number]))
@@ -364,6 +376,12 @@ export function loadConfig(
     },
     exposure: { address: exposure.address, hostPortMin, hostPortMax },
     outboundAllowed: flag("outboundAllowed", merged.outboundAllowed),
+    imageRetention: {
+      enabled: flag("imageRetention.enabled", imageRetention.enabled),
+      keepRecent: integer("imageRetention.keepRecent", imageRetention.keepRecent, 0, 1000),
+      minAgeMs: integer("imageRetention.minAgeMs", imageRetention.minAgeMs, 0, 86_400_000),
+      intervalMs: integer("imageRetention.intervalMs", imageRetention.intervalMs, 1000, 86_400_000),
+    },
     logLevel: logLevel as WorkerConfig["logLevel"],
   };
 }

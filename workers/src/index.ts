@@ -19,6 +19,7 @@ export * from "./domain/election";
 export * from "./domain/desired-state";
 export * from "./domain/envelope";
 export * from "./domain/host-usage";
+export * from "./domain/image-retention";
 export * from "./domain/keeper";
 export * from "./domain/manifest";
 export * from "./domain/message-verifier";
@@ -51,6 +52,7 @@ import type * as BridgeModule from "./bridge";
 import type * as ClaimerModule from "./claimer";
 import type * as ConfigModule from "./config";
 import type * as DeliveryModule from "./delivery";
+import type * as ImageRetentionModule from "./image-retention";
 import type * as KeeperModule from "./keeper";
 import type * as PeeringModule from "./peering";
 import type * as MetricsModule from "./metrics";
@@ -78,6 +80,7 @@ export type * from "./bridge";
 export type * from "./claimer";
 export type * from "./config";
 export type * from "./delivery";
+export type * from "./image-retention";
 export type * from "./keeper";
 export type * from "./peering";
 export type * from "./metrics";
@@ -112,6 +115,7 @@ const load = {
   claimer: once(() => require("./claimer") as typeof ClaimerModule),
   config: once(() => require("./config") as typeof ConfigModule),
   delivery: once(() => require("./delivery") as typeof DeliveryModule),
+  imageRetention: once(() => require("./image-retention") as typeof ImageRetentionModule),
   keeper: once(() => require("./keeper") as typeof KeeperModule),
   peering: once(() => require("./peering") as typeof PeeringModule),
   metrics: once(() => require("./metrics") as typeof MetricsModule),
@@ -171,6 +175,8 @@ export declare const ENV: typeof ConfigModule.ENV;
 lazyValue("ENV", () => load.config().ENV);
 export const createDelivery: typeof DeliveryModule.createDelivery = (...args) =>
   load.delivery().createDelivery(...args);
+export const createImageRetention: typeof ImageRetentionModule.createImageRetention = (...args) =>
+  load.imageRetention().createImageRetention(...args);
 export declare const DeliveryError: typeof DeliveryModule.DeliveryError;
 export type DeliveryError = DeliveryModule.DeliveryError;
 lazyValue("DeliveryError", () => load.delivery().DeliveryError);

@@ -31,6 +31,7 @@ import { createBridge } from "./bridge";
 import { createClaimer, deploymentsTouchedBy } from "./claimer";
 import { ConfigError, ENV, loadConfig, type WorkerConfig } from "./config";
 import { createDelivery } from "./delivery";
+import { createImageRetention } from "./image-retention";
 import { createElection } from "./election";
 import { createSeenEvents, eventCoordinates, quietThrough } from "./domain/election";
 import { createKeeper } from "./keeper";
@@ -326,11 +327,23 @@ async function buildParts(
     exposureAddress: config.exposure.address,
     logger: logger.child({ component: "endpoints" }),
   });
+  const retention = config.imageRetention.enabled
+    ? createImageRetention({
+        runtime,
+        contentStore,
+        keepRecent: config.imageRetention.keepRecent,
+        minAgeMs: config.imageRetention.minAgeMs,
+        intervalMs: config.imageRetention.intervalMs,
+        dataDir: config.dataDir,
+        logger: logger.child({ component: "image-retention" }),
+      })
+    : undefined;
   const reconciler = createReconciler({
     registry,
     deviceKey,
     runtime,
     delivery,
+    retention,
     platform,
     logger: logger.child({ component: "reconciler" }),
     metrics,

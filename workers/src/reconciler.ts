@@ -16,6 +16,7 @@ import { plan, type ActualContainer, type DesiredPlacement, type PlanAction } fr
 import { createHealthProber, type ProbeTarget } from "./health-prober";
 import type { ReplicaEndpoints } from "./endpoints";
 import { DeliveryError, type Delivery } from "./delivery";
+import type { ImageRetention } from "./image-retention";
 import { isRetryable } from "./errors";
 import { sleep } from "./lib/supervise";
 import { keepsContainer } from "./domain/placement";
@@ -41,6 +42,11 @@ export interface ReconcilerDeps {
   intervalMs: number;
   /** Extra container options (the resource manager's per-device cgroup parent, say). */
   containerOptions?: ContainerSpecOptions;
+  /**
+   * Lets go of images no placement needs (image-retention.ts); swept after each pass with the
+   * image CIDs of the device's live placements. None: every delivered image stays pinned.
+   */
+  retention?: ImageRetention;
   /** Called after a container was started, recreated or removed (the resource manager re-reads). */
   onContainersChanged?: () => void;
   /**
@@ -129,10 +135,16 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
   };
 
   /** The container each desired placement should run, or none yet (its spec cannot be had now). */
-  async function toDesired(placements: PlacementView[], signal?: AbortSignal): Promise<DesiredPlacement[]> {
+  async function toDesired(
+    placements: PlacementView[],
+    liveImages: Set<string>,
+    signal?: AbortSignal,
+  ): Promise<DesiredPlacement[]> {
     const desired: DesiredPlacement[] = [];
     for (const p of placements) {
       const version = await registry.version(p.appId, p.version, deps.platform, { signal });
+      // Live even while it cannot be delivered: a CID never delivered has no tag to judge anyway.
+      if (version.imageCid) liveImages.add(version.imageCid);
       if (!version.imageCid) {
         // The claim checked the platform; a version without our image cannot happen, but report it.
         await failOnChain(
@@ -247,11 +259,12 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     const end = deps.metrics?.reconcileDuration.startTimer();
     try {
       // Read both sides first (at once); any error here aborts the pass before anything is touched.
+      const liveImages = new Set<string>();
       const [desired, actual] = await Promise.all([
         registry
           .blockNumber({ signal })
           .then((head) => readDesired(Math.max(0, head - deps.confirmations), signal))
-          .then((placements) => toDesired(placements, signal)),
+          .then((placements) => toDesired(placements, liveImages, signal)),
         runtime.list({ deviceId, signal }),
       ]);
       // The engine's start time is read after its containers: had it been read first, an engine
@@ -336,6 +349,15 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         deps.onEndpoints(replicas);
       }
       for (const id of [...apps.keys()]) if (!tracked.has(id)) apps.delete(id);
+      // After the actions: a container stopped in this pass no longer holds its image.
+      if (deps.retention) {
+        try {
+          await deps.retention.sweep({ live: liveImages, signal });
+        } catch (error) {
+          if (signal?.aborted) throw error;
+          logger.warn({ err: error }, "image retention sweep failed; the next pass retries");
+        }
+      }
       // A placement that needs no action any more (gone from both sides) needs no retry time.
       const acted = new Set(actions.map((a) => a.placementId));
       for (const id of retryAt.keys()) if (!acted.has(id)) retryAt.delete(id);

@@ -15,6 +15,7 @@ import type { ActualContainer, ContainerState } from "../domain/plan";
 import {
   RuntimeError,
   type ImageInfo,
+  type ImageTag,
   type LoadedImage,
   type ResourceUpdate,
   type Runtime,
@@ -406,6 +407,39 @@ export function createDockerRuntime({
         if ((error as { statusCode?: number }).statusCode === 404) return;
         throw translateDockerError(`untag image ${ref}`, error);
       }
+    },
+
+    async listImageTags(repository, options = {}) {
+      const images = await call(`list images of ${repository}`, () =>
+        docker.listImages({ filters: { reference: [repository] }, abortSignal: options.signal }),
+      );
+      const out: ImageTag[] = [];
+      for (const image of images) {
+        // LastTagTime is only in the inspect answer; an image gone in between is skipped.
+        const info = await docker
+          .getImage(image.Id)
+          .inspect()
+          .catch((error: unknown) => {
+            if ((error as { statusCode?: number }).statusCode === 404) return undefined;
+            throw translateDockerError(`inspect image ${image.Id}`, error);
+          });
+        const last = (info as { Metadata?: { LastTagTime?: string } } | undefined)?.Metadata?.LastTagTime;
+        // Docker reports "0001-01-01T00:00:00Z" for an image never tagged since it was loaded.
+        const taggedAt = last && !last.startsWith("0001-") ? last : undefined;
+        for (const tag of image.RepoTags ?? []) {
+          if (tag.startsWith(`${repository}:`)) out.push({ tag, imageId: image.Id, taggedAt });
+        }
+      }
+      return out;
+    },
+
+    async containersUsingImage(ref, options = {}) {
+      // Docker resolves the reference first: no such image, no container made from it.
+      if ((await inspectImage(ref, options.signal)) === undefined) return 0;
+      const containers = await call(`list containers of image ${ref}`, () =>
+        docker.listContainers({ all: true, filters: { ancestor: [ref] }, abortSignal: options.signal }),
+      );
+      return containers.length;
     },
   };
 

@@ -33,6 +33,8 @@ interface ImageRecord {
 
 interface ContainerRecord {
   container: ActualContainer;
+  /** The id of the image it was created from. */
+  imageId: string;
 }
 
 const BLOCK = 512;
@@ -49,6 +51,8 @@ export function createMemoryRuntime(options: MemoryRuntimeOptions = {}): MemoryR
   const images = new Map<string, ImageRecord>();
   /** repo:tag -> image id */
   const tags = new Map<string, string>();
+  /** repo:tag -> when it was set */
+  const taggedAt = new Map<string, string>();
   const containers = new Map<string, ContainerRecord>();
   let nextPort = 40_000;
   let sequence = 0;
@@ -101,6 +105,7 @@ export function createMemoryRuntime(options: MemoryRuntimeOptions = {}): MemoryR
         limits: { ...spec.limits, pidsLimit: spec.pidsLimit },
         ports: spec.ports.map((p) => ({ ...p, hostPort: nextPort++ })),
       },
+      imageId: image.info.id,
     };
     containers.set(id, record);
     return record;
@@ -242,14 +247,30 @@ export function createMemoryRuntime(options: MemoryRuntimeOptions = {}): MemoryR
       const image = imageOf(ref);
       if (image === undefined) throw new RuntimeError(`image ${ref} is not loaded`, { reason: "not-found" });
       tags.set(normalize(target), image.info.id);
+      taggedAt.set(normalize(target), now());
     },
 
     async untagImage(ref, { signal } = {}) {
       aborted(signal);
       const name = normalize(ref);
+      taggedAt.delete(name);
       if (tags.delete(name)) return;
       // An id: the image goes when no tag is left (Docker refuses a tagged one without force).
       if (images.has(name) && tagsOf(name).length === 0) images.delete(name);
+    },
+
+    async listImageTags(repository, { signal } = {}) {
+      aborted(signal);
+      return [...tags]
+        .filter(([tag]) => tag.startsWith(`${repository}:`))
+        .map(([tag, imageId]) => ({ tag, imageId, taggedAt: taggedAt.get(tag) }));
+    },
+
+    async containersUsingImage(ref, { signal } = {}) {
+      aborted(signal);
+      const image = imageOf(ref);
+      if (image === undefined) return 0;
+      return [...containers.values()].filter((c) => c.imageId === image.info.id).length;
     },
   };
 }

@@ -101,6 +101,19 @@ export interface Runtime {
   tagImage(ref: string, target: string, options?: SignalOptions): Promise<void>;
   /** Removes one reference (a tag, or the image when it is the last); missing is fine. */
   untagImage(ref: string, options?: SignalOptions): Promise<void>;
+  /** Every tag of the engine in `repository` ("shoal-cid"), with when it was set (ISO, if known). */
+  listImageTags(repository: string, options?: SignalOptions): Promise<ImageTag[]>;
+  /** How many containers of the engine (any device, any state) were created from the image `ref` names. */
+  containersUsingImage(ref: string, options?: SignalOptions): Promise<number>;
+}
+
+export interface ImageTag {
+  /** "repo:tag" */
+  tag: string;
+  /** sha256:... */
+  imageId: string;
+  /** When the tag was last set, ISO; undefined when the engine does not say. */
+  taggedAt: string | undefined;
 }
 
 /**
