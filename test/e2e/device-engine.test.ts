@@ -15,7 +15,7 @@ import { connectContracts, livePlacements, runTask } from "../../scripts/fleet/c
 import { fleetDocker, startFleet, tail, type Fleet } from "../../scripts/fleet/fleet";
 import { restartEngine, teardownHosts } from "../../scripts/fleet/hosts";
 import { runHardhat } from "../../scripts/lib/local-chain";
-import { deviceNetwork, firstFreeDeviceId } from "../shared/fleet";
+import { deviceNetwork, firstFreeDeviceId, printFleetOnFailure } from "../shared/fleet";
 import { freePort, PrivateBroker, waitFor } from "../shared/processes";
 import { requireChain, requireKubo, serviceUrls } from "../shared/services";
 import Docker from "dockerode";
@@ -115,10 +115,7 @@ describe("e2e: a device's engine restarts under its apps", function () {
   });
 
   afterEach(function () {
-    if (this.currentTest?.state !== "failed") return;
-    console.log(`--- fleet progress ---\n${log.slice(-20).join("\n")}`);
-    for (const d of fleet?.state.devices ?? [])
-      console.log(`--- device ${d.deviceId} ---\n${tail(d.logFile, 15)}`);
+    printFleetOnFailure(this.currentTest, fleet, log);
   });
 
   after(async function () {

@@ -19,8 +19,6 @@ import {
   deployDemo,
   fleetDocker,
   labelMatcher,
-  startFleet,
-  tail,
   type Fleet,
   type FleetDocker,
 } from "../../scripts/fleet/fleet";
@@ -36,7 +34,7 @@ import {
 } from "../../scripts/fleet/scenarios";
 import type { TimelineRow } from "../../tasks/placement";
 import { runHardhat, type CliResult } from "../../scripts/lib/local-chain";
-import { deviceNetwork, firstFreeDeviceId } from "../shared/fleet";
+import { deviceNetwork, printFleetOnFailure, startTestFleet } from "../shared/fleet";
 import { freePort, PrivateBroker, waitFor } from "../shared/processes";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../shared/services";
 
@@ -140,18 +138,14 @@ describe("e2e: a three-device fleet through scale, kill, spike and roll", functi
     });
     await subscriber.subscribeAsync("shoal/v1/#", { qos: 1 });
 
-    fleet = await startFleet({
+    fleet = await startTestFleet({
       devices: 3,
-      rpcUrl: urls.rpcUrl,
-      kuboUrl: urls.kuboUrl,
+      urls,
       mqttUrl: broker.url,
-      dockerSocket: urls.dockerSocket,
-      deploymentsFile: path.join(dir, "localhost.json"),
-      dataDir: path.join(dir, "fleet"),
-      firstDeviceId: await firstFreeDeviceId(docker),
-      logLevel: "debug",
-      onProgress: (line) => log.push(line),
-      ...(network ? { isolated: { home: network.home } } : {}),
+      dir,
+      docker,
+      network,
+      log,
     });
     engines = fleetDocker(fleet.state);
     ctx = { fleet, say: (line) => log.push(line) };
@@ -173,10 +167,7 @@ describe("e2e: a three-device fleet through scale, kill, spike and roll", functi
   });
 
   afterEach(function () {
-    if (this.currentTest?.state !== "failed") return;
-    console.log(`--- fleet progress ---\n${log.slice(-30).join("\n")}`);
-    for (const d of fleet?.state.devices ?? [])
-      console.log(`--- device ${d.deviceId} ---\n${tail(d.logFile, 15)}`);
+    printFleetOnFailure(this.currentTest, fleet, log, { progress: 30, device: 15 });
   });
 
   after(async function () {

@@ -9,19 +9,12 @@ import mqtt from "mqtt";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import {
-  deployDemo,
-  fleetDocker,
-  startFleet,
-  tail,
-  type Fleet,
-  type FleetDocker,
-} from "../../scripts/fleet/fleet";
+import { deployDemo, fleetDocker, type Fleet, type FleetDocker } from "../../scripts/fleet/fleet";
 import { connectContracts, livePlacements, placementsOfDeployment, runTask } from "../../scripts/fleet/chain";
 import { runHardhat } from "../../scripts/lib/local-chain";
 import { FAILURE_CODES, PLACEMENT_STATES } from "../../workers/src";
 import type { EndpointRow } from "../../tasks/app";
-import { deviceNetwork, firstFreeDeviceId } from "../shared/fleet";
+import { deviceNetwork, printFleetOnFailure, startTestFleet } from "../shared/fleet";
 import { freePort, PrivateBroker, waitFor } from "../shared/processes";
 import { requireChain, requireDocker, requireKubo, serviceUrls } from "../shared/services";
 
@@ -143,18 +136,14 @@ describe("e2e: endpoints, tenant isolation, egress and health checks on isolated
     });
     expect(deployed.status, deployed.stderr).to.equal(0);
     record = JSON.parse(await readFile(path.join(dir, "localhost.json"), "utf8"));
-    fleet = await startFleet({
+    fleet = await startTestFleet({
       devices: 2,
-      rpcUrl: urls.rpcUrl,
-      kuboUrl: urls.kuboUrl,
+      urls,
       mqttUrl: broker.url,
-      dockerSocket: urls.dockerSocket,
-      deploymentsFile: path.join(dir, "localhost.json"),
-      dataDir: path.join(dir, "fleet"),
-      firstDeviceId: await firstFreeDeviceId(docker),
-      logLevel: "debug",
-      onProgress: (line) => log.push(line),
-      ...(network ? { isolated: { home: network.home } } : {}),
+      dir,
+      docker,
+      network,
+      log,
     });
     engines = fleetDocker(fleet.state);
     webDeployment = (await deployDemo(fleet, ["demo-web"], (line) => log.push(line)))["demo-web"];
@@ -172,10 +161,7 @@ describe("e2e: endpoints, tenant isolation, egress and health checks on isolated
   });
 
   afterEach(function () {
-    if (this.currentTest?.state !== "failed") return;
-    console.log(`--- fleet progress ---\n${log.slice(-20).join("\n")}`);
-    for (const d of fleet?.state.devices ?? [])
-      console.log(`--- device ${d.deviceId} ---\n${tail(d.logFile, 25)}`);
+    printFleetOnFailure(this.currentTest, fleet, log, { progress: 20, device: 25 });
   });
 
   after(async function () {

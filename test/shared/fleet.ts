@@ -2,8 +2,9 @@
 import type Docker from "dockerode";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import type { Fleet } from "../../scripts/fleet/fleet";
+import { startFleet, tail, type Fleet } from "../../scripts/fleet/fleet";
 import { isolationUnavailable, readHosts } from "../../scripts/fleet/hosts";
+import type { ServiceUrls } from "./services";
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -46,4 +47,48 @@ export function deviceNetwork(): { home: string; gateway: string } | undefined {
         "run the tests through npm test, or make one with `fleet net-up` and start the services with SHOAL_BIND_ADDRESS set to it",
     );
   return { home, gateway: network.gateway };
+}
+
+/**
+ * A fleet of `devices` for an end-to-end test: the run's chain, Kubo and engine, the test's own
+ * broker, debug logs, and isolated device hosts when the run made a device network. Progress lines
+ * go to `log` (printed by `printFleetOnFailure`).
+ */
+export async function startTestFleet(options: {
+  devices: number;
+  urls: ServiceUrls;
+  mqttUrl: string;
+  /** The test's folder: scripts/deploy.ts wrote localhost.json there; the fleet's data goes below. */
+  dir: string;
+  docker: Docker;
+  network: { home: string } | undefined;
+  log: string[];
+}): Promise<Fleet> {
+  const { urls, network, log } = options;
+  return startFleet({
+    devices: options.devices,
+    rpcUrl: urls.rpcUrl,
+    kuboUrl: urls.kuboUrl,
+    mqttUrl: options.mqttUrl,
+    dockerSocket: urls.dockerSocket,
+    deploymentsFile: path.join(options.dir, "localhost.json"),
+    dataDir: path.join(options.dir, "fleet"),
+    firstDeviceId: await firstFreeDeviceId(options.docker),
+    logLevel: "debug",
+    onProgress: (line) => log.push(line),
+    ...(network ? { isolated: { home: network.home } } : {}),
+  });
+}
+
+/** After a failed test: the fleet's last progress lines and the tail of each device's log. */
+export function printFleetOnFailure(
+  test: Mocha.Test | undefined,
+  fleet: Fleet | undefined,
+  log: readonly string[],
+  lines = { progress: 20, device: 15 },
+): void {
+  if (test?.state !== "failed") return;
+  console.log(`--- fleet progress ---\n${log.slice(-lines.progress).join("\n")}`);
+  for (const d of fleet?.state.devices ?? [])
+    console.log(`--- device ${d.deviceId} ---\n${tail(d.logFile, lines.device)}`);
 }
