@@ -301,7 +301,7 @@ describe("e2e: endpoints, tenant isolation, egress and health checks on isolated
     await task("app:stop", "--app", "sick-web");
   });
 
-  it("withdraws the endpoint of a replica removed by a scale-down within one reconcile pass", async () => {
+  it("withdraws the endpoint of a replica removed by a scale-down before the replica stops", async () => {
     expect(await endpoints("demo-web")).to.have.length(2);
     // When each endpoint topic is cleared, as a subscriber sees it (app:endpoints takes seconds to start).
     const cleared = new Map<string, number>();
@@ -326,15 +326,32 @@ describe("e2e: endpoints, tenant isolation, egress and health checks on isolated
           100,
         ),
       );
-      // reconcileIntervalMs is 2 s in the fleet; the pass that stops the replica clears its topic.
+      const gone = String(kept.gone.placementId);
+      // The removal is the worker's own: no test step clears the topic or stops the container.
       const at = await waitFor(
         "the removed endpoint cleared on MQTT",
-        async () => cleared.get(String(kept.gone.placementId)),
-        10_000,
+        async () => cleared.get(gone),
+        30_000,
         50,
       );
       console.log(`      endpoint cleared ${at - releasedAt} ms after the release was seen on chain`);
-      expect(at - releasedAt, "ms from release to cleared endpoint").to.be.below(4_000);
+      // Drained first: the worker published the withdrawal before it stopped the container.
+      const device = fleet.state.devices.find((d) => d.deviceId === kept.gone.deviceId)!;
+      const lines = await waitFor(
+        `device ${device.deviceId}'s worker stopping placement ${gone}`,
+        async () => {
+          const mine = (await readFile(device.logFile, "utf8"))
+            .split("\n")
+            .filter((line) => line.includes(`"placementId":"${gone}"`));
+          return mine.some((line) => line.includes("stopping a replica")) ? mine : undefined;
+        },
+        30_000,
+        250,
+      );
+      const withdrawn = lines.findIndex((line) => line.includes("endpoints withdrawn"));
+      const stopping = lines.findIndex((line) => line.includes("stopping a replica"));
+      expect(withdrawn, "the endpoint withdrawn in the worker's log").to.be.at.least(0);
+      expect(withdrawn, "withdrawn before the replica was stopped").to.be.below(stopping);
       const rows = await endpoints("demo-web");
       expect(rows.map((r) => r.placementId)).to.deep.equal([String(kept.live[0].placementId)]);
     } finally {

@@ -1,10 +1,10 @@
 /**
  * Discovery (issue 15): where this device's replicas answer, published retained on MQTT under the
  * device's own topics, `shoal/v1/devices/<id>/endpoints/<placementId>`, signed like every message
- * of the worker. The reconciler hands over, after each pass, the replicas that run with the desired
- * spec and are not unhealthy (nor still starting, when they have a health check); this publishes
- * what is new or changed and clears (an empty retained message) what is gone, so a subscriber to
- * `shoal/v1/devices/+/endpoints/+` always holds the live set.
+ * of the worker. The reconciler hands over, in each pass before its actions, the replicas that will
+ * run with the desired spec and are not unhealthy (nor still starting, when they have a health
+ * check); this publishes what is new or changed and clears (an empty retained message) what is
+ * gone, so a subscriber to `shoal/v1/devices/+/endpoints/+` always holds the live set.
  */
 import type { Logger } from "pino";
 import { endpointsMessage, topics as defaultTopics, type EndpointPort, type Topics } from "./domain/topics";

@@ -361,7 +361,7 @@ async function buildParts(
     },
     onContainersChanged: () => resourceManager?.refresh(),
     onEndpoints: (replicas) =>
-      void endpoints
+      endpoints
         .update(replicas)
         .catch((error: unknown) =>
           logger.warn({ err: error }, "could not publish endpoints; the next pass retries"),

@@ -50,10 +50,13 @@ export interface ReconcilerDeps {
   /** Called after a container was started, recreated or removed (the resource manager re-reads). */
   onContainersChanged?: () => void;
   /**
-   * After each pass: the replicas that run with the desired spec and answer (healthy, or running
-   * without a health check), with their published ports (discovery, endpoints.ts).
+   * In each pass, before its actions: the replicas that run with the desired spec and answer
+   * (healthy, or running without a health check) once the pass is done, with their published ports
+   * (discovery, endpoints.ts). Resolves when they are published; a pass that stops or recreates a
+   * replica waits for that (up to ENDPOINT_DRAIN_MS) first, so subscribers stop using it before it
+   * stops answering. Never rejects.
    */
-  onEndpoints?: (replicas: ReplicaEndpoints[]) => void;
+  onEndpoints?: (replicas: ReplicaEndpoints[]) => Promise<void>;
   /** Backoff bounds for a placement whose action failed. */
   backoff?: { initialMs: number; maxMs: number };
   now?: () => number;
@@ -74,6 +77,8 @@ export interface Reconciler {
 }
 
 const PAGE = 32;
+/** How long a pass that stops a replica waits for its endpoint's withdrawal to be published. */
+const ENDPOINT_DRAIN_MS = 2_000;
 
 export function createReconciler(deps: ReconcilerDeps): Reconciler {
   const { registry, runtime, delivery, logger } = deps;
@@ -235,6 +240,10 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         return;
       }
       case "stop":
+        logger.info(
+          { placementId: action.placementId, containerId: action.containerId, reason: action.reason },
+          "stopping a replica",
+        );
         await runtime.stop(action.containerId, { signal });
         await runtime.remove(action.containerId, { signal });
         return;
@@ -252,6 +261,33 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       case "wait":
         return;
     }
+  }
+
+  /** The replicas that answer after this pass's actions: kept as they are, and healthy. */
+  function answering(
+    actions: readonly PlanAction[],
+    checked: readonly ActualContainer[],
+  ): ReplicaEndpoints[] {
+    const kept = new Set(actions.filter((a) => a.type === "keep").map((a) => a.containerId));
+    const replicas: ReplicaEndpoints[] = [];
+    for (const c of checked) {
+      const app = apps.get(c.placementId);
+      if (!kept.has(c.id) || app === undefined || (c.health !== undefined && c.health !== "healthy"))
+        continue;
+      replicas.push({
+        placementId: c.placementId,
+        deploymentId: c.deploymentId,
+        appId: c.appId,
+        version: c.version,
+        app: app.app,
+        appVersion: app.appVersion,
+        ports: c.ports.map((port) => {
+          const name = app.portNames.get(`${port.containerPort}/${port.protocol}`);
+          return name === undefined ? port : { ...port, name };
+        }),
+      });
+    }
+    return replicas;
   }
 
   async function pass({ signal }: { signal?: AbortSignal } = {}): Promise<PassResult> {
@@ -279,6 +315,16 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         engineStartedAt,
         now: new Date(now()).toISOString(),
       });
+
+      // Drain first: the replicas this pass stops or recreates leave the endpoints before they stop
+      // answering. Only replicas kept as they are answer now: a started or recreated one is reported
+      // from the next pass on (with the port the engine picked).
+      if (deps.onEndpoints) {
+        const published = deps.onEndpoints(answering(actions, checked));
+        if (actions.some((a) => a.type === "stop" || a.type === "recreate"))
+          // Bounded: a broker that does not answer must not keep a replica running.
+          await sleep(ENDPOINT_DRAIN_MS, signal, { onWake: (wake) => void published.then(wake, wake) });
+      }
 
       const failed: PassResult["failed"] = [];
       for (const action of actions) {
@@ -323,30 +369,6 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           if (signal?.aborted) throw error;
           logger.warn({ err: error }, "could not remove unused deployment networks; the next pass retries");
         }
-      }
-      if (deps.onEndpoints) {
-        // Only replicas kept as they are this pass answer now: a started or recreated one is
-        // reported from the next pass on (with the port the engine picked), a stopped one not.
-        const kept = new Set(actions.filter((a) => a.type === "keep").map((a) => a.containerId));
-        const replicas: ReplicaEndpoints[] = [];
-        for (const c of checked) {
-          const app = apps.get(c.placementId);
-          if (!kept.has(c.id) || app === undefined || (c.health !== undefined && c.health !== "healthy"))
-            continue;
-          replicas.push({
-            placementId: c.placementId,
-            deploymentId: c.deploymentId,
-            appId: c.appId,
-            version: c.version,
-            app: app.app,
-            appVersion: app.appVersion,
-            ports: c.ports.map((port) => {
-              const name = app.portNames.get(`${port.containerPort}/${port.protocol}`);
-              return name === undefined ? port : { ...port, name };
-            }),
-          });
-        }
-        deps.onEndpoints(replicas);
       }
       for (const id of [...apps.keys()]) if (!tracked.has(id)) apps.delete(id);
       // After the actions: a container stopped in this pass no longer holds its image.
