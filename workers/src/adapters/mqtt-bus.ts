@@ -250,15 +250,23 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
     async subscribe(filter, handler, opts = {}) {
       const id = nextSubscription++;
       const count = filterCounts.get(filter) ?? 0;
+      // The handler is in place before the SUBSCRIBE goes out: the broker sends the retained
+      // messages right behind its SUBACK, often in the same read, and mqtt.js emits them before
+      // the awaited subscribe resumes here. Registered after, they were lost (a hollow fleet
+      // started together saw no retained presence, and every device elected itself a bridge).
+      filterCounts.set(filter, count + 1);
+      subscriptions.set(id, { filter, handler });
       if (count === 0) {
         try {
           await client.subscribeAsync(filter, { qos: (opts.qos ?? 1) as Qos });
         } catch (error) {
+          subscriptions.delete(id);
+          const left = (filterCounts.get(filter) ?? 1) - 1;
+          if (left > 0) filterCounts.set(filter, left);
+          else filterCounts.delete(filter);
           throw new BusError(`could not subscribe to ${filter}`, { cause: error, retryable: true });
         }
       }
-      filterCounts.set(filter, count + 1);
-      subscriptions.set(id, { filter, handler });
       return async () => {
         if (!subscriptions.delete(id)) return;
         const left = (filterCounts.get(filter) ?? 1) - 1;
