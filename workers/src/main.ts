@@ -331,11 +331,20 @@ async function buildParts(
     containerOptions: cgroup ? { cgroupParent: cgroup.cgroupParent } : undefined,
     onContainersChanged: () => resourceManager?.refresh(),
   });
+  const election = createElection({
+    bus,
+    deviceId,
+    count: config.bridge.count,
+    candidate: config.bridge.enabled,
+    logger,
+  });
   const claimer = createClaimer({
     registry,
     platform,
     logger: logger.child({ component: "claimer" }),
     options: { maxDelayMs: config.claim.maxDelayMs, jitterMs: config.claim.jitterMs },
+    online: () => election.online(),
+    deviceId: String(deviceId),
     hostLoad: () => Math.min(1, os.loadavg()[0] / os.cpus().length),
     onOutcome: (outcome) => {
       metrics.claims.inc({ result: outcome.result });
@@ -360,13 +369,6 @@ async function buildParts(
     bus,
     dataDir: config.dataDir,
     logger: logger.child({ component: "bridge" }),
-  });
-  const election = createElection({
-    bus,
-    deviceId,
-    count: config.bridge.count,
-    candidate: config.bridge.enabled,
-    logger,
   });
   return {
     runtime,
@@ -449,7 +451,7 @@ async function runLoops(
   // (or waits for the next pass), never a wrong action.
   const self = String(config.deviceId);
   const onChange = (reason: string, events: readonly ChainEvent[] | "reorg") => {
-    claimer.touch(events === "reorg" ? "all" : deploymentsTouchedBy(events));
+    claimer.touch(events === "reorg" ? "all" : deploymentsTouchedBy(events, self));
     // The reconciler acts on this device's placements only, and every placement and device event
     // names its device: other devices' events would cost a pass of reads each for nothing (its
     // timer pass, reconcileIntervalMs, is the safety net).
