@@ -269,6 +269,9 @@ async function buildParts(
     sealer,
     verifier: createVerifier({
       lookup: chainSenderLookup(conn.provider, record.contracts.DeviceRegistry.address),
+      // 5 min, not 60 s: the events that change a sender forget it at once, and a follower re-read
+      // each bridge every minute for nothing (N/30 reads per second from a fleet of N).
+      ttlMs: 300_000,
       droppedCounter: metrics.busMessagesDropped,
       onDrop: (topic, reason) => logger.debug({ topic, reason }, "dropped an unverified message"),
     }),
