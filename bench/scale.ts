@@ -222,6 +222,11 @@ interface Row {
   /** Claim transactions that reverted or failed (claim txs sent minus placements won). */
   idleTxs?: Record<string, number>;
   busyTxs?: Record<string, number>;
+  /** From the first device's start to a settled RPC rate: seconds, HTTP requests, calls, by method. */
+  startupS?: number;
+  startupHttp?: number;
+  startupCalls?: number;
+  startupMethods?: Record<string, number>;
   /** Load average (1, 5, 15 min) when the size finished. */
   load?: number[];
   /** Requests the proxy resent after a reset, and those that failed twice. */
@@ -379,9 +384,25 @@ async function runSize(
       contentStore: fleet.contentStore,
       name: appName,
     });
+    await fetch(`${env.proxyUrl}/__reset`);
+    const startAt = Date.now();
     await waitFor("every device launched", async () => started >= n, 600_000, 500);
-    // Let every worker connect and catch up with the chain before the window at rest.
-    await new Promise((resolve) => setTimeout(resolve, 10_000));
+    // Let every worker connect, verify the fleet's presences (each device reads each sender once:
+    // N² reads fleet-wide) and catch up before the window at rest: settled when a 10-s window
+    // sees fewer than 10 + 0.2 N requests per second, or after 10 minutes.
+    for (let last = 0; Date.now() - startAt < 600_000;) {
+      await new Promise((resolve) => setTimeout(resolve, 10_000));
+      const { http } = await counts();
+      const rate = (http - last) / 10;
+      last = http;
+      say(`starting: ${rate.toFixed(0)} HTTP req/s`);
+      if (rate < 10 + 0.2 * n) break;
+    }
+    const startup = await counts();
+    row.startupS = (Date.now() - startAt) / 1000;
+    row.startupHttp = startup.http;
+    row.startupCalls = startup.calls;
+    row.startupMethods = perSecond(startup.methods, 1);
     row.memoryPerDeviceMiB = (process.memoryUsage().rss - rssBefore) / (n - bridgeDevices.length) / 2 ** 20;
 
     // At rest. Events are counted from here on: at start every device catches up with the
@@ -547,7 +568,7 @@ function markdown(rows: Row[], args: Args, command: string): string {
             .join(", ")
         : "–";
     lines.push(
-      `- N = ${r.n}: at rest ${list(r.idleMethods)}; placing ${list(r.busyMethods)}; txs placing ${list(r.busyTxs)}`,
+      `- N = ${r.n}: at rest ${list(r.idleMethods)}; placing ${list(r.busyMethods)}; txs placing ${list(r.busyTxs)}; start-up (calls in all) ${r.startupS === undefined ? "–" : `${fmt(r.startupS, 0)} s, ${r.startupHttp} HTTP requests, ${r.startupCalls} calls: ${list(r.startupMethods)}`}`,
     );
   }
   lines.push(

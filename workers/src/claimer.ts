@@ -272,6 +272,16 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
 
   const claim = async (c: Candidate, signal?: AbortSignal): Promise<ClaimOutcome> => {
     const { deploymentId } = c.deployment;
+    // Last check against the node's pending state: claims of earlier tiers (or of devices that
+    // heard the deployment sooner) may be waiting in the pool, not yet mined; the claim's gas
+    // estimate, at latest, would pass, and the claim would be mined after them and revert.
+    if (c.superseded === undefined) {
+      const now_ = await registry.deployment(deploymentId, { blockTag: "pending", signal });
+      if (!now_.active || now_.liveReplicas >= now_.replicas) {
+        logger.debug({ deploymentId }, "replicas taken by pending claims: not claiming");
+        return { deploymentId, result: "lost", reason: "PendingClaims", delayMs: c.delayMs, score: c.score };
+      }
+    }
     try {
       const { placementId, hash } = await registry.claim(deploymentId, { signal });
       logger.info(

@@ -117,7 +117,10 @@ describe("hollow devices: fifty workers in one process on 2-s blocks", function 
       { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] },
     );
     let childStarted = false;
-    bridgeProcess.stdout!.on("data", (chunk: Buffer) => (childStarted ||= chunk.toString().includes("started")));
+    bridgeProcess.stdout!.on(
+      "data",
+      (chunk: Buffer) => (childStarted ||= chunk.toString().includes("started")),
+    );
     await waitFor("device 1's process", async () => childStarted, 120_000, 250);
 
     fleet = runHollowDevices(
@@ -229,7 +232,8 @@ describe("hollow devices: fifty workers in one process on 2-s blocks", function 
     deployments.push({ id, replicas: 10 });
     await waitFor(
       "the new deployment's 10 replicas Running",
-      async () => (await placementsOfDeployment(chain, id)).filter((p) => p.state === "Running").length === 10,
+      async () =>
+        (await placementsOfDeployment(chain, id)).filter((p) => p.state === "Running").length === 10,
       180_000,
       2_000,
     );

@@ -69,10 +69,19 @@ class FakeRegistry implements Registry {
     this.countReads++;
     return this.deployments.size;
   };
-  deployment = async (id: number) => {
+  /** Deployments read at "pending" (the claimer's last check before a claim). */
+  readonly pendingReads: number[] = [];
+  /** Claims other devices have sent, not yet mined: counted only at "pending". */
+  readonly pendingClaims = new Map<number, number>();
+  deployment = async (id: number, options?: { blockTag?: number | "pending" }) => {
     if (this.failReads) throw new RegistryError("RPC down", { retryable: true });
+    const d = { ...this.deployments.get(id)! };
+    if (options?.blockTag === "pending") {
+      this.pendingReads.push(id);
+      return { ...d, liveReplicas: d.liveReplicas + (this.pendingClaims.get(id) ?? 0) };
+    }
     this.reads.push(id);
-    return { ...this.deployments.get(id)! };
+    return d;
   };
   replicaTerms = async (id: number) => ({
     deploymentId: id,
@@ -298,6 +307,16 @@ describe("claimer: what a pass reads, claims and releases", function () {
     await t.pass();
     expect(t.registry.sent).to.deep.equal([`claim ${big}`]);
     expect(await t.pass()).to.deep.equal([]);
+  });
+
+  it("does not send a claim when pending claims of other devices already take the replicas", async function () {
+    const t = setup();
+    const id = t.registry.add(2);
+    t.registry.pendingClaims.set(id, 2); // two claims in the node's pool, not yet mined
+    await t.pass();
+    expect(t.registry.pendingReads).to.deep.equal([id]);
+    expect(t.registry.sent, "no claim sent").to.deep.equal([]);
+    expect(t.outcomes.map((o) => o.result === "lost" && o.reason)).to.deep.equal(["PendingClaims"]);
   });
 
   it("reads the same deployments again after a pass that failed", async function () {
