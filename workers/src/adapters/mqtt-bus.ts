@@ -68,6 +68,8 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
   const listeners = new Set<(event: BusEvent) => void>();
   const subscriptions = new Map<number, { filter: string; handler: MessageHandler }>();
   const filterCounts = new Map<string, number>();
+  /** The QoS each subscribed filter asked for, for the subscriptions made again on connect. */
+  const filterQos = new Map<string, Qos>();
   let nextSubscription = 1;
   let state: BusState = "connecting";
 
@@ -101,6 +103,10 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
     reconnectPeriod: deps.reconnectPeriodMs ?? 1_000,
     connectTimeout: deps.connectTimeoutMs ?? 5_000,
     queueQoSZero: false,
+    // The bus subscribes its filters again itself on every connect (below): mqtt.js re-subscribes
+    // only those whose SUBACK it had, and a SUBSCRIBE lost with a dropped connection left the
+    // worker deaf to chain events (seen with 100 hollow devices and "connack timeout").
+    resubscribe: false,
     // mqtt-packet's default keeps a Buffer for each of the 65,536 packet ids: ~15 MiB of a device's
     // memory to save a 2-byte allocation per packet.
     writeCache: false,
@@ -123,9 +129,14 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
     emit({ type: "publish-failed", topic, error });
   };
 
-  client.on("connect", () => {
+  client.on("connect", (connack) => {
     state = "connected";
     log.info({ url: shownUrl }, "connected");
+    if (!connack.sessionPresent)
+      for (const [filter, qos] of filterQos)
+        client.subscribe(filter, { qos }, (error) => {
+          if (error) log.warn({ err: error, filter }, "could not subscribe again; the next connect retries");
+        });
     emit({ type: "connected" });
     if (online !== undefined) {
       bus.publish(online.topic, online.payload, { qos: 1, retain: true }).catch((error: unknown) => {
@@ -164,6 +175,16 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
   });
 
   const abortError = (what: string) => new BusError(`${what} was aborted`);
+
+  /** The function a subscribe returns: drops the handler, and the filter with its last handler. */
+  const unsubscribe = (id: number, filter: string) => async () => {
+    if (!subscriptions.delete(id)) return;
+    const left = (filterCounts.get(filter) ?? 1) - 1;
+    if (left > 0) return void filterCounts.set(filter, left);
+    filterCounts.delete(filter);
+    filterQos.delete(filter);
+    if (state === "connected") await client.unsubscribeAsync(filter).catch(() => undefined);
+  };
 
   const bus: MqttBus = {
     client,
@@ -257,9 +278,19 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
       filterCounts.set(filter, count + 1);
       subscriptions.set(id, { filter, handler });
       if (count === 0) {
+        filterQos.set(filter, (opts.qos ?? 1) as Qos);
         try {
           await client.subscribeAsync(filter, { qos: (opts.qos ?? 1) as Qos });
         } catch (error) {
+          // The connection dropped under the SUBSCRIBE: the next connect subscribes again.
+          if (state !== "connected" && state !== "closed") {
+            log.warn(
+              { err: error, filter },
+              "subscribe lost with the connection; subscribing again on reconnect",
+            );
+            return unsubscribe(id, filter);
+          }
+          filterQos.delete(filter);
           subscriptions.delete(id);
           const left = (filterCounts.get(filter) ?? 1) - 1;
           if (left > 0) filterCounts.set(filter, left);
@@ -267,13 +298,7 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
           throw new BusError(`could not subscribe to ${filter}`, { cause: error, retryable: true });
         }
       }
-      return async () => {
-        if (!subscriptions.delete(id)) return;
-        const left = (filterCounts.get(filter) ?? 1) - 1;
-        if (left > 0) return void filterCounts.set(filter, left);
-        filterCounts.delete(filter);
-        if (state === "connected") await client.unsubscribeAsync(filter).catch(() => undefined);
-      };
+      return unsubscribe(id, filter);
     },
 
     on(listener) {
