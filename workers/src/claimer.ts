@@ -361,7 +361,11 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
           await sleep(Math.max(0, candidate.delayMs - (now() - started)), signal);
           const outcome = await claim(candidate, signal);
           // Capacity may free up without an event of this deployment; the rest comes with one.
-          if (outcome.result === "lost" && outcome.reason.includes("CapacityExceeded"))
+          // Pending claims may still revert (a claim that reverts emits nothing): read it again.
+          if (
+            outcome.result === "lost" &&
+            (outcome.reason.includes("CapacityExceeded") || outcome.reason === "PendingClaims")
+          )
             pending.add(outcome.deploymentId);
           record(outcome);
         }

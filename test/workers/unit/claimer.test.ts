@@ -317,6 +317,10 @@ describe("claimer: what a pass reads, claims and releases", function () {
     expect(t.registry.pendingReads).to.deep.equal([id]);
     expect(t.registry.sent, "no claim sent").to.deep.equal([]);
     expect(t.outcomes.map((o) => o.result === "lost" && o.reason)).to.deep.equal(["PendingClaims"]);
+    // One of those claims reverted (no event says so): the next pass reads the deployment again.
+    t.registry.pendingClaims.set(id, 1);
+    expect(await t.pass()).to.deep.equal([id]);
+    expect(t.registry.sent).to.deep.equal([`claim ${id}`]);
   });
 
   it("reads the same deployments again after a pass that failed", async function () {
