@@ -709,8 +709,11 @@ export function scenarioRoll(
     say(`  replaced ${describe(before)} with ${describe(after)}`);
 
     const [first] = await containersOf(env, `io.shoal.placement=${pid(after[0])}`);
-    const port = first.Ports.find((p) => p.PrivatePort === 8080)?.PublicPort;
-    // Ports are published on the device's loopback: on a device host, that is its namespace's.
+    const binding = first.Ports.find((p) => p.PrivatePort === 8080 && !p.IP?.includes(":"));
+    const port = binding?.PublicPort;
+    // Ports are published on the device's exposure address (a fleet device's own address; else
+    // 127.0.0.1), asked from inside the device's namespace when it is a host of its own.
+    const address = binding?.IP && binding.IP !== "0.0.0.0" ? binding.IP : "127.0.0.1";
     const host = fleet.state.devices.find((d) => d.deviceId === after[0].deviceId)?.host;
     const get = async (url: string) =>
       host
@@ -726,13 +729,13 @@ export function scenarioRoll(
           ).stdout
         : (await fetch(url)).text();
     const page = port
-      ? await waitFor("the new page", () => get(`http://127.0.0.1:${port}/`), {
+      ? await waitFor("the new page", () => get(`http://${address}:${port}/`), {
           timeoutMs: env.ms(15),
         })
       : "";
     if (!page.includes(semver))
       throw new ScenarioError(`a new replica's page does not show version ${semver}`);
-    say(`  http://127.0.0.1:${port}/ shows ${semver}`);
+    say(`  http://${address}:${port}/ shows ${semver}`);
     return {
       deploymentId,
       from,
