@@ -45,11 +45,27 @@ const REGISTRY_ERRORS = new Interface(
   ),
 );
 
+/**
+ * The revert data of an error: ethers puts it in `data`; a node that reverts the transaction at
+ * `eth_sendRawTransaction` (Hardhat's automine does) reaches ethers as an UNKNOWN_ERROR with the
+ * data nested in the JSON-RPC error (`error.data.data`).
+ */
+function revertData(error: unknown, depth = 0): string | undefined {
+  if (depth > 4 || typeof error !== "object" || error === null) return undefined;
+  const { data } = error as { data?: unknown };
+  if (typeof data === "string") return /^0x[0-9a-fA-F]{8}/.test(data) ? data : undefined;
+  for (const key of ["data", "error", "info"]) {
+    const found = revertData((error as Record<string, unknown>)[key], depth + 1);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
 function decodeRevert(error: unknown): { name: string; args: readonly unknown[] } | undefined {
   const known = (error as { revert?: { name: string; args: readonly unknown[] } | null }).revert;
   if (known) return known;
-  const data = (error as { data?: unknown }).data;
-  if (typeof data !== "string" || !data.startsWith("0x") || data.length < 10) return undefined;
+  const data = revertData(error);
+  if (data === undefined) return undefined;
   try {
     const parsed = REGISTRY_ERRORS.parseError(data);
     return parsed ? { name: parsed.name, args: [...parsed.args] } : undefined;
