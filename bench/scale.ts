@@ -3,7 +3,7 @@
  * totalling N replicas, and what it costs.
  *
  *   npx ts-node --transpile-only bench/scale.ts [--sizes 10,100,300,1000] [--block-s 2] [--idle-s 20]
- *        [--timeout-s 300] [--no-plot] [--rows-from FILE] (earlier rows, as printed, to show and plot too;
+ *        [--timeout-s 300] [--no-plot] [--log-level error|warn|info|debug] [--rows-from FILE] (earlier rows, as printed, to show and plot too;
  *        with --sizes "" nothing new runs)
  *
  * What runs: the services of scripts/services.sh for the broker (Mosquitto with the dynamic security
@@ -55,12 +55,21 @@ interface Args {
   idleS: number;
   timeoutS: number;
   plot: boolean;
+  /** The hollow workers' log level (default error). */
+  logLevel: "error" | "warn" | "info" | "debug";
   /** Rows of earlier runs (the JSON lines this bench prints), shown and plotted with this run's. */
   rowsFrom?: string;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { sizes: [10, 100, 300, 1000], blockS: 2, idleS: 20, timeoutS: 300, plot: true };
+  const args: Args = {
+    sizes: [10, 100, 300, 1000],
+    blockS: 2,
+    idleS: 20,
+    timeoutS: 300,
+    plot: true,
+    logLevel: "error",
+  };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = argv[i + 1];
@@ -83,7 +92,12 @@ function parseArgs(argv: string[]): Args {
     else if (flag === "--idle-s") args.idleS = whole("--idle-s", 1);
     else if (flag === "--timeout-s") args.timeoutS = whole("--timeout-s", 10);
     else if (flag === "--no-plot") args.plot = false;
-    else if (flag === "--rows-from") {
+    else if (flag === "--log-level") {
+      if (!["error", "warn", "info", "debug"].includes(value ?? ""))
+        throw new Error(`--log-level "${value}": give error, warn, info or debug`);
+      args.logLevel = value as Args["logLevel"];
+      i++;
+    } else if (flag === "--rows-from") {
       if (!value) throw new Error("--rows-from needs a file of JSON rows (lines starting with {)");
       args.rowsFrom = value;
       i++;
@@ -99,8 +113,10 @@ const http = require("node:http");
 const { Transaction } = require("ethers");
 const [port, target, selectorsJson] = process.argv.slice(1);
 const selectors = JSON.parse(selectorsJson);
-let counts = { http: 0, calls: 0, methods: {}, txs: {} };
-const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+let counts = { http: 0, calls: 0, methods: {}, txs: {}, retried: 0, failed: 0 };
+// Upstream: a bounded pool of keep-alive sockets to the node (requests beyond it queue here, not
+// as new connections on the node); the node keeps idle sockets 65 s (http-keep-alive.js).
+const agent = new http.Agent({ keepAlive: true, maxSockets: 32, keepAliveMsecs: 10_000 });
 process.on("uncaughtException", (e) => process.stderr.write("rpc proxy: " + e.message + "\n"));
 function count(call) {
   counts.calls++;
@@ -111,9 +127,24 @@ function count(call) {
     counts.txs[name] = (counts.txs[name] || 0) + 1;
   }
 }
-http.createServer((req, res) => {
+// One retry of a request whose pooled socket the node had closed (ECONNRESET, "socket hang up"):
+// JSON-RPC reads are idempotent and a resent raw transaction is rejected as known, not sent twice.
+function forward(body, res, attempt) {
+  const up = http.request(target, { method: "POST", agent, headers: { "content-type": "application/json", "content-length": body.length } }, (r) => {
+    r.on("error", () => res.destroy());
+    res.writeHead(r.statusCode || 502, { "content-type": "application/json" });
+    r.pipe(res);
+  });
+  up.on("error", (e) => {
+    if (attempt === 0 && !res.headersSent) { counts.retried++; forward(body, res, 1); return; }
+    counts.failed++;
+    if (!res.headersSent) { res.writeHead(502); res.end(String(e)); } else res.destroy();
+  });
+  up.end(body);
+}
+const server = http.createServer((req, res) => {
   if (req.url === "/__counts") { res.end(JSON.stringify(counts)); return; }
-  if (req.url === "/__reset") { counts = { http: 0, calls: 0, methods: {}, txs: {} }; res.end("{}"); return; }
+  if (req.url === "/__reset") { counts = { http: 0, calls: 0, methods: {}, txs: {}, retried: 0, failed: 0 }; res.end("{}"); return; }
   const chunks = [];
   req.on("error", () => {});
   res.on("error", () => {});
@@ -122,19 +153,23 @@ http.createServer((req, res) => {
     const body = Buffer.concat(chunks);
     counts.http++;
     try { const p = JSON.parse(body.toString("utf8")); (Array.isArray(p) ? p : [p]).forEach(count); } catch {}
-    const up = http.request(target, { method: "POST", agent, headers: { "content-type": "application/json", "content-length": body.length } }, (r) => {
-      r.on("error", () => res.destroy());
-      res.writeHead(r.statusCode || 502, { "content-type": "application/json" });
-      r.pipe(res);
-    });
-    up.on("error", (e) => { res.writeHead(502); res.end(String(e)); });
-    up.end(body);
+    forward(body, res, 0);
   });
-}).listen(Number(port), "127.0.0.1", () => process.stdout.write("ready\n"));
+});
+// Node's server closes an idle keep-alive socket after 5 s; a device's client (another event loop,
+// starved on a loaded machine) may reuse it just then and see ECONNRESET. Keep idle sockets 65 s,
+// as the node does, and never time a request out here (the device's own timeout decides).
+server.keepAliveTimeout = 65_000;
+server.headersTimeout = 66_000;
+server.requestTimeout = 0;
+server.maxRequestsPerSocket = 0;
+server.listen({ port: Number(port), host: "127.0.0.1", backlog: 4096 }, () => process.stdout.write("ready\n"));
 `;
 
 interface Counts {
   http: number;
+  retried: number;
+  failed: number;
   calls: number;
   methods: Record<string, number>;
   txs: Record<string, number>;
@@ -173,7 +208,42 @@ interface Row {
   devicesCpu: number;
   memoryPerDeviceMiB: number;
   failedDevices: number;
+  /** Elected bridges (the devices with the lowest ids, run in a child process of their own). */
+  bridges?: number;
+  /** CPU of the bridges' process, % of one core, at rest and while placing. */
+  bridgeCpuIdle?: number;
+  bridgeCpu?: number;
+  /** Events (in the measured windows) with more than 2 copies, and the most copies of one event. */
+  eventsOver2?: number;
+  maxCopies?: number;
+  /** JSON-RPC calls/s by method, the busiest, at rest and while placing. */
+  idleMethods?: Record<string, number>;
+  busyMethods?: Record<string, number>;
+  /** Claim transactions that reverted or failed (claim txs sent minus placements won). */
+  idleTxs?: Record<string, number>;
+  busyTxs?: Record<string, number>;
+  /** From the first device's start to a settled RPC rate: seconds, HTTP requests, calls, by method. */
+  startupS?: number;
+  startupHttp?: number;
+  startupCalls?: number;
+  startupMethods?: Record<string, number>;
+  /** Load average (1, 5, 15 min) when the size finished. */
+  load?: number[];
+  /** Requests the proxy resent after a reset, and those that failed twice. */
+  proxyRetried?: number;
+  proxyFailed?: number;
 }
+
+const BRIDGES = 2;
+
+/** The busiest methods of a count, per second. */
+const perSecond = (methods: Record<string, number>, seconds: number) =>
+  Object.fromEntries(
+    Object.entries(methods)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 8)
+      .map(([m, c]) => [m, Math.round((c / seconds) * 100) / 100]),
+  );
 
 async function runSize(
   n: number,
@@ -210,6 +280,7 @@ async function runSize(
     (await fetch(`${env.proxyUrl}/__counts`)).json() as Promise<Counts>;
   let subscriber: mqtt.MqttClient | undefined;
   let fleet: ReturnType<typeof runHollowDevices> | undefined;
+  let bridgeProcess: ChildProcess | undefined;
   try {
     const deployed = await runHardhat(["run", "scripts/deploy.ts"], {
       SHOAL_DEPLOYMENTS_DIR: dir,
@@ -235,32 +306,70 @@ async function runSize(
       say(`broker users ${done}/${n}`),
     );
 
-    const copies = new Map<string, number>();
+    const copies = new Map<string, { count: number; block: number }>();
     subscriber = await mqtt.connectAsync(viewUrl, {
       clientId: `shoal-scale-${process.pid}-${n}`,
       clean: true,
     });
     subscriber.on("message", (_topic, payload) => {
       try {
-        const { id } = JSON.parse(payload.toString("utf8")) as { id?: string };
-        if (id) copies.set(id, (copies.get(id) ?? 0) + 1);
+        const { id, blockNumber } = JSON.parse(payload.toString("utf8")) as {
+          id?: string;
+          blockNumber?: number;
+        };
+        if (id) {
+          const seen = copies.get(id);
+          if (seen) seen.count++;
+          else copies.set(id, { count: 1, block: blockNumber ?? 0 });
+        }
       } catch {
         // not an event
       }
     });
     await subscriber.subscribeAsync(`shoal/v1/chain/${record.chainId}/#`, { qos: 0 });
 
+    // The elected bridges are the lowest online ids: devices 1 and 2 run in a child process, so
+    // their CPU is theirs alone; every device, these included, is a bridge candidate as by default.
+    const appName = `scale-${n}`;
+    const bridgeDevices = devices.slice(0, Math.min(BRIDGES, n - 1));
+    const optionsFile = path.join(dir, "bridges.json");
+    writeFileSync(
+      optionsFile,
+      JSON.stringify({
+        rpcUrl: env.proxyUrl,
+        deploymentsFile: file,
+        mqttUrl: withoutCredentials(adminUrl),
+        devices: bridgeDevices,
+        dataDir: path.join(dir, "devices"),
+        apps: [appName],
+      }),
+    );
+    bridgeProcess = spawn(
+      process.execPath,
+      ["-r", "ts-node/register/transpile-only", path.join(ROOT, "scripts/hollow-child.ts"), optionsFile],
+      { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] },
+    );
+    let bridgesStarted = 0;
+    bridgeProcess.stdout!.on("data", (chunk: Buffer) => {
+      for (const line of chunk.toString().split("\n")) {
+        if (line.startsWith("started")) bridgesStarted++;
+        if (line.startsWith("failed")) row.failedDevices++;
+      }
+    });
+    row.bridges = bridgeDevices.length;
+    await waitFor("the bridges' process", async () => bridgesStarted >= bridgeDevices.length, 120_000, 250);
+
     global.gc?.();
     const rssBefore = process.memoryUsage().rss;
-    let started = 0;
+    let started = bridgeDevices.length;
     fleet = runHollowDevices(
       {
         rpcUrl: env.proxyUrl,
         deploymentsFile: file,
         mqttUrl: withoutCredentials(adminUrl),
-        devices,
+        devices: devices.slice(bridgeDevices.length),
         dataDir: path.join(dir, "devices"),
-        logLevel: "error",
+        logLevel: args.logLevel,
         onProgress: (event) => {
           if (event.type === "started" && ++started % 100 === 0) say(`started ${started}/${n}`);
           if (event.type === "failed") row.failedDevices++;
@@ -273,26 +382,53 @@ async function runSize(
       record,
       ownerKey: owner,
       contentStore: fleet.contentStore,
-      name: `scale-${n}`,
+      name: appName,
     });
+    await fetch(`${env.proxyUrl}/__reset`);
+    const startAt = Date.now();
     await waitFor("every device launched", async () => started >= n, 600_000, 500);
-    // Let every worker connect and catch up with the chain before the window at rest.
-    await new Promise((resolve) => setTimeout(resolve, 10_000));
-    row.memoryPerDeviceMiB = (process.memoryUsage().rss - rssBefore) / n / 2 ** 20;
+    // Let every worker connect, verify the fleet's presences (each device reads each sender once:
+    // N² reads fleet-wide) and catch up before the window at rest: settled when a 10-s window
+    // sees fewer than 10 + 0.2 N requests per second, or after 10 minutes.
+    for (let last = 0; Date.now() - startAt < 600_000;) {
+      await new Promise((resolve) => setTimeout(resolve, 10_000));
+      const { http } = await counts();
+      const rate = (http - last) / 10;
+      last = http;
+      say(`starting: ${rate.toFixed(0)} HTTP req/s`);
+      if (rate < 10 + 0.2 * n) break;
+    }
+    const startup = await counts();
+    row.startupS = (Date.now() - startAt) / 1000;
+    row.startupHttp = startup.http;
+    row.startupCalls = startup.calls;
+    row.startupMethods = perSecond(startup.methods, 1);
+    row.memoryPerDeviceMiB = (process.memoryUsage().rss - rssBefore) / (n - bridgeDevices.length) / 2 ** 20;
 
-    // At rest.
+    // At rest. Events are counted from here on: at start every device catches up with the
+    // election (the history it may bridge while it sees only itself is not the steady state).
+    const windowBlock = await provider.getBlockNumber();
     await fetch(`${env.proxyUrl}/__reset`);
     const idleStart = Date.now();
+    const bridgeIdle0 = cpuTicks(bridgeProcess.pid!);
     await new Promise((resolve) => setTimeout(resolve, args.idleS * 1000));
     const idle = await counts();
     const idleS = (Date.now() - idleStart) / 1000;
+    row.bridgeCpuIdle = cpuPercent(cpuTicks(bridgeProcess.pid!) - bridgeIdle0, idleS);
     row.idleHttpPerS = idle.http / idleS;
     row.idleCallsPerS = idle.calls / idleS;
+    row.idleMethods = perSecond(idle.methods, idleS);
+    row.idleTxs = idle.txs;
     say(`at rest: ${row.idleHttpPerS.toFixed(1)} HTTP req/s, ${row.idleCallsPerS.toFixed(1)} calls/s`);
 
     // Deployments totalling N replicas, sent at once.
     await fetch(`${env.proxyUrl}/__reset`);
-    const cpu0 = { broker: cpuTicks(env.brokerPid), chain: cpuTicks(env.nodePid), self: process.cpuUsage() };
+    const cpu0 = {
+      broker: cpuTicks(env.brokerPid),
+      chain: cpuTicks(env.nodePid),
+      bridges: cpuTicks(bridgeProcess.pid!),
+      self: process.cpuUsage(),
+    };
     const busyStart = Date.now();
     const apps = AppRegistry__factory.connect(
       record.contracts.AppRegistry.address,
@@ -351,6 +487,11 @@ async function runSize(
     const self = process.cpuUsage(cpu0.self);
     row.brokerCpu = cpuPercent(cpuTicks(env.brokerPid) - cpu0.broker, busyS);
     row.chainCpu = cpuPercent(cpuTicks(env.nodePid) - cpu0.chain, busyS);
+    row.bridgeCpu = cpuPercent(cpuTicks(bridgeProcess.pid!) - cpu0.bridges, busyS);
+    row.busyMethods = perSecond(busy.methods, busyS);
+    row.busyTxs = busy.txs;
+    row.proxyRetried = idle.retried + busy.retried;
+    row.proxyFailed = idle.failed + busy.failed;
     row.devicesCpu = ((self.user + self.system) / 1e6 / busyS) * 100;
     row.busyHttpPerS = busy.http / busyS;
     row.busyCallsPerS = busy.calls / busyS;
@@ -367,8 +508,11 @@ async function runSize(
     }
     // Let the last events reach the broker, then count copies of the run's events.
     await new Promise((resolve) => setTimeout(resolve, 5_000));
-    row.events = copies.size;
-    row.messages = [...copies.values()].reduce((a, b) => a + b, 0);
+    const counted = [...copies.values()].filter((c) => c.block > windowBlock);
+    row.events = counted.length;
+    row.messages = counted.reduce((a, c) => a + c.count, 0);
+    row.eventsOver2 = counted.filter((c) => c.count > 2).length;
+    row.maxCopies = Math.max(0, ...counted.map((c) => c.count));
   } catch (error) {
     row.note = `failed: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}`;
     say(row.note);
@@ -381,6 +525,13 @@ async function runSize(
       ]);
       if (!done) say("some devices did not stop within 60 s");
     }
+    if (bridgeProcess && bridgeProcess.exitCode === null) {
+      const exited = new Promise((resolve) => bridgeProcess!.once("exit", resolve));
+      bridgeProcess.kill("SIGTERM");
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 60_000))]);
+      if (bridgeProcess.exitCode === null) bridgeProcess.kill("SIGKILL");
+    }
+    row.load = os.loadavg().map((l) => Math.round(l * 10) / 10);
     await subscriber?.endAsync(true);
     provider.destroy();
     await rm(dir, { recursive: true, force: true });
@@ -394,23 +545,30 @@ function fmt(value: number | undefined, digits = 1): string {
 
 function markdown(rows: Row[], args: Args, command: string): string {
   const lines = [
-    "# Scale: hollow devices on 2-s blocks",
-    "",
     `Command: \`${command}\` (see the header of bench/scale.ts for what it runs).`,
     "",
-    `- Date: ${new Date().toISOString()}; block time ${args.blockS} s (interval mining, 30M gas limit); rest window ${args.idleS} s`,
-    `- Machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? "?"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node.js ${process.version}; shared with the other helpers' builds and tests (load average at the end: ${os
-      .loadavg()
-      .map((l) => l.toFixed(1))
-      .join(", ")})`,
-    "- Design measured: every worker polls the chain (1 s) and bridges every event (the baseline before elected bridges)",
+    `- Written: ${new Date().toISOString()}; block time ${args.blockS} s (interval mining, 30M gas limit); rest window ${args.idleS} s`,
+    `- Machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? "?"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node.js ${process.version}; shared with the other helpers' builds and tests (load average per row)`,
+    `- Design measured: elected bridges (${BRIDGES}, the lowest online ids, run in a process of their own); followers learn events from MQTT`,
     "",
-    "| N | all Running after mined (s) | claim tx / placement | RPC HTTP req/s at rest (per device) | RPC calls/s at rest | RPC HTTP req/s placing (per device) | MQTT copies / chain event | broker CPU % | chain CPU % | devices CPU % (per device) | memory / device (MiB) | enroll (s) | note |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "| N | all Running after mined (s) | claim tx / placement | RPC HTTP req/s at rest (per device) | RPC calls/s at rest | RPC HTTP req/s placing (per device) | RPC calls/s placing | MQTT copies / chain event (max) | broker CPU % | bridges CPU % rest / placing | chain CPU % | devices CPU % (per device) | memory / device (MiB) | enroll (s) | load avg 1/5/15 | note |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const r of rows) {
     lines.push(
-      `| ${r.n} | ${fmt(r.runningS, 0)} | ${r.placements ? fmt(r.claimTxs / r.placements, 2) : "–"} | ${fmt(r.idleHttpPerS)} (${fmt(r.idleHttpPerS / r.n, 2)}) | ${fmt(r.idleCallsPerS)} | ${fmt(r.busyHttpPerS)} (${fmt(r.busyHttpPerS / r.n, 2)}) | ${r.events ? fmt(r.messages / r.events, 1) : "–"} | ${fmt(r.brokerCpu, 0)} | ${fmt(r.chainCpu, 0)} | ${fmt(r.devicesCpu, 0)} (${fmt(r.devicesCpu / r.n, 2)}) | ${fmt(r.memoryPerDeviceMiB, 2)} | ${fmt(r.enrollS, 0)} | ${r.note || (r.failedDevices ? `${r.failedDevices} device(s) failed` : "")} |`,
+      `| ${r.n} | ${fmt(r.runningS, 0)} | ${r.placements ? fmt(r.claimTxs / r.placements, 2) : "–"} | ${fmt(r.idleHttpPerS)} (${fmt(r.idleHttpPerS / r.n, 2)}) | ${fmt(r.idleCallsPerS)} | ${fmt(r.busyHttpPerS)} (${fmt(r.busyHttpPerS / r.n, 2)}) | ${fmt(r.busyCallsPerS)} | ${r.events ? `${fmt(r.messages / r.events, 2)} (${r.maxCopies ?? "–"})` : "–"} | ${fmt(r.brokerCpu, 0)} | ${fmt(r.bridgeCpuIdle, 0)} / ${fmt(r.bridgeCpu, 0)} | ${fmt(r.chainCpu, 0)} | ${fmt(r.devicesCpu, 0)} (${fmt(r.devicesCpu / r.n, 2)}) | ${fmt(r.memoryPerDeviceMiB, 2)} | ${fmt(r.enrollS, 0)} | ${r.load?.join(" / ") ?? "–"} | ${r.note || (r.failedDevices ? `${r.failedDevices} device(s) failed` : "")} |`,
+    );
+  }
+  lines.push("", "Busiest JSON-RPC methods (calls/s) and transactions sent, per N:", "");
+  for (const r of rows) {
+    const list = (m?: Record<string, number>) =>
+      m
+        ? Object.entries(m)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(", ")
+        : "–";
+    lines.push(
+      `- N = ${r.n}: at rest ${list(r.idleMethods)}; placing ${list(r.busyMethods)}; txs placing ${list(r.busyTxs)}; start-up (calls in all) ${r.startupS === undefined ? "–" : `${fmt(r.startupS, 0)} s, ${r.startupHttp} HTTP requests, ${r.startupCalls} calls: ${list(r.startupMethods)}`}`,
     );
   }
   lines.push(
@@ -418,9 +576,32 @@ function markdown(rows: Row[], args: Args, command: string): string {
     "Targets at N = 1,000: all Running ≤ 60 s after mined; ≤ 1.2 claim tx per placement; ≤ 3 MQTT copies per chain event; total RPC ≤ 50 req/s.",
     "",
     "![scale](scale.png)",
-    "",
   );
   return lines.join("\n");
+}
+
+/**
+ * Writes the generated part of bench/results/scale.md (between the markers), keeping what was
+ * written by hand around it.
+ */
+function writeResults(rows: Row[], args: Args, command: string) {
+  const file = path.join(RESULTS, "scale.md");
+  const begin = "<!-- generated by bench/scale.ts -->";
+  const end = "<!-- end of generated -->";
+  let text = "";
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    // first run
+  }
+  const generated = `${begin}\n${markdown(rows, args, command)}\n${end}`;
+  const a = text.indexOf(begin);
+  const b = text.indexOf(end);
+  text =
+    a >= 0 && b > a
+      ? text.slice(0, a) + generated + text.slice(b + end.length)
+      : `# Scale: hollow devices on 2-s blocks\n\n${generated}\n`;
+  writeFileSync(file, text);
 }
 
 /** The curves as an SVG, rendered to PNG by Debian's chromium through playwright-core. */
@@ -454,7 +635,7 @@ async function plot(rows: Row[], file: string): Promise<string> {
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${W / 2}" y="24" text-anchor="middle" font-size="15">Shoal with N hollow devices (baseline: every device polls and bridges)</text>`,
+    `<text x="${W / 2}" y="24" text-anchor="middle" font-size="15">Shoal with N hollow devices on 2-s blocks (${BRIDGES} elected bridges)</text>`,
     `<line x1="${pad}" y1="${H - pad}" x2="${W - pad}" y2="${H - pad}" stroke="black"/>`,
     `<line x1="${pad}" y1="${pad}" x2="${pad}" y2="${H - pad}" stroke="black"/>`,
     `<text x="${W / 2}" y="${H - 15}" text-anchor="middle">devices N (log)</text>`,
@@ -509,7 +690,7 @@ async function main() {
   const command = `npx ts-node --transpile-only bench/scale.ts ${process.argv.slice(2).join(" ")}`.trim();
   if (args.sizes.length === 0) {
     const rows = readRows(args.rowsFrom);
-    writeFileSync(path.join(RESULTS, "scale.md"), markdown(rows, args, command));
+    writeResults(rows, args, command);
     if (args.plot) await plot(rows, path.join(RESULTS, "scale.png"));
     return;
   }
@@ -554,8 +735,13 @@ async function main() {
       stdio: ["ignore", "pipe", "inherit"],
     },
   );
+  const proxyReady = new Promise<void>((resolve, reject) => {
+    proxy.stdout!.on("data", (chunk: Buffer) => chunk.toString().includes("ready") && resolve());
+    proxy.on("exit", (code) => reject(new Error(`the counting RPC proxy exited (${code})`)));
+  });
   const rows = readRows(args.rowsFrom);
   try {
+    await proxyReady;
     const rpc = (method: string, params: unknown[]) =>
       fetch(nodeUrl, {
         method: "POST",
@@ -585,7 +771,7 @@ async function main() {
       );
       mkdirSync(RESULTS, { recursive: true });
       rows.sort((a, b) => a.n - b.n);
-      writeFileSync(path.join(RESULTS, "scale.md"), markdown(rows, args, command));
+      writeResults(rows, args, command);
       process.stdout.write(`${JSON.stringify(rows.find((r) => r.n === n))}\n`);
     }
     if (args.plot) await plot(rows, path.join(RESULTS, "scale.png"));

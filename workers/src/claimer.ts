@@ -8,7 +8,14 @@ import type { Logger } from "pino";
 import { decodePlacementId, isLivePlacement } from "./domain/placement";
 import { IdRanges } from "./domain/bounded";
 import { sleepOrThrow } from "./lib/supervise";
-import { claimDelayMs, fit, type ClaimDelayOptions } from "./domain/scoring";
+import {
+  claimDelayMs,
+  claimRank,
+  fit,
+  rankedClaimDelayMs,
+  type ClaimDelayOptions,
+  type RankedClaimOptions,
+} from "./domain/scoring";
 import type { ChainEvent } from "./ports/chain-source";
 import {
   RegistryError,
@@ -45,6 +52,16 @@ export interface ClaimerDeps {
   platform: string;
   logger: Logger;
   options: ClaimDelayOptions;
+  /**
+   * The devices online now (this one included), from the bridge election's presences: with two or
+   * more, claims follow the ranked order of domain/scoring.ts (usually one claim per replica, even
+   * when many devices see a deployment in the same block); without, the score-based delay.
+   */
+  online?: () => readonly string[];
+  /** This device's id, for its rank among `online`. */
+  deviceId?: string;
+  /** Tiers of the ranked order (default: a 4-s step, 4 tiers, the options' jitter). */
+  ranked?: Partial<RankedClaimOptions>;
   /** Host load 0..1 for the score; 0 when unknown. */
   hostLoad?: () => number;
   /**
@@ -84,10 +101,17 @@ const DEVICE_WIDE = new Set([
  * The deployments a batch of chain events touched, for `Claimer.touch`: by the `deploymentId`
  * argument, or by a placement id's upper bits (placement ids are `deploymentId << 32 | n`).
  */
-export function deploymentsTouchedBy(events: readonly ChainEvent[]): Set<number> | "all" {
+export function deploymentsTouchedBy(events: readonly ChainEvent[], self?: string): Set<number> | "all" {
   const ids = new Set<number>();
   for (const e of events) {
-    if (DEVICE_WIDE.has(e.event)) return "all";
+    if (DEVICE_WIDE.has(e.event)) {
+      // Another device's enrollment, exit or expiry changes nothing this device may claim (the
+      // placements it frees come with their own events); with `self` given those are skipped,
+      // else a fleet of N re-read every deployment N times per wave of enrollments.
+      const about = e.args.deviceId;
+      if (self === undefined || about === undefined || String(about) === self) return "all";
+      continue;
+    }
     const { deploymentId, placementId } = e.args;
     if (typeof deploymentId === "number") ids.add(deploymentId);
     else if (typeof placementId === "string" && /^\d+$/.test(placementId))
@@ -103,6 +127,19 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
   const sleep = deps.sleep ?? sleepOrThrow;
   const hostLoad = deps.hostLoad ?? (() => 0);
   const resyncMs = deps.resyncMs ?? 300_000;
+  const ranked: RankedClaimOptions = {
+    stepMs: 4_000,
+    tiers: 4,
+    jitterMs: deps.options.jitterMs,
+    ...deps.ranked,
+  };
+  /** The delay of a claim on `d` with fit `score`: by rank among the online devices when known. */
+  const delayOf = (d: DeploymentView, score: number) => {
+    const online = deps.online?.() ?? [];
+    if (deps.deviceId === undefined || online.length < 2) return claimDelayMs(score, random(), deps.options);
+    const wanted = Math.max(1, d.replicas - d.liveReplicas);
+    return rankedClaimDelayMs(claimRank(d.deploymentId, deps.deviceId, online), wanted, random(), ranked);
+  };
 
   // What to read, so a pass costs O(deployments that changed), not O(every deployment ever made).
   /** Deployments 1..known have been seen. */
@@ -115,6 +152,12 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
    */
   const finished = new IdRanges();
   let resyncAt = 0;
+  /**
+   * Read the deployment count on the next pass: at start, at every resync, after a reconnect and
+   * when an event names a deployment beyond `known` (a bridged DeploymentCreated). Not on every
+   * timer pass: with N devices that poll was N reads per pass for nothing new.
+   */
+  let countDue = true;
 
   const score = (device: DeviceView, terms: ReplicaTerms) =>
     fit(
@@ -222,13 +265,23 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
       deployment: d,
       superseded,
       score: result.score,
-      delayMs: claimDelayMs(result.score, random(), deps.options),
+      delayMs: delayOf(d, result.score),
     });
     return false;
   };
 
   const claim = async (c: Candidate, signal?: AbortSignal): Promise<ClaimOutcome> => {
     const { deploymentId } = c.deployment;
+    // Last check against the node's pending state: claims of earlier tiers (or of devices that
+    // heard the deployment sooner) may be waiting in the pool, not yet mined; the claim's gas
+    // estimate, at latest, would pass, and the claim would be mined after them and revert.
+    if (c.superseded === undefined) {
+      const now_ = await registry.deployment(deploymentId, { blockTag: "pending", signal });
+      if (!now_.active || now_.liveReplicas >= now_.replicas) {
+        logger.debug({ deploymentId }, "replicas taken by pending claims: not claiming");
+        return { deploymentId, result: "lost", reason: "PendingClaims", delayMs: c.delayMs, score: c.score };
+      }
+    }
     try {
       const { placementId, hash } = await registry.claim(deploymentId, { signal });
       logger.info(
@@ -247,10 +300,13 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
 
   const touch = (deploymentIds: Iterable<number> | "all") => {
     if (deploymentIds === "all") {
+      countDue = true;
       for (let id = 1; id <= known; id++) if (!finished.has(id)) pending.add(id);
       return;
     }
-    for (const id of deploymentIds) if (id <= known && !finished.has(id)) pending.add(id);
+    for (const id of deploymentIds)
+      if (id > known) countDue = true;
+      else if (!finished.has(id)) pending.add(id);
   };
 
   return {
@@ -262,14 +318,21 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
         outcomes.push(outcome);
         deps.onOutcome?.(outcome);
       };
-      const [device, count] = await Promise.all([
-        registry.device({ signal }),
-        registry.deploymentCount({ signal }),
-      ]);
       if (now() >= resyncAt) {
         resyncAt = now() + resyncMs;
         touch("all");
       }
+      // Nothing new and nothing waiting: no read at all (events and the resync bring work).
+      if (!countDue && pending.size === 0) return outcomes;
+      const readCount = countDue;
+      countDue = false;
+      const [device, count] = await Promise.all([
+        registry.device({ signal }),
+        readCount ? registry.deploymentCount({ signal }) : known,
+      ]).catch((error: unknown) => {
+        countDue ||= readCount;
+        throw error;
+      });
       for (; known < count; known++) pending.add(known + 1);
       if (device.status !== "Active" || pending.size === 0) return outcomes;
 
@@ -298,7 +361,11 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
           await sleep(Math.max(0, candidate.delayMs - (now() - started)), signal);
           const outcome = await claim(candidate, signal);
           // Capacity may free up without an event of this deployment; the rest comes with one.
-          if (outcome.result === "lost" && outcome.reason.includes("CapacityExceeded"))
+          // Pending claims may still revert (a claim that reverts emits nothing): read it again.
+          if (
+            outcome.result === "lost" &&
+            (outcome.reason.includes("CapacityExceeded") || outcome.reason === "PendingClaims")
+          )
             pending.add(outcome.deploymentId);
           record(outcome);
         }

@@ -40,6 +40,11 @@ export interface Election {
   start(options?: { signal?: AbortSignal }): Promise<void>;
   /** The elected bridges, lowest id first. */
   bridges(): readonly string[];
+  /**
+   * The devices online in this view, this one included (ids as decimal strings): the claimer
+   * ranks itself among them (domain/scoring.ts claimRank). Empty until the view has settled.
+   */
+  online(): readonly string[];
   /** Whether this device is one of them. */
   isBridge(): boolean;
   /** Whether bridged chain events signed by this device are taken as hints (it is elected). */
@@ -61,6 +66,8 @@ export function createElection(deps: ElectionDeps): Election {
   let settled = false;
   let elected: string[] = [];
   const listeners = new Set<(bridges: readonly string[]) => void>();
+  /** online() of the current view, rebuilt only when the view changes. */
+  let onlineOf: { view: PresenceView; ids: readonly string[] } | undefined;
 
   const recompute = () => {
     if (!settled) return;
@@ -94,6 +101,12 @@ export function createElection(deps: ElectionDeps): Election {
       recompute();
     },
     bridges: () => elected,
+    online() {
+      if (!settled) return [];
+      if (onlineOf?.view !== view)
+        onlineOf = { view, ids: [...view].filter(([, p]) => p.online).map(([id]) => id) };
+      return onlineOf.ids;
+    },
     isBridge: () => elected.includes(self),
     trusts: (deviceId) => deviceId !== undefined && elected.includes(deviceId),
     onChange(listener) {

@@ -283,10 +283,14 @@ export interface HollowApp {
 }
 
 /**
- * Registers an app whose image is a hollowImageTar() and publishes one version of it, with the
- * manifest and image in `contentStore` (what app:publish does with Kubo and a real image).
+ * Adds a hollow app's manifest and image to `contentStore` and returns their CIDs: the same bytes,
+ * so the same CIDs, for the same options, which lets hollow devices of another process (with a
+ * store of their own) run an app publishHollowApp() published.
  */
-export async function publishHollowApp(options: HollowAppOptions): Promise<HollowApp> {
+export async function addHollowAppContent(
+  contentStore: ContentStore,
+  options: Pick<HollowAppOptions, "name" | "platform" | "cpuMin" | "memoryMin">,
+): Promise<{ manifestCid: string; imageCid: string; band: ReturnType<typeof bandToChain> }> {
   const platform = options.platform ?? "linux/amd64";
   const manifest = parseManifest(
     [
@@ -303,10 +307,20 @@ export async function publishHollowApp(options: HollowAppOptions): Promise<Hollo
     ].join("\n"),
     { source: `hollow app ${options.name}` },
   );
-  const { cid: imageCid } = await options.contentStore.add(hollowImageTar({ platform, label: options.name }));
-  const { cid: manifestCid } = await options.contentStore.add(
+  const { cid: imageCid } = await contentStore.add(hollowImageTar({ platform, label: options.name }));
+  const { cid: manifestCid } = await contentStore.add(
     canonicalManifestBytes(manifest, { [platform]: imageCid }),
   );
+  return { manifestCid, imageCid, band: bandToChain(resourceBand(manifest)) };
+}
+
+/**
+ * Registers an app whose image is a hollowImageTar() and publishes one version of it, with the
+ * manifest and image in `contentStore` (what app:publish does with Kubo and a real image).
+ */
+export async function publishHollowApp(options: HollowAppOptions): Promise<HollowApp> {
+  const platform = options.platform ?? "linux/amd64";
+  const { manifestCid, imageCid, band } = await addHollowAppContent(options.contentStore, options);
   const provider = new JsonRpcProvider(options.rpcUrl, Network.from(options.record.chainId), {
     staticNetwork: true,
     cacheTimeout: -1,
@@ -319,15 +333,7 @@ export async function publishHollowApp(options: HollowAppOptions): Promise<Hollo
     );
     await (await apps.registerApp(options.name)).wait();
     const appId = Number(await apps.appIdOf(options.name));
-    await (
-      await apps.publishVersion(
-        appId,
-        manifestCid,
-        [platform],
-        [imageCid],
-        bandToChain(resourceBand(manifest)),
-      )
-    ).wait();
+    await (await apps.publishVersion(appId, manifestCid, [platform], [imageCid], band)).wait();
     const version = Number((await apps.app(appId)).versionCount);
     return { appId, version, manifestCid, imageCid };
   } finally {

@@ -307,3 +307,5 @@ export type HollowError = HollowModule.HollowError;
 lazyValue("HollowError", () => load.hollow().HollowError);
 export const publishHollowApp: typeof HollowModule.publishHollowApp = (...args) =>
   load.hollow().publishHollowApp(...args);
+export const addHollowAppContent: typeof HollowModule.addHollowAppContent = (...args) =>
+  load.hollow().addHollowAppContent(...args);

@@ -271,6 +271,9 @@ async function buildParts(
     sealer,
     verifier: createVerifier({
       lookup: chainSenderLookup(conn.provider, record.contracts.DeviceRegistry.address),
+      // 5 min, not 60 s: the events that change a sender forget it at once, and a follower re-read
+      // each bridge every minute for nothing (N/30 reads per second from a fleet of N).
+      ttlMs: 300_000,
       droppedCounter: metrics.busMessagesDropped,
       onDrop: (topic, reason) => logger.debug({ topic, reason }, "dropped an unverified message"),
     }),
@@ -367,11 +370,20 @@ async function buildParts(
           logger.warn({ err: error }, "could not publish endpoints; the next pass retries"),
         ),
   });
+  const election = createElection({
+    bus,
+    deviceId,
+    count: config.bridge.count,
+    candidate: config.bridge.enabled,
+    logger,
+  });
   const claimer = createClaimer({
     registry,
     platform,
     logger: logger.child({ component: "claimer" }),
     options: { maxDelayMs: config.claim.maxDelayMs, jitterMs: config.claim.jitterMs },
+    online: () => election.online(),
+    deviceId: String(deviceId),
     hostLoad: () => Math.min(1, os.loadavg()[0] / os.cpus().length),
     onOutcome: (outcome) => {
       metrics.claims.inc({ result: outcome.result });
@@ -396,13 +408,6 @@ async function buildParts(
     bus,
     dataDir: config.dataDir,
     logger: logger.child({ component: "bridge" }),
-  });
-  const election = createElection({
-    bus,
-    deviceId,
-    count: config.bridge.count,
-    candidate: config.bridge.enabled,
-    logger,
   });
   return {
     runtime,
@@ -485,7 +490,7 @@ async function runLoops(
   // (or waits for the next pass), never a wrong action.
   const self = String(config.deviceId);
   const onChange = (reason: string, events: readonly ChainEvent[] | "reorg") => {
-    claimer.touch(events === "reorg" ? "all" : deploymentsTouchedBy(events));
+    claimer.touch(events === "reorg" ? "all" : deploymentsTouchedBy(events, self));
     // The reconciler acts on this device's placements only, and every placement and device event
     // names its device: other devices' events would cost a pass of reads each for nothing (its
     // timer pass, reconcileIntervalMs, is the safety net).

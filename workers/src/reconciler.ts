@@ -40,6 +40,13 @@ export interface ReconcilerDeps {
   confirmations: number;
   /** Longest wait between passes when nothing marks the loop dirty. */
   intervalMs: number;
+  /**
+   * A timer pass (nothing marked the loop dirty) checks the containers against the placements
+   * last read, without reading the chain, unless this long has passed since the last chain read
+   * (default 60 s): chain changes come as events (bridged or read) that mark the loop dirty, so
+   * the timer only catches missed events, and N devices do not poll the chain every intervalMs.
+   */
+  chainResyncMs?: number;
   /** Extra container options (the resource manager's per-device cgroup parent, say). */
   containerOptions?: ContainerSpecOptions;
   /**
@@ -70,8 +77,11 @@ export interface PassResult {
 export interface Reconciler {
   /** Asks for a pass as soon as the current one (if any) ends. */
   markDirty(reason: string): void;
-  /** One pass. Throws when reading the desired or actual state failed (nothing was touched). */
-  pass(options?: { signal?: AbortSignal }): Promise<PassResult>;
+  /**
+   * One pass. Throws when reading the desired or actual state failed (nothing was touched).
+   * `readChain: false` takes the placements last read instead of reading them (default true).
+   */
+  pass(options?: { signal?: AbortSignal; readChain?: boolean }): Promise<PassResult>;
   /** Passes until the signal aborts; the pass under way when it aborts is finished first. */
   run(options: { signal: AbortSignal }): Promise<void>;
 }
@@ -90,6 +100,10 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
   let newestSeen: string | undefined;
   const retryAt = new Map<string, { at: number; delayMs: number }>();
   let dirty = true;
+  /** Something on chain may have changed (an event, a claim, a reconnect): the next pass reads it. */
+  let chainDirty = true;
+  let chainReadAt = -Infinity;
+  const chainResyncMs = deps.chainResyncMs ?? 60_000;
   let wake: (() => void) | undefined;
   /** The app name, semver and port names of each desired placement, for its endpoints. */
   const apps = new Map<
@@ -105,6 +119,8 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     logger: logger.child({ component: "health" }),
     onChange: () => markDirty("health"),
   });
+  /** Versions are immutable once published: read each once (bounded: the apps this device runs). */
+  const versions = new Map<string, Awaited<ReturnType<Registry["version"]>>>();
 
   /** New placements since the last pass (the device's list is newest first), then fresh states. */
   async function readDesired(blockTag: number, signal?: AbortSignal): Promise<PlacementView[]> {
@@ -147,7 +163,13 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
   ): Promise<DesiredPlacement[]> {
     const desired: DesiredPlacement[] = [];
     for (const p of placements) {
-      const version = await registry.version(p.appId, p.version, deps.platform, { signal });
+      const key = `${p.appId}:${p.version}`;
+      let version = versions.get(key);
+      if (version === undefined) {
+        version = await registry.version(p.appId, p.version, deps.platform, { signal });
+        if (versions.size >= 256) versions.delete(versions.keys().next().value!);
+        versions.set(key, version);
+      }
       // Live even while it cannot be delivered: a CID never delivered has no tag to judge anyway.
       if (version.imageCid) liveImages.add(version.imageCid);
       if (!version.imageCid) {
@@ -290,17 +312,22 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     return replicas;
   }
 
-  async function pass({ signal }: { signal?: AbortSignal } = {}): Promise<PassResult> {
+  async function pass({
+    signal,
+    readChain = true,
+  }: { signal?: AbortSignal; readChain?: boolean } = {}): Promise<PassResult> {
     const started = now();
     const end = deps.metrics?.reconcileDuration.startTimer();
     try {
       // Read both sides first (at once); any error here aborts the pass before anything is touched.
       const liveImages = new Set<string>();
+      const placements = readChain
+        ? registry
+            .blockNumber({ signal })
+            .then((head) => readDesired(Math.max(0, head - deps.confirmations), signal))
+        : Promise.resolve([...tracked.values()]);
       const [desired, actual] = await Promise.all([
-        registry
-          .blockNumber({ signal })
-          .then((head) => readDesired(Math.max(0, head - deps.confirmations), signal))
-          .then((placements) => toDesired(placements, liveImages, signal)),
+        placements.then((p) => toDesired(p, liveImages, signal)),
         runtime.list({ deviceId, signal }),
       ]);
       // The engine's start time is read after its containers: had it been read first, an engine
@@ -428,6 +455,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
   function markDirty(reason: string): void {
     logger.trace({ reason }, "reconcile marked dirty");
     dirty = true;
+    chainDirty = true;
     wake?.();
   }
 
@@ -442,10 +470,16 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           if (signal.aborted) break;
         }
         dirty = false;
+        const readChain = chainDirty || now() - chainReadAt >= chainResyncMs;
+        if (readChain) {
+          chainDirty = false;
+          chainReadAt = now();
+        }
         try {
           // The pass itself is not aborted by shutdown: finish it, then stop (graceful SIGTERM).
-          await pass();
+          await pass({ readChain });
         } catch (error) {
+          if (readChain) chainDirty = true;
           logger.warn(
             { err: error, retryable: isRetryable(error) },
             "reconcile pass aborted; nothing was changed",

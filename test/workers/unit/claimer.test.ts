@@ -24,6 +24,9 @@ class FakeRegistry implements Registry {
   /** This device's placement of each deployment, and its state. */
   readonly mine = new Map<number, { id: string; state: PlacementState }>();
   readonly reads: number[] = [];
+  /** Reads of the device and of the deployment count (what a pass costs before any deployment). */
+  deviceReads = 0;
+  countReads = 0;
   readonly sent: string[] = [];
   state: DeviceView = {
     deviceId: DEVICE,
@@ -58,12 +61,27 @@ class FakeRegistry implements Registry {
   }
 
   blockNumber = async () => 1;
-  device = async () => this.state;
-  deploymentCount = async () => this.deployments.size;
-  deployment = async (id: number) => {
+  device = async () => {
+    this.deviceReads++;
+    return this.state;
+  };
+  deploymentCount = async () => {
+    this.countReads++;
+    return this.deployments.size;
+  };
+  /** Deployments read at "pending" (the claimer's last check before a claim). */
+  readonly pendingReads: number[] = [];
+  /** Claims other devices have sent, not yet mined: counted only at "pending". */
+  readonly pendingClaims = new Map<number, number>();
+  deployment = async (id: number, options?: { blockTag?: number | "pending" }) => {
     if (this.failReads) throw new RegistryError("RPC down", { retryable: true });
+    const d = { ...this.deployments.get(id)! };
+    if (options?.blockTag === "pending") {
+      this.pendingReads.push(id);
+      return { ...d, liveReplicas: d.liveReplicas + (this.pendingClaims.get(id) ?? 0) };
+    }
     this.reads.push(id);
-    return { ...this.deployments.get(id)! };
+    return d;
   };
   replicaTerms = async (id: number) => ({
     deploymentId: id,
@@ -122,7 +140,14 @@ class FakeRegistry implements Registry {
   };
 }
 
-function setup(options: { resyncMs?: number } = {}) {
+function setup(
+  options: {
+    resyncMs?: number;
+    online?: () => readonly string[];
+    deviceId?: string;
+    random?: () => number;
+  } = {},
+) {
   const registry = new FakeRegistry();
   let clock = 0;
   const outcomes: ClaimOutcome[] = [];
@@ -132,6 +157,9 @@ function setup(options: { resyncMs?: number } = {}) {
     logger: pino({ level: "silent" }),
     options: { maxDelayMs: 100, jitterMs: 0 },
     resyncMs: options.resyncMs,
+    online: options.online,
+    deviceId: options.deviceId,
+    random: options.random,
     now: () => clock,
     sleep: async (ms) => void (clock += ms),
     onOutcome: (o) => outcomes.push(o),
@@ -174,12 +202,31 @@ describe("claimer: what a pass reads, claims and releases", function () {
 
     expect(await t.pass(), "nothing changed: nothing read").to.deep.equal([]);
     const added = t.registry.add(2);
+    expect(await t.pass(), "a new deployment comes with its event, not from a poll").to.deep.equal([]);
+    t.claimer.touch([added]); // its DeploymentCreated, bridged
     expect(await t.pass()).to.deep.equal([added]);
     t.claimer.touch([full]);
     expect(await t.pass()).to.deep.equal([full]);
     t.claimer.touch("all");
     expect(await t.pass()).to.deep.equal([full, wanted, added]);
     expect(t.registry.sent).to.deep.equal([`claim ${wanted}`, `claim ${added}`]);
+  });
+
+  it("reads nothing at all on a timer pass with no event and nothing waiting", async function () {
+    const t = setup();
+    t.registry.add(1, { liveReplicas: 1 });
+    await t.pass();
+    expect([t.registry.deviceReads, t.registry.countReads]).to.deep.equal([1, 1]);
+    for (let i = 0; i < 5; i++) await t.pass();
+    expect([t.registry.deviceReads, t.registry.countReads], "5 idle passes").to.deep.equal([1, 1]);
+    t.claimer.touch([1]);
+    await t.pass();
+    expect([t.registry.deviceReads, t.registry.countReads], "a touched deployment: no count").to.deep.equal([
+      2, 1,
+    ]);
+    t.claimer.touch("all"); // a reconnect or a reorg: the count too
+    await t.pass();
+    expect(t.registry.countReads).to.equal(2);
   });
 
   it("re-reads every deployment after resyncMs even without events", async function () {
@@ -262,6 +309,20 @@ describe("claimer: what a pass reads, claims and releases", function () {
     expect(await t.pass()).to.deep.equal([]);
   });
 
+  it("does not send a claim when pending claims of other devices already take the replicas", async function () {
+    const t = setup();
+    const id = t.registry.add(2);
+    t.registry.pendingClaims.set(id, 2); // two claims in the node's pool, not yet mined
+    await t.pass();
+    expect(t.registry.pendingReads).to.deep.equal([id]);
+    expect(t.registry.sent, "no claim sent").to.deep.equal([]);
+    expect(t.outcomes.map((o) => o.result === "lost" && o.reason)).to.deep.equal(["PendingClaims"]);
+    // One of those claims reverted (no event says so): the next pass reads the deployment again.
+    t.registry.pendingClaims.set(id, 1);
+    expect(await t.pass()).to.deep.equal([id]);
+    expect(t.registry.sent).to.deep.equal([`claim ${id}`]);
+  });
+
   it("reads the same deployments again after a pass that failed", async function () {
     const t = setup();
     const id = t.registry.add(1, { liveReplicas: 1 });
@@ -284,6 +345,35 @@ describe("claimer: what a pass reads, claims and releases", function () {
   });
 });
 
+describe("claimer: ranked claims when the fleet is known", function () {
+  const fleet = Array.from({ length: 50 }, (_, i) => String(i + 1));
+
+  it("claims at once when ranked among the replicas wanted, a step per tier later otherwise", async function () {
+    // Deployment 1 wants 3 replicas: over the 50 devices, those ranked 0-2 claim at 0 ms, 3-5 at
+    // one step (4 s), and so on up to the last tier (4 steps).
+    const delays: number[] = [];
+    for (const self of fleet) {
+      const t = setup({ online: () => fleet, deviceId: self, random: () => 0 });
+      t.registry.add(3);
+      await t.pass();
+      const won = t.outcomes[0];
+      expect(won.result, `device ${self}`).to.equal("won");
+      delays.push(won.result === "won" ? won.delayMs : -1);
+    }
+    const at = (ms: number) => delays.filter((d) => d === ms).length;
+    expect([at(0), at(4_000), at(8_000), at(12_000)]).to.deep.equal([3, 3, 3, 3]);
+    expect(at(16_000), "everyone else shares the last tier").to.equal(50 - 12);
+  });
+
+  it("uses the score-based delay while it knows no other device", async function () {
+    const t = setup({ online: () => ["7"], deviceId: "7", random: () => 0 });
+    t.registry.add(3);
+    await t.pass();
+    const won = t.outcomes[0];
+    expect(won.result === "won" && won.delayMs).to.be.below(100); // maxDelayMs × (1 − score)
+  });
+});
+
 describe("claimer: deployments touched by chain events", function () {
   it("takes the deployment from deploymentId or from a placement id's upper bits", function () {
     const placementOf5 = placementIdOf(5, 3).toString();
@@ -299,5 +389,16 @@ describe("claimer: deployments touched by chain events", function () {
   it("asks for every deployment after events that change who may claim", function () {
     for (const name of ["DeviceSlashed", "DeviceExpired", "ParametersChanged", "DeviceExitRequested"])
       expect(deploymentsTouchedBy([event(name, { deviceId: 1 })]), name).to.equal("all");
+  });
+
+  it("given its own id, ignores other devices' enrollments and expiries, not its own", function () {
+    const others = [
+      event("DeviceEnrolled", { deviceId: 8 }),
+      event("DeviceExpired", { deviceId: 9 }),
+      event("PlacementClaimed", { placementId: placementIdOf(4, 1).toString(), deviceId: 8 }),
+    ];
+    expect(deploymentsTouchedBy(others, "7")).to.deep.equal(new Set([4]));
+    expect(deploymentsTouchedBy([event("DeviceSlashed", { deviceId: 7 })], "7")).to.equal("all");
+    expect(deploymentsTouchedBy([event("ParametersChanged", {})], "7")).to.equal("all");
   });
 });

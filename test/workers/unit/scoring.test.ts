@@ -1,5 +1,12 @@
 import { expect } from "chai";
-import { claimDelayMs, fit, type DeviceFitInput, type FitTerms } from "../../../workers/src";
+import {
+  claimDelayMs,
+  claimRank,
+  fit,
+  rankedClaimDelayMs,
+  type DeviceFitInput,
+  type FitTerms,
+} from "../../../workers/src";
 
 const device: DeviceFitInput = {
   platform: "linux/amd64",
@@ -64,5 +71,31 @@ describe("scoring: fit and claim delay", function () {
     expect(claimDelayMs(0.75, 0.5, options)).to.equal(600);
     expect(claimDelayMs(0.9, 0, options)).to.be.lessThan(claimDelayMs(0.5, 0, options));
     expect(claimDelayMs(Number.NaN, 2, options)).to.equal(2200);
+  });
+});
+
+describe("scoring: ranked claim order", function () {
+  const fleet = Array.from({ length: 200 }, (_, i) => String(i + 1));
+
+  it("gives every online device a different rank, the same whatever order the view lists them in", function () {
+    const ranks = fleet.map((id) => claimRank(42, id, fleet));
+    expect([...ranks].sort((a, b) => a - b)).to.deep.equal(fleet.map((_, i) => i));
+    const shuffled = [...fleet].reverse();
+    expect(fleet.map((id) => claimRank(42, id, shuffled))).to.deep.equal(ranks);
+  });
+
+  it("orders the fleet differently for each deployment (spreads the first claims)", function () {
+    const first = (deployment: number) => fleet.find((id) => claimRank(deployment, id, fleet) === 0);
+    const leaders = new Set(Array.from({ length: 50 }, (_, d) => first(d + 1)));
+    expect(leaders.size).to.be.above(35);
+  });
+
+  it("waits a step per tier of `wanted` ranks, up to the last tier", function () {
+    const options = { stepMs: 4_000, tiers: 4, jitterMs: 200 };
+    expect(rankedClaimDelayMs(0, 10, 0, options)).to.equal(0);
+    expect(rankedClaimDelayMs(9, 10, 0, options)).to.equal(0);
+    expect(rankedClaimDelayMs(10, 10, 0, options)).to.equal(4_000);
+    expect(rankedClaimDelayMs(999, 10, 1, options)).to.equal(16_200);
+    expect(rankedClaimDelayMs(3, 0, 0, options), "wanted 0 counts as 1").to.equal(12_000);
   });
 });

@@ -190,10 +190,13 @@ export function createEthersRegistry({
     gasUsed: r.gasUsed,
     blockNumber: r.blockNumber,
   });
-  const overrides = (o?: { blockTag?: number }) =>
+  const overrides = (o?: { blockTag?: number | "pending" }) =>
     o?.blockTag === undefined ? {} : { blockTag: o.blockTag };
 
-  const readDeployment = async (id: number, options?: { blockTag?: number }): Promise<DeploymentView> => {
+  const readDeployment = async (
+    id: number,
+    options?: { blockTag?: number | "pending" },
+  ): Promise<DeploymentView> => {
     const [s, usage] = await Promise.all([
       apps.deploymentSummary(id, overrides(options)),
       placements.deploymentUsage(id, overrides(options)),

@@ -114,8 +114,8 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
   const listeners = new Set<(event: BusEvent) => void>();
   const subscriptions = new Map<number, { filter: string; handler: MessageHandler }>();
   const filterCounts = new Map<string, number>();
-  /** The SUBSCRIBE of each subscribed filter (settled, or in flight). */
-  const subscribing = new Map<string, Promise<void>>();
+  /** The QoS each subscribed filter asked for, for the subscriptions made again on connect. */
+  const filterQos = new Map<string, Qos>();
   let nextSubscription = 1;
   let state: BusState = "connecting";
 
@@ -149,6 +149,10 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
     reconnectPeriod: deps.reconnectPeriodMs ?? 1_000,
     connectTimeout: deps.connectTimeoutMs ?? 5_000,
     queueQoSZero: false,
+    // The bus subscribes its filters again itself on every connect (below): mqtt.js re-subscribes
+    // only those whose SUBACK it had, and a SUBSCRIBE lost with a dropped connection left the
+    // worker deaf to chain events (seen with 100 hollow devices and "connack timeout").
+    resubscribe: false,
     // mqtt-packet's default keeps a Buffer for each of the 65,536 packet ids: ~15 MiB of a device's
     // memory to save a 2-byte allocation per packet.
     writeCache: false,
@@ -171,9 +175,14 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
     emit({ type: "publish-failed", topic, error });
   };
 
-  client.on("connect", () => {
+  client.on("connect", (connack) => {
     state = "connected";
     log.info({ url: shownUrl }, "connected");
+    if (!connack.sessionPresent)
+      for (const [filter, qos] of filterQos)
+        client.subscribe(filter, { qos }, (error) => {
+          if (error) log.warn({ err: error, filter }, "could not subscribe again; the next connect retries");
+        });
     emit({ type: "connected" });
     if (online !== undefined) {
       bus.publish(online.topic, online.payload, { qos: 1, retain: true }).catch((error: unknown) => {
@@ -212,6 +221,16 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
   });
 
   const abortError = (what: string) => new BusError(`${what} was aborted`);
+
+  /** The function a subscribe returns: drops the handler, and the filter with its last handler. */
+  const unsubscribe = (id: number, filter: string) => async () => {
+    if (!subscriptions.delete(id)) return;
+    const left = (filterCounts.get(filter) ?? 1) - 1;
+    if (left > 0) return void filterCounts.set(filter, left);
+    filterCounts.delete(filter);
+    filterQos.delete(filter);
+    if (state === "connected") await client.unsubscribeAsync(filter).catch(() => undefined);
+  };
 
   const bus: MqttBus = {
     client,
@@ -298,39 +317,34 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
     async subscribe(filter, handler, opts = {}) {
       const id = nextSubscription++;
       const count = filterCounts.get(filter) ?? 0;
-      // The handler is in place before SUBSCRIBE goes out: the broker sends the retained messages
-      // right behind the SUBACK, and when both arrive in one read (a busy event loop) mqtt.js
-      // emits them on process.nextTick, before the SUBACK's promise continues this function.
-      // Registered after the await, those retained messages (the presences the election counts)
-      // were handed to nobody and lost for good.
-      subscriptions.set(id, { filter, handler });
+      // The handler is in place before the SUBSCRIBE goes out: the broker sends the retained
+      // messages right behind its SUBACK, often in the same read, and mqtt.js emits them before
+      // the awaited subscribe resumes here. Registered after, they were lost (a hollow fleet
+      // started together saw no retained presence, and every device elected itself a bridge).
       filterCounts.set(filter, count + 1);
-      if (count === 0)
-        subscribing.set(
-          filter,
-          client.subscribeAsync(filter, { qos: (opts.qos ?? 1) as Qos }).then(() => undefined),
-        );
-      try {
-        // A second subscription to a filter whose SUBSCRIBE is in flight shares its outcome.
-        await subscribing.get(filter);
-      } catch (error) {
-        subscriptions.delete(id);
-        const left = (filterCounts.get(filter) ?? 1) - 1;
-        if (left > 0) filterCounts.set(filter, left);
-        else {
-          filterCounts.delete(filter);
-          subscribing.delete(filter);
+      subscriptions.set(id, { filter, handler });
+      if (count === 0) {
+        filterQos.set(filter, (opts.qos ?? 1) as Qos);
+        try {
+          await client.subscribeAsync(filter, { qos: (opts.qos ?? 1) as Qos });
+        } catch (error) {
+          // The connection dropped under the SUBSCRIBE: the next connect subscribes again.
+          if (state !== "connected" && state !== "closed") {
+            log.warn(
+              { err: error, filter },
+              "subscribe lost with the connection; subscribing again on reconnect",
+            );
+            return unsubscribe(id, filter);
+          }
+          filterQos.delete(filter);
+          subscriptions.delete(id);
+          const left = (filterCounts.get(filter) ?? 1) - 1;
+          if (left > 0) filterCounts.set(filter, left);
+          else filterCounts.delete(filter);
+          throw new BusError(`could not subscribe to ${filter}`, { cause: error, retryable: true });
         }
-        throw new BusError(`could not subscribe to ${filter}`, { cause: error, retryable: true });
       }
-      return async () => {
-        if (!subscriptions.delete(id)) return;
-        const left = (filterCounts.get(filter) ?? 1) - 1;
-        if (left > 0) return void filterCounts.set(filter, left);
-        filterCounts.delete(filter);
-        subscribing.delete(filter);
-        if (state === "connected") await client.unsubscribeAsync(filter).catch(() => undefined);
-      };
+      return unsubscribe(id, filter);
     },
 
     on(listener) {

@@ -62,6 +62,12 @@ export interface MessageVerifier {
   observe(deviceId: string, view: SenderView | undefined): void;
   /** Forgets a device's cached view (its operator or status changed). */
   forget(deviceId: string): void;
+  /**
+   * Starts reading device `id`'s view now if it is not cached, so that a burst of messages from
+   * many senders (the retained presences of a fleet, delivered at subscribe) is read in one batch
+   * of concurrent calls instead of one at a time by the in-order verification.
+   */
+  prefetch(deviceId: string): void;
 }
 
 /**
@@ -112,6 +118,9 @@ export function createMessageVerifier(deps: MessageVerifierDeps): MessageVerifie
         cached.known.operator.toLowerCase() === view.operator.toLowerCase() &&
         cached.known.active === view.active;
       if (!same) cacheSender(d, { at: deps.now(), view: Promise.resolve(view), known: view });
+    },
+    prefetch(d) {
+      sender(d).catch(() => undefined);
     },
     async verify(topic, text) {
       // A device topic names its device even when the message cannot be read: count it there.

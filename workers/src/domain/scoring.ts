@@ -87,3 +87,77 @@ export function claimDelayMs(score: number, random: number, options: ClaimDelayO
 function clamp01(x: number): number {
   return Number.isFinite(x) ? Math.min(1, Math.max(0, x)) : 0;
 }
+
+/**
+ * Claim order when a device knows who else is online (the retained presences of the bridge
+ * election): with interval mining every claim sent within one block is mined together, so a
+ * delay that only shrinks with the score lets every equally fit device claim the same replica in
+ * the same block, and all but one revert (wasted claim transactions, measured by bench/scale.ts).
+ * Instead every online device has a rank for each deployment, the same on every device: the order
+ * of rankKey(deployment, device) among the online devices. The `wanted` best-ranked devices claim
+ * at once (one replica each: a device holds at most one of a deployment), the next `wanted` one
+ * step later if replicas are still free, and so on; a device that does not fit simply does not
+ * claim, and its replica falls to the next tier. Pure.
+ */
+export interface RankedClaimOptions {
+  /** Wait between tiers: long enough for the previous tier's claims to be mined (a block or more). */
+  stepMs: number;
+  /** Tiers after the first that wait their turn; devices ranked beyond them share the last one. */
+  tiers: number;
+  /** Added at random (0..jitterMs) within a tier. */
+  jitterMs: number;
+}
+
+const idKeys = new Map<string, number>();
+
+/** FNV-1a of a device id, remembered (the fleet's ids, a few thousand at most). */
+function idKey(deviceId: string): number {
+  let h = idKeys.get(deviceId);
+  if (h !== undefined) return h;
+  h = 0x811c9dc5;
+  for (let i = 0; i < deviceId.length; i++) h = Math.imul(h ^ deviceId.charCodeAt(i), 0x01000193) >>> 0;
+  if (idKeys.size > 100_000) idKeys.clear();
+  idKeys.set(deviceId, h);
+  return h;
+}
+
+/** A 32-bit finalizer (murmur3's fmix32): nearby inputs give unrelated outputs. */
+function mix32(x: number): number {
+  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
+  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+/** The key that orders devices for one deployment: a hash of both, the same on every device. */
+export function rankKey(deploymentId: number, deviceId: string): number {
+  return mix32(idKey(deviceId) ^ mix32(Math.imul(deploymentId, 0x9e3779b1)));
+}
+
+/**
+ * This device's rank (0 = first) for `deploymentId` among `online` (device ids, this device
+ * included or not): how many online devices have a lower key, ties broken by id. O(online).
+ */
+export function claimRank(deploymentId: number, self: string, online: readonly string[]): number {
+  const mine = rankKey(deploymentId, self);
+  let rank = 0;
+  for (const other of online) {
+    if (other === self) continue;
+    const k = rankKey(deploymentId, other);
+    if (k < mine || (k === mine && other < self)) rank++;
+  }
+  return rank;
+}
+
+/**
+ * Milliseconds to wait before claiming one of `wanted` free replicas at `rank`:
+ * tier × stepMs + jitter, where tier = floor(rank / wanted), capped at `tiers`.
+ */
+export function rankedClaimDelayMs(
+  rank: number,
+  wanted: number,
+  random: number,
+  options: RankedClaimOptions,
+): number {
+  const tier = Math.min(Math.floor(rank / Math.max(1, wanted)), options.tiers);
+  return tier * options.stepMs + Math.round(options.jitterMs * clamp01(random));
+}

@@ -12,9 +12,12 @@ import { ShoalError } from "../errors";
 export { FAILURE_CODES, PLACEMENT_STATES } from "../domain/chain-enums";
 export type { DeviceStatus, FailureCode, PlacementState };
 
-/** Views read at this block (latest − confirmations) when given. */
+/**
+ * Views read at this block (latest − confirmations) when given; "pending" reads the node's pending
+ * state, mined blocks plus the transactions waiting in its pool (the claimer's last check).
+ */
 export interface ReadOptions {
-  blockTag?: number;
+  blockTag?: number | "pending";
   signal?: AbortSignal;
 }
 
