@@ -260,6 +260,7 @@ export function createResourceManager(deps: ResourceManagerDeps): ResourceManage
       band,
       limits: t.limits,
       priority: deps.priorityOf?.(t.container),
+      ...(t.band === undefined ? { pinned: true } : {}),
     };
   }
 

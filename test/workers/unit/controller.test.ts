@@ -410,6 +410,21 @@ describe("controller: decide() over the device's capacity", function () {
   });
 });
 
+describe("controller: a container whose band is not known yet", function () {
+  it("stays where it is and keeps its memory reservation", () => {
+    // The resource manager pins a container at its limits until the band is read from the chain.
+    const limits = { cpuMillicores: 50, memoryMiB: 64, memoryReservationMiB: 16 };
+    const band = { cpuMillicoresMin: 50, cpuMillicoresMax: 50, memoryMiBMin: 64, memoryMiBMax: 64 };
+    const c = container("c1", { cpu: 50, mem: 64 }, { cpuThrottledRatio: 1, memoryWorkingSetMiB: 60 });
+    const out = run([{ ...c, band, limits, pinned: true }]);
+    expect(out.limits.c1).to.deep.equal(limits);
+    expect(out.changes).to.deep.equal([]);
+    // Once known, the band's min is the reservation again.
+    const known = run([{ ...c, limits: { ...limits, memoryReservationMiB: 64 } }]);
+    expect(known.limits.c1.memoryReservationMiB).to.equal(BAND.memoryMiBMin);
+  });
+});
+
 describe("controller: usage and decision records", function () {
   const counters = (over: Partial<CgroupCounters>): CgroupCounters => ({
     atMs: 0,

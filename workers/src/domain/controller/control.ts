@@ -261,9 +261,10 @@ function applyGrants(
       cpuMillicores: cpu,
       memoryMiB: memory,
       // The soft limit is the band's min (what the claim reserved), never above the hard limit.
-      memoryReservationMiB: fast
-        ? from.memoryReservationMiB
-        : Math.min(e.container.band.memoryMiBMin, memory),
+      memoryReservationMiB: Math.min(
+        fast || e.container.pinned ? from.memoryReservationMiB : e.container.band.memoryMiBMin,
+        memory,
+      ),
     };
     limits[e.container.containerId] = to;
     for (const [resource, claim, granted, note, total, cap] of [

@@ -22,6 +22,11 @@ export interface ControlledContainer {
   cpuSamples?: readonly CpuCounters[];
   /** Explicit priority, higher first (default 0), compared before the band-derived rule. */
   priority?: number;
+  /**
+   * Its band is not known (yet): `band` is its current limits, so it stays where it is, and its
+   * memory reservation is kept as it is (a pinned band's min is the limit, not a reservation).
+   */
+  pinned?: boolean;
 }
 
 export interface DeviceCapacity {
