@@ -1,14 +1,18 @@
 // Fifty hollow devices (workers/src/hollow.ts: the real worker of each over an in-memory runtime and
 // content store, each with its own key, enrollment and broker user) on the services' Hardhat node
 // switched to 2-s interval mining and its Mosquitto: deployments totalling more replicas than
-// devices are placed exactly once each, no device over its capacity, and every chain event reaches
-// the broker (compared with the chain's own logs).
+// devices are placed exactly once each, no device over its capacity; after kill -9 of an elected
+// bridge (device 1, the lowest id, in a process of its own) the next device takes over within the
+// documented bound and a deployment made after the kill gets all its replicas Running; and every
+// chain event reaches the broker (compared with the chain's own logs).
 import { expect } from "chai";
+import { spawn, type ChildProcess } from "node:child_process";
 import mqtt from "mqtt";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import {
+  detachEnvelope,
   enrollHollowDevices,
   isLivePlacement,
   publishHollowApp,
@@ -28,6 +32,20 @@ const urls = serviceUrls();
 const DEVICES = 50;
 const CPU = 400; // millicores per device: four replicas of the hollow app's 100m band minimum
 const BLOCK_MS = 2_000;
+const ROOT = path.resolve(__dirname, "../../..");
+/**
+ * docs/mqtt.md, "Bridge election": a process killed on a live host loses its connection at once,
+ * so its Last Will is published at once; then the successor's catch-up and first poll. The same
+ * bound as the election test (a Will after 1.5 x the 15-s keepalive when nothing closes the
+ * connection, plus 15 s).
+ */
+const TAKEOVER_BOUND_MS = 22_500 + 15_000;
+
+interface Copy {
+  id: string;
+  sender: string;
+  at: number;
+}
 
 describe("hollow devices: fifty workers in one process on 2-s blocks", function () {
   // Under two minutes on an idle 2-core machine; the bound leaves room for a loaded one.
@@ -38,9 +56,12 @@ describe("hollow devices: fifty workers in one process on 2-s blocks", function 
   let chain: Contracts;
   let fleet: HollowFleet;
   let subscriber: mqtt.MqttClient;
+  /** Device 1, the lowest id and so an elected bridge, in a process of its own (claims off). */
+  let bridgeProcess: ChildProcess | undefined;
   const stop = new AbortController();
-  const bridged = new Map<string, number>();
+  const copies: Copy[] = [];
   const deployments: { id: number; replicas: number }[] = [];
+  let app: { appId: number; version: number };
 
   before(async function () {
     await Promise.all([requireChain(urls), requireMqtt(urls)]);
@@ -68,23 +89,52 @@ describe("hollow devices: fifty workers in one process on 2-s blocks", function 
       clean: true,
     });
     subscriber.on("message", (_topic, payload) => {
-      const { id } = JSON.parse(payload.toString("utf8")) as { id?: string };
-      if (id) bridged.set(id, (bridged.get(id) ?? 0) + 1);
+      const parsed = detachEnvelope(payload.toString("utf8"));
+      if (!parsed.ok) return;
+      const { id } = JSON.parse(parsed.payload) as { id?: string };
+      if (id) copies.push({ id, sender: parsed.envelope.d, at: Date.now() });
     });
     await subscriber.subscribeAsync(`shoal/v1/chain/${record.chainId}/#`, { qos: 1 });
+
+    // Device 1 runs apart, so that it can be killed as a crashed device is; it claims nothing, so
+    // its death strands no replica (the keeper would free those only after the 300-s TTL).
+    const options = path.join(dir, "device-1.json");
+    await writeFile(
+      options,
+      JSON.stringify({
+        rpcUrl: urls.rpcUrl,
+        deploymentsFile: path.join(dir, "localhost.json"),
+        mqttUrl: withoutCredentials(urls.mqttUrl),
+        devices: devices.slice(0, 1),
+        dataDir: path.join(dir, "devices"),
+        apps: [],
+        config: { claim: { enabled: false, maxDelayMs: 2_000, jitterMs: 250 } },
+      }),
+    );
+    bridgeProcess = spawn(
+      process.execPath,
+      ["-r", "ts-node/register/transpile-only", path.join(ROOT, "scripts/hollow-child.ts"), options],
+      { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] },
+    );
+    let childStarted = false;
+    bridgeProcess.stdout!.on(
+      "data",
+      (chunk: Buffer) => (childStarted ||= chunk.toString().includes("started")),
+    );
+    await waitFor("device 1's process", async () => childStarted, 120_000, 250);
 
     fleet = runHollowDevices(
       {
         rpcUrl: urls.rpcUrl,
         deploymentsFile: path.join(dir, "localhost.json"),
         mqttUrl: withoutCredentials(urls.mqttUrl),
-        devices,
+        devices: devices.slice(1),
         dataDir: path.join(dir, "devices"),
       },
       stop.signal,
     );
 
-    const app = await publishHollowApp({
+    app = await publishHollowApp({
       rpcUrl: urls.rpcUrl,
       record,
       ownerKey: owner,
@@ -103,6 +153,7 @@ describe("hollow devices: fifty workers in one process on 2-s blocks", function 
 
   after(async function () {
     stop.abort();
+    bridgeProcess?.kill("SIGKILL");
     // Every worker stops the way SIGTERM stops one (finish the pass, publish offline, close). On a
     // loaded machine some took longer than 90 s (docs/scale.md, "Known limits"): bound the wait so
     // the node is always switched back to automine for the tests that follow.
@@ -154,7 +205,45 @@ describe("hollow devices: fifty workers in one process on 2-s blocks", function 
     }
   });
 
+  it("kill -9 of a bridge: the next device takes over within the bound, and a new deployment gets all its replicas Running", async function () {
+    const before = new Set(copies.map((c) => c.sender));
+    expect(before.has("1") && before.has("2"), `bridges before the kill: ${[...before].join(", ")}`).to.equal(
+      true,
+    );
+    const killedAt = Date.now();
+    bridgeProcess!.kill("SIGKILL");
+    await waitFor(
+      "device 3 publishing chain events",
+      async () => copies.some((c) => c.sender === "3"),
+      TAKEOVER_BOUND_MS + 30_000,
+      500,
+    );
+    const takeoverMs = Math.min(...copies.filter((c) => c.sender === "3").map((c) => c.at)) - killedAt;
+    console.log(`      takeover: device 3 published its first event ${takeoverMs} ms after the kill`);
+    expect(takeoverMs, "takeover").to.be.at.most(TAKEOVER_BOUND_MS);
+
+    // The fleet still places: a deployment made after the kill, every replica Running.
+    const registry = AppRegistry__factory.connect(record.contracts.AppRegistry.address, chain.as(0).signer);
+    const receipt = await (await registry.createDeployment(app.appId, app.version, 10, [])).wait();
+    const created = receipt!.logs
+      .map((log) => registry.interface.parseLog(log))
+      .find((parsed) => parsed?.name === "DeploymentCreated");
+    const id = Number(created!.args.deploymentId);
+    deployments.push({ id, replicas: 10 });
+    await waitFor(
+      "the new deployment's 10 replicas Running",
+      async () =>
+        (await placementsOfDeployment(chain, id)).filter((p) => p.state === "Running").length === 10,
+      180_000,
+      2_000,
+    );
+    // Some seconds after the kill, only the live bridges (2 and 3) publish.
+    const late = copies.filter((c) => c.at > killedAt + 5_000);
+    expect(new Set(late.map((c) => c.sender))).to.deep.equal(new Set(["2", "3"]));
+  });
+
   it("misses no chain event: every log of the registries reaches the broker", async function () {
+    const bridged = new Set(copies.map((c) => c.id));
     const expected: string[] = [];
     for (const name of ["AppRegistry", "DeviceRegistry", "PlacementRegistry"] as const) {
       const logs = await chain.provider.getLogs({

@@ -208,7 +208,13 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
     emit({ type: "reconnecting" });
   });
   // mqtt.js keeps reconnecting after errors; they are only worth a log line.
-  client.on("error", (error) => log.warn({ err: error }, "mqtt error"));
+  client.on("error", (error) =>
+    // Once closing, a message still arriving gets its ack written to the ended socket ("write
+    // after end", 47 lines when 50 hollow devices stop together): expected, and not the user's concern.
+    state === "closed"
+      ? log.debug({ err: error }, "mqtt error while closing")
+      : log.warn({ err: error }, "mqtt error"),
+  );
   client.on("message", (topic, payload, packet) => {
     for (const { filter, handler } of subscriptions.values()) {
       if (!topicMatches(filter, topic)) continue;
