@@ -3,8 +3,10 @@
 // receipt is awaited rejects at once without breaking the adapter's nonce sequence.
 import { expect } from "chai";
 import { JsonRpcProvider, Network } from "ethers";
+import { AppRegistry__factory } from "../../../typechain-types";
 import { createEthersRegistry } from "../../../workers/src";
-import type { Registry } from "../../../workers/src";
+import type { Registry, RegistryError } from "../../../workers/src";
+import { devWallet } from "../../../scripts/lib/local-chain";
 import { chainWorld, type ChainWorld } from "../../shared/chain-world";
 import { registryConformance, rejectionOf } from "../../shared/registry-conformance";
 
@@ -97,5 +99,32 @@ describe("ethers registry: aborts as the node sees them", function () {
     expect(await world.provider.getTransactionCount(world.operator.address, "latest")).to.equal(before + 1);
     const next = await registry.heartbeat();
     expect(next.blockNumber).to.equal(await world.provider.getBlockNumber());
+  });
+
+  it("names the reason of a claim mined with status 0 (another transaction of its block came first)", async function () {
+    // As on 2-s blocks: the claim passes gas estimation, then the deployment's owner stops the
+    // deployment in the same block, ordered first by its higher tip; the claim is mined reverted.
+    await world.provider.send("evm_setAutomine", [false]);
+    try {
+      const before = await nonce();
+      const claim = rejectionOf(registry.claim(world.deployment.deploymentId), "a claim mined reverted");
+      for (let i = 0; i < 100 && (await nonce()) === before; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(await nonce(), "the claim reached the mempool").to.equal(before + 1);
+      const owner = devWallet(0).connect(world.provider);
+      const apps = AppRegistry__factory.connect(world.record.contracts.AppRegistry.address, owner);
+      const stop = await apps.stopDeployment(world.deployment.deploymentId, {
+        maxFeePerGas: 2n * 10n ** 11n,
+        maxPriorityFeePerGas: 10n ** 11n,
+      });
+      await world.provider.send("evm_mine", []);
+      expect((await stop.wait())!.status).to.equal(1);
+      const error = (await claim) as RegistryError;
+      expect(error.errorName).to.equal("PlacementRegistryDeploymentNotActive");
+      expect(error.shortMessage).to.equal(
+        `claiming deployment ${world.deployment.deploymentId}: reverted with PlacementRegistryDeploymentNotActive(${world.deployment.deploymentId})`,
+      );
+    } finally {
+      await world.provider.send("evm_setAutomine", [true]);
+    }
   });
 });

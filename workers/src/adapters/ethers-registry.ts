@@ -4,6 +4,8 @@ import {
   NonceManager,
   Wallet,
   id as keccakText,
+  isError,
+  type CallExceptionError,
   type JsonRpcProvider,
   type TransactionReceipt,
 } from "ethers";
@@ -171,20 +173,47 @@ export function createEthersRegistry({
 
   const send = (
     action: string,
-    call: () => Promise<{ wait(): Promise<TransactionReceipt | null> }>,
+    call: () => Promise<{ to: string | null; data: string; wait(): Promise<TransactionReceipt | null> }>,
     signal?: AbortSignal,
   ): Promise<TransactionReceipt> =>
     abortable(action, signal, async () => {
+      let sent: Awaited<ReturnType<typeof call>> | undefined;
       try {
-        const receipt = await (await call()).wait();
+        sent = await call();
+        const receipt = await sent.wait();
         if (!receipt) throw new Error("no receipt");
         return receipt;
       } catch (error) {
         // A failed send may leave the local nonce ahead of the chain's; resync on the next send.
         signer.reset();
+        if (sent && isError(error, "CALL_EXCEPTION") && error.receipt)
+          throw await minedRevert(action, sent, error);
         throw translateChainError(action, error);
       }
     });
+  /**
+   * A transaction mined with status 0 carries no revert data (eth_estimateGas passed against the
+   * state before another transaction of the same block, typically a lost claim race on 2-s blocks).
+   * The same call replayed on the state after that block names the reason; when the replay passes
+   * (the state moved on since) the error says only that it reverted.
+   */
+  const minedRevert = async (
+    action: string,
+    sent: { to: string | null; data: string },
+    error: CallExceptionError,
+  ): Promise<RegistryError> => {
+    const block = error.receipt!.blockNumber;
+    try {
+      await provider.call({ from: wallet.address, to: sent.to, data: sent.data, blockTag: block });
+    } catch (replayed) {
+      const named = translateChainError(action, replayed);
+      if (named.errorName) return named;
+    }
+    return new RegistryError(`${action}: reverted in block ${block} (${error.receipt!.hash})`, {
+      cause: error,
+      retryable: false,
+    });
+  };
   const txResult = (r: TransactionReceipt): TxResult => ({
     hash: r.hash,
     gasUsed: r.gasUsed,
