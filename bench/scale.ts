@@ -113,7 +113,7 @@ const http = require("node:http");
 const { Transaction } = require("ethers");
 const [port, target, selectorsJson] = process.argv.slice(1);
 const selectors = JSON.parse(selectorsJson);
-let counts = { http: 0, calls: 0, methods: {}, txs: {}, retried: 0, failed: 0 };
+let counts = { http: 0, calls: 0, methods: {}, txs: {}, retried: 0, failed: 0, dropped: 0 };
 // Upstream: a bounded pool of keep-alive sockets to the node (requests beyond it queue here, not
 // as new connections on the node); the node keeps idle sockets 65 s (http-keep-alive.js).
 const agent = new http.Agent({ keepAlive: true, maxSockets: 32, keepAliveMsecs: 10_000 });
@@ -135,7 +135,14 @@ function forward(body, res, attempt) {
     res.writeHead(r.statusCode || 502, { "content-type": "application/json" });
     r.pipe(res);
   });
+  // A device that gave up on a request (its own timeout) closes it: drop it here too, queued or
+  // sent. Forwarded anyway, requests nobody waits for queued without bound (N = 300: 2,471 open
+  // client sockets, every device timing out behind them).
+  const drop = () => { if (!res.writableFinished) up.destroy(); };
+  res.on("close", drop);
   up.on("error", (e) => {
+    res.off("close", drop);
+    if (res.destroyed) { counts.dropped++; return; }
     if (attempt === 0 && !res.headersSent) { counts.retried++; forward(body, res, 1); return; }
     counts.failed++;
     if (!res.headersSent) { res.writeHead(502); res.end(String(e)); } else res.destroy();
@@ -144,7 +151,7 @@ function forward(body, res, attempt) {
 }
 const server = http.createServer((req, res) => {
   if (req.url === "/__counts") { res.end(JSON.stringify(counts)); return; }
-  if (req.url === "/__reset") { counts = { http: 0, calls: 0, methods: {}, txs: {}, retried: 0, failed: 0 }; res.end("{}"); return; }
+  if (req.url === "/__reset") { counts = { http: 0, calls: 0, methods: {}, txs: {}, retried: 0, failed: 0, dropped: 0 }; res.end("{}"); return; }
   const chunks = [];
   req.on("error", () => {});
   res.on("error", () => {});
@@ -170,6 +177,8 @@ interface Counts {
   http: number;
   retried: number;
   failed: number;
+  /** Requests the device closed before the node answered (its timeout), not forwarded further. */
+  dropped: number;
   calls: number;
   methods: Record<string, number>;
   txs: Record<string, number>;
@@ -232,6 +241,7 @@ interface Row {
   /** Requests the proxy resent after a reset, and those that failed twice. */
   proxyRetried?: number;
   proxyFailed?: number;
+  proxyDropped?: number;
 }
 
 const BRIDGES = 2;
@@ -492,6 +502,7 @@ async function runSize(
     row.busyTxs = busy.txs;
     row.proxyRetried = idle.retried + busy.retried;
     row.proxyFailed = idle.failed + busy.failed;
+    row.proxyDropped = (idle.dropped ?? 0) + (busy.dropped ?? 0);
     row.devicesCpu = ((self.user + self.system) / 1e6 / busyS) * 100;
     row.busyHttpPerS = busy.http / busyS;
     row.busyCallsPerS = busy.calls / busyS;
