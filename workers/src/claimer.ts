@@ -84,6 +84,8 @@ export interface Claimer {
   pass(options?: { signal?: AbortSignal }): Promise<ClaimOutcome[]>;
   /** Chain events changed these deployments (or, with "all", possibly any): re-read them next pass. */
   touch(deploymentIds: Iterable<number> | "all"): void;
+  /** Whether this device held a placement of the deployment when it last read it (or claimed one since). */
+  holds(deploymentId: number): boolean;
 }
 
 /** Device events that change whether this device may claim at all: every deployment is re-read. */
@@ -97,11 +99,21 @@ const DEVICE_WIDE = new Set([
   "ParametersChanged",
 ]);
 
+/** Events that only fill a deployment's replicas: they never give another device one to claim. */
+const FILLS = new Set(["PlacementClaimed", "PlacementConfirmed"]);
+
 /**
  * The deployments a batch of chain events touched, for `Claimer.touch`: by the `deploymentId`
  * argument, or by a placement id's upper bits (placement ids are `deploymentId << 32 | n`).
+ * With `holds` given, another device's claim or confirm touches only a deployment this device
+ * holds a placement of (a roll completing elsewhere frees its superseded one): else every claim of
+ * a deployment of R replicas had all N devices read it again, R x N reads per deployment.
  */
-export function deploymentsTouchedBy(events: readonly ChainEvent[], self?: string): Set<number> | "all" {
+export function deploymentsTouchedBy(
+  events: readonly ChainEvent[],
+  self?: string,
+  holds?: (deploymentId: number) => boolean,
+): Set<number> | "all" {
   const ids = new Set<number>();
   for (const e of events) {
     if (DEVICE_WIDE.has(e.event)) {
@@ -113,9 +125,15 @@ export function deploymentsTouchedBy(events: readonly ChainEvent[], self?: strin
       continue;
     }
     const { deploymentId, placementId } = e.args;
-    if (typeof deploymentId === "number") ids.add(deploymentId);
-    else if (typeof placementId === "string" && /^\d+$/.test(placementId))
-      ids.add(decodePlacementId(placementId).deploymentId);
+    const id =
+      typeof deploymentId === "number"
+        ? deploymentId
+        : typeof placementId === "string" && /^\d+$/.test(placementId)
+          ? decodePlacementId(placementId).deploymentId
+          : undefined;
+    if (id === undefined) continue;
+    if (holds && FILLS.has(e.event) && String(e.args.deviceId) !== self && !holds(id)) continue;
+    ids.add(id);
   }
   return ids;
 }
@@ -158,6 +176,8 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
    * timer pass: with N devices that poll was N reads per pass for nothing new.
    */
   let countDue = true;
+  /** Deployments this device holds a placement of, as last read (for `deploymentsTouchedBy`). */
+  const held = new Set<number>();
 
   const score = (device: DeviceView, terms: ReplicaTerms) =>
     fit(
@@ -192,6 +212,7 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
     const excess = live.slice(0, Math.max(0, live.length - d.replicas));
     if (!excess.includes(BigInt(mine))) return;
     const { hash } = await registry.release(mine, { signal });
+    held.delete(d.deploymentId);
     logger.info(
       { deploymentId: d.deploymentId, placementId: mine, tx: hash },
       "released a replica after a scale-down",
@@ -201,6 +222,7 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
   /** Frees this device's placement of a deployment that is stopped or replaced elsewhere. */
   const release = async (placementId: string, why: string, signal?: AbortSignal) => {
     const { hash } = await registry.release(placementId, { signal });
+    held.delete(decodePlacementId(placementId).deploymentId);
     logger.info({ placementId, tx: hash }, `released a placement: ${why}`);
   };
 
@@ -230,6 +252,8 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
       registry.activePlacementOf(d.deploymentId, { signal }),
       wanted ? registry.replicaTerms(d.deploymentId, platform, { signal }) : undefined,
     ]);
+    if (mine === undefined) held.delete(d.deploymentId);
+    else held.add(d.deploymentId);
     if (!d.active) {
       // Stopping superseded every placement; ours is released so the reconciler removes it.
       if (mine !== undefined) await release(mine, `deployment ${d.deploymentId} stopped`, signal);
@@ -288,6 +312,7 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
         { deploymentId, placementId, delayMs: c.delayMs, score: c.score, tx: hash },
         "claimed a replica",
       );
+      held.add(deploymentId);
       return { deploymentId, result: "won", placementId, delayMs: c.delayMs, score: c.score };
     } catch (error) {
       if (!(error instanceof RegistryError && error.errorName && LOST_RACE.has(error.errorName))) throw error;
@@ -311,6 +336,7 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
 
   return {
     touch,
+    holds: (deploymentId) => held.has(deploymentId),
 
     async pass({ signal } = {}) {
       const outcomes: ClaimOutcome[] = [];

@@ -490,7 +490,7 @@ async function runLoops(
   // (or waits for the next pass), never a wrong action.
   const self = String(config.deviceId);
   const onChange = (reason: string, events: readonly ChainEvent[] | "reorg") => {
-    claimer.touch(events === "reorg" ? "all" : deploymentsTouchedBy(events, self));
+    claimer.touch(events === "reorg" ? "all" : deploymentsTouchedBy(events, self, claimer.holds));
     // The reconciler acts on this device's placements only, and every placement and device event
     // names its device: other devices' events would cost a pass of reads each for nothing (its
     // timer pass, reconcileIntervalMs, is the safety net).

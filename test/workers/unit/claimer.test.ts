@@ -401,4 +401,29 @@ describe("claimer: deployments touched by chain events", function () {
     expect(deploymentsTouchedBy([event("DeviceSlashed", { deviceId: 7 })], "7")).to.equal("all");
     expect(deploymentsTouchedBy([event("ParametersChanged", {})], "7")).to.equal("all");
   });
+
+  it("given what it holds, skips other devices' claims and confirms of deployments it holds nothing of", function () {
+    const p = (deploymentId: number, n: number) => placementIdOf(deploymentId, n).toString();
+    const holds = (id: number) => id === 2;
+    const events = [
+      event("PlacementClaimed", { placementId: p(1, 1), deviceId: 8 }), // fills 1: nothing for 7
+      event("PlacementConfirmed", { placementId: p(3, 1), deviceId: 8 }), // fills 3: nothing for 7
+      event("PlacementClaimed", { placementId: p(2, 2), deviceId: 8 }), // 7 holds one of 2 (a roll)
+      event("PlacementConfirmed", { placementId: p(4, 1), deviceId: 7 }), // its own
+      event("PlacementReleased", { placementId: p(5, 1), deviceId: 8 }), // frees a replica of 5
+    ];
+    expect(deploymentsTouchedBy(events, "7", holds)).to.deep.equal(new Set([2, 4, 5]));
+    expect(deploymentsTouchedBy(events, "7")).to.deep.equal(new Set([1, 2, 3, 4, 5]));
+  });
+
+  it("knows the deployments it holds a placement of, from its reads and its claims", async function () {
+    const t = setup();
+    const held = t.registry.add(2, { liveReplicas: 1 });
+    t.registry.mine.set(held, { id: placementIdOf(held, 1).toString(), state: "Running" });
+    const other = t.registry.add(1, { liveReplicas: 1 });
+    const open = t.registry.add(1);
+    await t.pass();
+    expect(t.outcomes.map((o) => o.result)).to.deep.equal(["won"]);
+    expect([held, other, open].map((id) => t.claimer.holds(id))).to.deep.equal([true, false, true]);
+  });
 });
