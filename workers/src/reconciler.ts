@@ -72,6 +72,8 @@ export interface ReconcilerDeps {
 export interface PassResult {
   actions: PlanAction[];
   failed: { placementId: string; error: string }[];
+  /** A pass on the placements last read found work that needs a fresh read: it did nothing. */
+  needsChain?: true;
 }
 
 export interface Reconciler {
@@ -79,7 +81,8 @@ export interface Reconciler {
   markDirty(reason: string): void;
   /**
    * One pass. Throws when reading the desired or actual state failed (nothing was touched).
-   * `readChain: false` takes the placements last read instead of reading them (default true).
+   * `readChain: false` takes the placements last read instead of reading them (default true), and
+   * does nothing (`needsChain`) when they call for more than keeping or restarting in place.
    */
   pass(options?: { signal?: AbortSignal; readChain?: boolean }): Promise<PassResult>;
   /** Passes until the signal aborts; the pass under way when it aborts is finished first. */
@@ -87,6 +90,13 @@ export interface Reconciler {
 }
 
 const PAGE = 32;
+/**
+ * Actions taken only on a fresh read of the chain: what runs (start, stop) and what the chain is
+ * told (complete, report-failure). The placement may have been released, expired or stopped since
+ * the last read. Keeping, waiting and restarting in place need no read: a device whose uplink is
+ * down keeps its replicas running.
+ */
+const NEEDS_FRESH_READ = new Set<PlanAction["type"]>(["start", "stop", "complete", "report-failure"]);
 /** How long a pass that stops a replica waits for its endpoint's withdrawal to be published. */
 const ENDPOINT_DRAIN_MS = 2_000;
 
@@ -342,6 +352,8 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         engineStartedAt,
         now: new Date(now()).toISOString(),
       });
+      if (!readChain && actions.some((a) => NEEDS_FRESH_READ.has(a.type)))
+        return { actions: [], failed: [], needsChain: true };
 
       // Drain first: the replicas this pass stops or recreates leave the endpoints before they stop
       // answering. Only replicas kept as they are answer now: a started or recreated one is reported
@@ -477,7 +489,11 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         }
         try {
           // The pass itself is not aborted by shutdown: finish it, then stop (graceful SIGTERM).
-          await pass({ readChain });
+          const result = await pass({ readChain });
+          if (result.needsChain) {
+            chainDirty = true;
+            dirty = true;
+          }
         } catch (error) {
           if (readChain) chainDirty = true;
           logger.warn(
