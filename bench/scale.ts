@@ -751,6 +751,13 @@ async function main() {
     proxy.on("exit", (code) => reject(new Error(`the counting RPC proxy exited (${code})`)));
   });
   const rows = readRows(args.rowsFrom);
+  // Stopped by a signal, the `finally` below never runs: stop the node and the proxy here too.
+  for (const signal of ["SIGINT", "SIGTERM"] as const)
+    process.once(signal, () => {
+      proxy.kill();
+      node.kill();
+      process.exit(signal === "SIGINT" ? 130 : 143);
+    });
   try {
     await proxyReady;
     const rpc = (method: string, params: unknown[]) =>
