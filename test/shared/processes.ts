@@ -5,6 +5,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
+import { serviceUrls } from "./services";
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -207,12 +208,15 @@ export async function writeWorkerConfig(dir: string, more: Record<string, unknow
 export interface TestWorkerOptions {
   /** The test's directory, with the deployment record (localhost.json) scripts/deploy.ts wrote. */
   dir: string;
-  rpcUrl: string;
+  /** Default: the services' chain RPC (serviceUrls). */
+  rpcUrl?: string;
   mqttUrl: string;
-  kuboUrl: string;
+  /** Default: the services' Kubo API (serviceUrls). */
+  kuboUrl?: string;
   operatorKey: string;
   deviceId: string;
-  dataDir: string;
+  /** Default: `<dir>/worker`. */
+  dataDir?: string;
   /** More variables, or other values (SHOAL_DOCKER_SOCKET, SHOAL_METRICS_PORT...). */
   env?: NodeJS.ProcessEnv;
   args?: string[];
@@ -220,14 +224,15 @@ export interface TestWorkerOptions {
 
 /** A shoal-worker as the integration tests run it, not started yet: polling every 250 ms, logging at debug. */
 export function testWorker(o: TestWorkerOptions): WorkerProcess {
+  const urls = serviceUrls();
   const env = workerEnvironment({
-    rpcUrl: o.rpcUrl,
+    rpcUrl: o.rpcUrl ?? urls.rpcUrl,
     operatorKey: o.operatorKey,
     deviceId: o.deviceId,
     deploymentsFile: path.join(o.dir, "localhost.json"),
     mqttUrl: o.mqttUrl,
-    kuboUrl: o.kuboUrl,
-    dataDir: o.dataDir,
+    kuboUrl: o.kuboUrl ?? urls.kuboUrl,
+    dataDir: o.dataDir ?? path.join(o.dir, "worker"),
     logLevel: "debug",
   });
   return new WorkerProcess({ ...env, SHOAL_POLL_INTERVAL_MS: "250", ...o.env }, o.args);

@@ -129,9 +129,7 @@ describe("election: a few elected bridges publish the chain, the others follow o
     deviceIds.forEach((id, i) => {
       const worker = testWorker({
         dir,
-        rpcUrl: urls.rpcUrl,
         mqttUrl: broker.url,
-        kuboUrl: urls.kuboUrl,
         operatorKey: devWallet(OPERATORS[i]).privateKey,
         deviceId: id,
         dataDir: path.join(dir, `worker-${id}`),

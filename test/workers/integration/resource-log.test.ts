@@ -121,12 +121,9 @@ describe("resource log: hash-chained, persisted, anchored per epoch, verified by
     });
     worker = testWorker({
       dir,
-      rpcUrl: urls.rpcUrl,
       mqttUrl: broker.url,
-      kuboUrl: urls.kuboUrl,
       operatorKey: devWallet(OPERATOR).privateKey,
       deviceId,
-      dataDir: path.join(dir, "worker"),
       args: ["--config", config],
     });
     startWorker();

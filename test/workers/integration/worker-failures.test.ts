@@ -519,9 +519,7 @@ describe("worker failure paths: failure codes, backoff, RPC and Kubo outages, me
     await subscriber.subscribeAsync(`shoal/v1/devices/${evictDevice}/resources`, { qos: 1 });
     const second = testWorker({
       dir,
-      rpcUrl: urls.rpcUrl,
       mqttUrl: urls.mqttUrl,
-      kuboUrl: urls.kuboUrl,
       operatorKey: devWallet(EVICT_OPERATOR).privateKey,
       deviceId: evictDevice,
       dataDir: evictDir,

@@ -58,12 +58,9 @@ describe("worker: SIGTERM publishes the shutdown, keeps the containers, and a re
   const newWorker = () =>
     testWorker({
       dir,
-      rpcUrl: urls.rpcUrl,
       mqttUrl: broker.url,
-      kuboUrl: urls.kuboUrl,
       operatorKey: devWallet(OPERATOR).privateKey,
       deviceId,
-      dataDir: path.join(dir, "worker"),
       args: ["--config", path.join(dir, "worker.json")],
     });
 

@@ -123,12 +123,9 @@ describe("worker: chain -> IPFS -> Docker -> chain, with the MQTT bridge", funct
     const config = await writeWorkerConfig(dir);
     worker = testWorker({
       dir,
-      rpcUrl: urls.rpcUrl,
       mqttUrl: broker.url,
-      kuboUrl: urls.kuboUrl,
       operatorKey: devWallet(OPERATOR).privateKey,
       deviceId,
-      dataDir: path.join(dir, "worker"),
       args: ["--config", config],
     });
     worker.start();
