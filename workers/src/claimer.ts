@@ -84,6 +84,12 @@ export interface Claimer {
   pass(options?: { signal?: AbortSignal }): Promise<ClaimOutcome[]>;
   /** Chain events changed these deployments (or, with "all", possibly any): re-read them next pass. */
   touch(deploymentIds: Iterable<number> | "all"): void;
+  /**
+   * Chain events heard (bridged or read): the deployments they touch (deploymentsTouchedBy) are
+   * read again next pass, except a new deployment, which is read only once this device's claim
+   * tier for it comes, and not at all when the claims heard by then fill it.
+   */
+  hear(events: readonly ChainEvent[]): void;
   /** Whether this device held a placement of the deployment when it last read it (or claimed one since). */
   holds(deploymentId: number): boolean;
 }
@@ -98,6 +104,12 @@ const DEVICE_WIDE = new Set([
   "DeviceExpired",
   "ParametersChanged",
 ]);
+
+/**
+ * A deferred deployment is read this long before its tier's claim time, so the read (three calls)
+ * is done when the claim is due.
+ */
+const READ_LEAD_MS = 1_000;
 
 /** Events that only fill a deployment's replicas: they never give another device one to claim. */
 const FILLS = new Set(["PlacementClaimed", "PlacementConfirmed"]);
@@ -178,6 +190,38 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
   let countDue = true;
   /** Deployments this device holds a placement of, as last read (for `deploymentsTouchedBy`). */
   const held = new Set<number>();
+  /** Deployments that wanted replicas when last read: with `held`, what a resync reads again. */
+  const open = new Set<number>();
+  /**
+   * New deployments heard (a bridged DeploymentCreated) and not yet read: when, how many replicas,
+   * and how many claims of them have been heard since. A device ranked in a later tier reads one
+   * only when its tier comes, and not at all when the earlier tiers' claims filled it: at N
+   * devices and deployments of R replicas, about 4R devices read each one instead of all N.
+   */
+  const announced = new Map<
+    number,
+    { heardAt: number; replicas: number; claimed: number; readAt?: number }
+  >();
+  /** Deployments beyond `known` learnt from their DeploymentCreated: the count read skips them. */
+  const ahead = new Set<number>();
+  /** Whether to read `id` on this pass: "wait" for its tier, "skip" when heard filled. */
+  const gate = (id: number): "read" | "wait" | "skip" => {
+    const a = announced.get(id);
+    if (a === undefined) return "read";
+    if (a.claimed >= a.replicas) {
+      announced.delete(id);
+      return "skip";
+    }
+    if (a.readAt === undefined) {
+      // The rank is O(online): computed once per deployment, not on every pass.
+      const online = deps.online?.() ?? [];
+      if (deps.deviceId === undefined || online.length < 2) return "read";
+      const rank = claimRank(id, deps.deviceId, online);
+      const tier = Math.min(Math.floor(rank / Math.max(1, a.replicas)), ranked.tiers);
+      a.readAt = a.heardAt + tier * ranked.stepMs - READ_LEAD_MS;
+    }
+    return now() >= a.readAt ? "read" : "wait";
+  };
 
   const score = (device: DeviceView, terms: ReplicaTerms) =>
     fit(
@@ -254,6 +298,8 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
     ]);
     if (mine === undefined) held.delete(d.deploymentId);
     else held.add(d.deploymentId);
+    if (wanted) open.add(d.deploymentId);
+    else open.delete(d.deploymentId);
     if (!d.active) {
       // Stopping superseded every placement; ours is released so the reconciler removes it.
       if (mine !== undefined) await release(mine, `deployment ${d.deploymentId} stopped`, signal);
@@ -285,11 +331,13 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
       });
       return CAPACITY.has(result.reason);
     }
+    // A deployment read when its tier came has waited already since it was heard.
+    const waited = now() - (announced.get(d.deploymentId)?.heardAt ?? now());
     out.candidates.push({
       deployment: d,
       superseded,
       score: result.score,
-      delayMs: delayOf(d, result.score),
+      delayMs: Math.max(0, delayOf(d, result.score) - waited),
     });
     return false;
   };
@@ -323,20 +371,52 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
     }
   };
 
+  /**
+   * The pending deployments to read now. New deployments whose tier has not come stay pending;
+   * those whose claims, heard meanwhile, filled them leave (an event that frees a replica brings
+   * them back).
+   */
+  const due = () =>
+    [...pending].filter((id) => {
+      const g = gate(id);
+      if (g === "skip") pending.delete(id);
+      return g === "read";
+    });
+
   const touch = (deploymentIds: Iterable<number> | "all") => {
     if (deploymentIds === "all") {
       countDue = true;
       for (let id = 1; id <= known; id++) if (!finished.has(id)) pending.add(id);
+      for (const id of ahead) pending.add(id);
       return;
     }
     for (const id of deploymentIds)
-      if (id > known) countDue = true;
-      else if (!finished.has(id)) pending.add(id);
+      if (!finished.has(id) && (id <= known || ahead.has(id))) pending.add(id);
+      else if (id > known) countDue = true;
   };
 
   return {
     touch,
     holds: (deploymentId) => held.has(deploymentId),
+    hear(events) {
+      for (const e of events) {
+        const id =
+          e.args.deploymentId ??
+          (typeof e.args.placementId === "string" && /^\d+$/.test(e.args.placementId)
+            ? decodePlacementId(e.args.placementId).deploymentId
+            : undefined);
+        if (typeof id !== "number") continue;
+        if (e.event === "DeploymentCreated" && id > known && !ahead.has(id)) {
+          // Its id is known from the event: no count read needed to find it.
+          ahead.add(id);
+          announced.set(id, { heardAt: now(), replicas: Number(e.args.replicas), claimed: 0 });
+        } else if (e.event === "PlacementClaimed") {
+          const a = announced.get(id);
+          if (a) a.claimed++;
+        }
+      }
+      touch(deploymentsTouchedBy(events, deps.deviceId, (id) => held.has(id)));
+    },
 
     async pass({ signal } = {}) {
       const outcomes: ClaimOutcome[] = [];
@@ -345,11 +425,15 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
         deps.onOutcome?.(outcome);
       };
       if (now() >= resyncAt) {
+        // The safety net for a missed event: new deployments (the count), and those this device
+        // holds or saw wanting replicas. Not every deployment: at N devices that was N reads of
+        // each one every resyncMs; a full deployment of others changes only with an event.
         resyncAt = now() + resyncMs;
-        touch("all");
+        countDue = true;
+        touch([...held, ...open]);
       }
-      // Nothing new and nothing waiting: no read at all (events and the resync bring work).
-      if (!countDue && pending.size === 0) return outcomes;
+      // Nothing new and nothing due: no read at all (events and the resync bring work).
+      if (!countDue && due().length === 0) return outcomes;
       const readCount = countDue;
       countDue = false;
       const [device, count] = await Promise.all([
@@ -359,19 +443,20 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
         countDue ||= readCount;
         throw error;
       });
-      for (; known < count; known++) pending.add(known + 1);
-      if (device.status !== "Active" || pending.size === 0) return outcomes;
-
-      const ids = [...pending].sort((a, b) => a - b);
-      pending.clear();
+      for (; known < count; known++) if (!ahead.delete(known + 1)) pending.add(known + 1);
+      const ids = due().sort((a, b) => a - b);
+      if (device.status !== "Active" || ids.length === 0) return outcomes;
+      for (const id of ids) pending.delete(id);
       const out = {
         candidates: [] as Candidate[],
         excess: [] as { deployment: DeploymentView; mine: string }[],
       };
       try {
         const views = await Promise.all(ids.map((id) => registry.deployment(id, { signal })));
-        for (const d of views)
+        for (const d of views) {
           if (await consider(d, device, out, record, signal)) pending.add(d.deploymentId);
+          announced.delete(d.deploymentId);
+        }
       } catch (error) {
         for (const id of ids) pending.add(id);
         throw error;

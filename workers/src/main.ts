@@ -28,12 +28,13 @@ import { createEthersRegistry } from "./adapters/ethers-registry";
 import { createKuboContentStore } from "./adapters/kubo";
 import { createMqttBus } from "./adapters/mqtt-bus";
 import { createBridge } from "./bridge";
-import { createClaimer, deploymentsTouchedBy } from "./claimer";
+import { createClaimer } from "./claimer";
 import { ConfigError, ENV, loadConfig, type WorkerConfig } from "./config";
 import { createDelivery } from "./delivery";
 import { createImageRetention } from "./image-retention";
 import { createElection } from "./election";
 import { createSeenEvents, eventCoordinates, quietThrough } from "./domain/election";
+import { followedChainFilters } from "./domain/topics";
 import { createKeeper } from "./keeper";
 import { createPeering } from "./peering";
 import { bandFromChain, type ResourceBand } from "./domain/band";
@@ -43,6 +44,7 @@ import { ShoalError } from "./errors";
 import { setBounded } from "./domain/bounded";
 import { loop, onAbort, retry, superviseAll } from "./lib/supervise";
 import { createWorkerMetrics, serveMetrics, type WorkerMetrics } from "./metrics";
+import type { MessageHandler } from "./ports/bus";
 import type { ChainEvent } from "./ports/chain-source";
 import type { ContentStore } from "./ports/content-store";
 import type { DeviceView, EndpointRegistry, KeeperRegistry, Registry } from "./ports/registry";
@@ -490,7 +492,8 @@ async function runLoops(
   // (or waits for the next pass), never a wrong action.
   const self = String(config.deviceId);
   const onChange = (reason: string, events: readonly ChainEvent[] | "reorg") => {
-    claimer.touch(events === "reorg" ? "all" : deploymentsTouchedBy(events, self, claimer.holds));
+    if (events === "reorg") claimer.touch("all");
+    else claimer.hear(events);
     // The reconciler acts on this device's placements only, and every placement and device event
     // names its device: other devices' events would cost a pass of reads each for nothing (its
     // timer pass, reconcileIntervalMs, is the safety net).
@@ -525,32 +528,39 @@ async function runLoops(
   const seen = createSeenEvents();
   /** Highest block of a bridged event heard from an elected bridge: where a successor takes over. */
   let heardThrough = -1;
-  await bus
-    .subscribe("shoal/v1/chain/#", ({ topic, payload, sender }) => {
-      // Only the elected bridges speak for the chain; anyone else's "event" is not even a hint.
-      if (sender !== self && !election.trusts(sender)) {
-        metrics.busMessagesDropped.inc({ reason: "not-a-bridge" });
-        return;
-      }
-      let event: ChainEvent | undefined;
-      try {
-        event = JSON.parse(Buffer.from(payload).toString("utf8")) as ChainEvent;
-      } catch {
-        // not an event of ours; the next pass reads the chain anyway
-      }
-      if (event?.args && typeof event.blockHash === "string" && typeof event.logIndex === "number") {
-        // Copies from several bridges are one event: de-duplicated by its chain coordinates.
-        if (!seen.first(eventCoordinates(event))) return;
-        if (Number.isSafeInteger(event.blockNumber)) heardThrough = Math.max(heardThrough, event.blockNumber);
-        onChange("mqtt", [event]);
-        peering
-          ?.hear(event)
-          .catch((error: unknown) => logger.warn({ err: error }, "peering: could not record a peer event"));
-      } else if (topic.endsWith("/reorg")) onChange("mqtt", "reorg");
-    })
-    .catch((error: unknown) =>
-      logger.warn({ err: error }, "could not subscribe to chain events; relying on the reconcile passes"),
-    );
+  const onBridged: MessageHandler = ({ topic, payload, sender }) => {
+    // Only the elected bridges speak for the chain; anyone else's "event" is not even a hint.
+    if (sender !== self && !election.trusts(sender)) {
+      metrics.busMessagesDropped.inc({ reason: "not-a-bridge" });
+      return;
+    }
+    let event: ChainEvent | undefined;
+    try {
+      event = JSON.parse(Buffer.from(payload).toString("utf8")) as ChainEvent;
+    } catch {
+      // not an event of ours; the next pass reads the chain anyway
+    }
+    if (event?.args && typeof event.blockHash === "string" && typeof event.logIndex === "number") {
+      // Copies from several bridges are one event: de-duplicated by its chain coordinates.
+      if (!seen.first(eventCoordinates(event))) return;
+      if (Number.isSafeInteger(event.blockNumber)) heardThrough = Math.max(heardThrough, event.blockNumber);
+      onChange("mqtt", [event]);
+      peering
+        ?.hear(event)
+        .catch((error: unknown) => logger.warn({ err: error }, "peering: could not record a peer event"));
+    } else if (topic.endsWith("/reorg")) onChange("mqtt", "reorg");
+  };
+  // The events this device acts on, not all of them: heartbeats, most of a fleet's events, stay
+  // with the bridges (domain/topics.ts followedChainFilters).
+  for (const filter of followedChainFilters(conn.chainId))
+    await bus
+      .subscribe(filter, onBridged)
+      .catch((error: unknown) =>
+        logger.warn(
+          { err: error, filter },
+          "could not subscribe to chain events; relying on the reconcile passes",
+        ),
+      );
   // Catch-up after a (re)connect: events sent while this device was away are not replayed (QoS 1,
   // clean session), so every deployment it knows is re-read once on the next claimer pass, and the
   // reconciler re-reads this device's placements: one bounded chain read, not a log replay.

@@ -198,11 +198,12 @@ describe("trust: authenticated broker and signed messages (real Mosquitto, chain
     const topicStatus = `shoal/v1/devices/${b.id}/status`;
     const topicResources = `shoal/v1/devices/${b.id}/resources`;
     const topicPlacement = `shoal/v1/placements/424242/state`;
-    const topicHeartbeat = `shoal/v1/chain/${record.chainId}/DeviceRegistry/DeviceHeartbeat`;
-    await waitFor("a genuine heartbeat bridged by B", async () =>
-      watcher.seen.some((m) => m.topic === topicHeartbeat),
+    // A chain event that workers follow (they leave heartbeats to the bridges' keepers).
+    const topicEvent = `shoal/v1/chain/${record.chainId}/DeviceRegistry/DeviceEnrolled`;
+    await waitFor("a genuine event bridged by B", async () =>
+      watcher.seen.some((m) => m.topic === topicEvent),
     );
-    const genuineHeartbeat = watcher.seen.find((m) => m.topic === topicHeartbeat)!;
+    const genuineEvent = watcher.seen.find((m) => m.topic === topicEvent)!;
     const viewBefore = { ...observer.snapshot().dropped };
     const workerBefore = await workerDrops(metricsPort);
 
@@ -238,8 +239,8 @@ describe("trust: authenticated broker and signed messages (real Mosquitto, chain
       releaseReason: null,
       updated: { timestamp: now },
     });
-    const heartbeat = JSON.stringify({
-      ...JSON.parse(genuineHeartbeat.payload),
+    const forgedEvent = JSON.stringify({
+      ...JSON.parse(genuineEvent.payload),
       sig: undefined,
       id: "forged:1",
     });
@@ -260,8 +261,8 @@ describe("trust: authenticated broker and signed messages (real Mosquitto, chain
       [topicStatus, seal(asA, topicStatus, offline, true), true], // forged: A speaking on B's topic
       [topicResources, seal(stranger, topicResources, decision), false], // forged decision
       [topicPlacement, seal(stranger, topicPlacement, placement, true), true], // forged placement state
-      [topicHeartbeat, seal(stranger, topicHeartbeat, heartbeat), false], // forged chain event
-      [topicHeartbeat, genuineHeartbeat.payload, false], // replay of B's genuine message
+      [topicEvent, seal(stranger, topicEvent, forgedEvent), false], // forged chain event
+      [topicEvent, genuineEvent.payload, false], // replay of B's genuine message
     ];
     for (const [topic, payload, retain] of byAdmin)
       await admin.publishAsync(topic, payload, { qos: 1, retain });
@@ -270,7 +271,7 @@ describe("trust: authenticated broker and signed messages (real Mosquitto, chain
       qos: 1,
       retain: true,
     });
-    await attackerA.publishAsync(topicHeartbeat, seal(asAlongAgo, topicHeartbeat, heartbeat), { qos: 1 }); // stale
+    await attackerA.publishAsync(topicEvent, seal(asAlongAgo, topicEvent, forgedEvent), { qos: 1 }); // stale
 
     const grew = (after: Record<string, number>, before: Record<string, number>, reason: string) =>
       (after[reason] ?? 0) - (before[reason] ?? 0);

@@ -4,7 +4,7 @@
 import { expect } from "chai";
 import pino from "pino";
 import { placementIdOf, RegistryError } from "../../../workers/src";
-import { createClaimer, deploymentsTouchedBy, type ClaimOutcome } from "../../../workers/src";
+import { claimRank, createClaimer, deploymentsTouchedBy, type ClaimOutcome } from "../../../workers/src";
 import type { ChainEvent } from "../../../workers/src";
 import type {
   DeploymentView,
@@ -229,14 +229,20 @@ describe("claimer: what a pass reads, claims and releases", function () {
     expect(t.registry.countReads).to.equal(2);
   });
 
-  it("re-reads every deployment after resyncMs even without events", async function () {
+  it("re-reads, after resyncMs even without events, the count and what it holds or saw wanting", async function () {
     const t = setup({ resyncMs: 60_000 });
-    const a = t.registry.add(1, { liveReplicas: 1 });
+    const full = t.registry.add(1, { liveReplicas: 1 });
+    const held = t.registry.add(2, { liveReplicas: 1 });
+    t.registry.mine.set(held, { id: placementIdOf(held, 1).toString(), state: "Running" });
+    const open = t.registry.add(1, { labels: ["gpu=true"] }); // wants a replica this device cannot take
     await t.pass();
     t.advance(59_000);
     expect(await t.pass()).to.deep.equal([]);
     t.advance(1_000);
-    expect(await t.pass()).to.deep.equal([a]);
+    const countReads = t.registry.countReads;
+    expect(await t.pass(), "a full deployment of others waits for its events").to.deep.equal([held, open]);
+    expect(t.registry.countReads).to.equal(countReads + 1);
+    expect(full).to.equal(1);
   });
 
   it("releases its placement of a stopped deployment once, and never reads it again", async function () {
@@ -425,5 +431,74 @@ describe("claimer: deployments touched by chain events", function () {
     await t.pass();
     expect(t.outcomes.map((o) => o.result)).to.deep.equal(["won"]);
     expect([held, other, open].map((id) => t.claimer.holds(id))).to.deep.equal([true, false, true]);
+  });
+});
+
+describe("claimer: a new deployment is read when this device's claim tier comes", function () {
+  const fleet = Array.from({ length: 50 }, (_, i) => String(i + 1));
+  const created = (deploymentId: number, replicas: number) =>
+    event("DeploymentCreated", { deploymentId, appId: 1, version: 1, replicas, generation: 1 });
+  const claimed = (deploymentId: number, n: number, deviceId: number) =>
+    event("PlacementClaimed", { placementId: placementIdOf(deploymentId, n).toString(), deviceId });
+  /** A device of the 50 in the given tier for deployment 1 of 3 replicas. */
+  const deviceInTier = (tier: number) =>
+    fleet.find((self) => Math.min(Math.floor(claimRank(1, self, fleet) / 3), 4) === tier)!;
+  /** The claimer of device `self` after its start-up pass (which reads the device and the count). */
+  const started = async (self: string) => {
+    const t = setup({ online: () => fleet, deviceId: self, random: () => 0 });
+    await t.pass();
+    t.registry.deviceReads = 0;
+    t.registry.countReads = 0;
+    return t;
+  };
+
+  it("reads nothing before its tier, then reads and claims at the tier's time from when it heard", async function () {
+    const t = await started(deviceInTier(2));
+    const id = t.registry.add(3);
+    t.claimer.hear([created(id, 3)]);
+    expect(await t.pass(), "tier 2 of 4-s steps: nothing at 0 s").to.deep.equal([]);
+    expect([t.registry.deviceReads, t.registry.countReads], "not even the device or the count").to.deep.equal(
+      [0, 0],
+    );
+    t.advance(6_000);
+    expect(await t.pass()).to.deep.equal([]);
+    t.advance(1_000); // 7 s: one second before the tier's 8 s, to have read it by then
+    expect(await t.pass()).to.deep.equal([id]);
+    const won = t.outcomes[0];
+    expect(won.result === "won" && won.delayMs, "8 s from the event, not from the read").to.equal(1_000);
+    expect(t.registry.countReads, "its id came with the event: no count read").to.equal(0);
+  });
+
+  it("never reads it when the claims heard before its tier fill it, and reads it once one is freed", async function () {
+    const t = await started(deviceInTier(3));
+    const id = t.registry.add(3, { liveReplicas: 3 });
+    t.claimer.hear([created(id, 3)]);
+    t.claimer.hear([claimed(id, 1, 90), claimed(id, 2, 91), claimed(id, 3, 92)]);
+    t.advance(20_000);
+    expect(await t.pass()).to.deep.equal([]);
+    expect(t.registry.deviceReads).to.equal(0);
+    t.registry.deployments.get(id)!.liveReplicas = 2;
+    t.claimer.hear([
+      event("PlacementReleased", { placementId: placementIdOf(id, 2).toString(), deviceId: 91 }),
+    ]);
+    expect(await t.pass()).to.deep.equal([id]);
+    expect(t.registry.sent).to.deep.equal([`claim ${id}`]);
+  });
+
+  it("of 50 devices hearing a deployment of 3, only the first tier reads it when its claims are heard", async function () {
+    const readers: string[] = [];
+    for (const self of fleet) {
+      const t = await started(self);
+      const id = t.registry.add(3);
+      t.claimer.hear([created(id, 3)]);
+      await t.pass();
+      // The first tier claims within the block: its claims reach everyone 2 s later.
+      t.advance(2_000);
+      t.claimer.hear([claimed(id, 1, 90), claimed(id, 2, 91), claimed(id, 3, 92)]);
+      t.advance(30_000);
+      await t.pass();
+      if (t.registry.deviceReads > 0) readers.push(self);
+    }
+    expect(readers).to.deep.equal(fleet.filter((self) => claimRank(1, self, fleet) < 3));
   });
 });

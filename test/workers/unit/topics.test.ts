@@ -1,7 +1,7 @@
 // Table-driven tests of the pure MQTT topic mapping, the event ids and payloads, and the
 // desired-state reducer with its reorg rollback.
 import { expect } from "chai";
-import { Interface } from "ethers";
+import { Interface, type EventFragment } from "ethers";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { DeviceRegistry__factory, PlacementRegistry__factory } from "../../../typechain-types";
@@ -18,7 +18,10 @@ import {
 } from "../../../workers/src";
 import {
   TOPIC_TABLE,
+  FOLLOWED_DEVICE_EVENTS,
+  UNFOLLOWED_DEVICE_EVENTS,
   chainEventMessage,
+  followedChainFilters,
   deviceStatusMessage,
   createTopics,
   reorgMessage,
@@ -163,6 +166,31 @@ describe("topics: names", function () {
     });
     expect(topics.parseChainEvent("shoal/v1/chain/5/reorg")).to.equal(null);
     expect(topics.parseChainEvent("shoal/v1/devices/1/status")).to.equal(null);
+  });
+
+  it("a device worker follows deployment, placement and device-membership events, not heartbeats", function () {
+    const followed = followedChainFilters(CHAIN);
+    const heard = (contract: string, name: string) =>
+      followed.some((f) => topicMatches(f, topics.chainEvent(CHAIN, contract, name)));
+    const deviceEvents = DeviceRegistry__factory.createInterface()
+      .fragments.filter((f) => f.type === "event")
+      .map((f) => (f as EventFragment).name);
+    // Every DeviceRegistry event is classified, so a new one cannot be left out unnoticed.
+    expect([...FOLLOWED_DEVICE_EVENTS, ...UNFOLLOWED_DEVICE_EVENTS].sort()).to.deep.equal(
+      [...new Set(deviceEvents)].sort(),
+    );
+    for (const name of deviceEvents)
+      expect(heard("DeviceRegistry", name), name).to.equal(
+        (FOLLOWED_DEVICE_EVENTS as readonly string[]).includes(name),
+      );
+    for (const name of PlacementRegistry__factory.createInterface()
+      .fragments.filter((f) => f.type === "event")
+      .map((f) => (f as EventFragment).name))
+      expect(heard("PlacementRegistry", name), name).to.equal(true);
+    expect(heard("AppRegistry", "DeploymentCreated")).to.equal(true);
+    expect(heard("ShoalToken", "Transfer")).to.equal(false);
+    expect(followed.some((f) => topicMatches(f, topics.chainReorg(CHAIN)))).to.equal(true);
+    expect(heard("DeviceRegistry", "DeviceHeartbeat")).to.equal(false);
   });
 
   const filters: Array<[string, string, boolean]> = [

@@ -68,6 +68,54 @@ export function createTopics(root: string = TOPIC_ROOT) {
 
 export type Topics = ReturnType<typeof createTopics>;
 
+/**
+ * The DeviceRegistry events a device worker follows: those that change who may claim (the
+ * claimer), who signs for a device (the signed bus) and where its peers are (the peer book).
+ */
+export const FOLLOWED_DEVICE_EVENTS = [
+  "DeviceEnrolled",
+  "DeviceOperatorChanged",
+  "DeviceEndpointChanged",
+  "DeviceExitRequested",
+  "DeviceExited",
+  "DeviceSlashed",
+  "ParametersChanged",
+] as const;
+
+/**
+ * The DeviceRegistry events no device worker needs from the broker. DeviceHeartbeat is one per
+ * device per heartbeat interval, most of a resting fleet's events, and only the keepers use it,
+ * which run on the bridges and read the chain: a follower subscribed to it would receive the beats
+ * of all N devices, N x N deliveries fleet-wide. A unit test checks that every event of the
+ * contract's ABI is in one list or the other.
+ */
+export const UNFOLLOWED_DEVICE_EVENTS = [
+  "DeviceHeartbeat",
+  "DeviceStakeIncreased",
+  // governance, which no worker acts on
+  "PlacementRegistrySet",
+  "TreasuryChanged",
+  "Paused",
+  "Unpaused",
+  "RoleAdminChanged",
+  "RoleGranted",
+  "RoleRevoked",
+] as const;
+
+/**
+ * The filters a device worker subscribes to for bridged chain events of chain `chainId`: every
+ * AppRegistry and PlacementRegistry event (deployments, versions, placements), the followed
+ * DeviceRegistry events and the reorg notices. Token transfers and heartbeats are left out.
+ */
+export function followedChainFilters(chainId: number, t: Topics = topics): string[] {
+  return [
+    `${t.root}/chain/${chainId}/AppRegistry/#`,
+    `${t.root}/chain/${chainId}/PlacementRegistry/#`,
+    ...FOLLOWED_DEVICE_EVENTS.map((event) => t.chainEvent(chainId, "DeviceRegistry", event)),
+    t.chainReorg(chainId),
+  ];
+}
+
 /** The topics under the default root. */
 export const topics: Topics = createTopics();
 
