@@ -2,6 +2,7 @@
 // then what only the node can show: an aborted send never reaches it, and an abort while a
 // receipt is awaited rejects at once without breaking the adapter's nonce sequence.
 import { expect } from "chai";
+import { getEventListeners } from "node:events";
 import { JsonRpcProvider, Network } from "ethers";
 import { AppRegistry__factory } from "../../../typechain-types";
 import { createEthersRegistry } from "../../../workers/src";
@@ -125,6 +126,26 @@ describe("ethers registry: aborts as the node sees them", function () {
       );
     } finally {
       await world.provider.send("evm_setAutomine", [true]);
+    }
+  });
+
+  it("puts one listener on a signal however many calls wait on it (no MaxListenersExceededWarning)", async function () {
+    // A claimer pass reads every deployment it considers at once, all on the worker's signal.
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on("warning", onWarning);
+    try {
+      const controller = new AbortController();
+      const reads = Array.from({ length: 30 }, () =>
+        registry.deployment(world.deployment.deploymentId, { signal: controller.signal }),
+      );
+      expect(getEventListeners(controller.signal, "abort"), "while 30 reads wait").to.have.length(1);
+      await Promise.all(reads);
+      expect(getEventListeners(controller.signal, "abort"), "after they settled").to.have.length(0);
+      await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+      expect(warnings.map((w) => w.name)).to.not.include("MaxListenersExceededWarning");
+    } finally {
+      process.off("warning", onWarning);
     }
   });
 });

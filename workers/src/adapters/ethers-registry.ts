@@ -29,6 +29,7 @@ import {
   type TxResult,
 } from "../ports/registry";
 import { setBounded } from "../domain/bounded";
+import { onAbort } from "../lib/supervise";
 
 /** App versions read and kept (immutable; a long-lived worker would otherwise keep every one). */
 const VERSION_CACHE_SIZE = 1_000;
@@ -114,12 +115,11 @@ function abortable<T>(action: string, signal: AbortSignal | undefined, work: () 
   if (!signal) return work();
   if (signal.aborted) return Promise.reject(registryAbortError(action, signal));
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(registryAbortError(action, signal));
-    signal.addEventListener("abort", onAbort, { once: true });
-    // Removed when the work settles: a long-lived signal must not collect one listener per call.
-    work()
-      .then(resolve, reject)
-      .finally(() => signal.removeEventListener("abort", onAbort));
+    // One listener on the signal however many calls wait on it (a claimer pass reads every
+    // deployment it considers at once: 30 of them put 30 listeners on the worker's signal and
+    // Node warned of a leak), removed when the work settles: see lib/supervise.ts.
+    const off = onAbort(signal, () => reject(registryAbortError(action, signal)));
+    work().then(resolve, reject).finally(off);
   });
 }
 
