@@ -96,6 +96,10 @@ export function createElection(deps: ElectionDeps): Election {
         },
         { qos: 1, signal },
       );
+      // The view settles on a connected bus: the retained presences come right behind the
+      // SUBACK, which a bus still waiting for its CONNACK has not had (on a starved machine 228
+      // of 300 hollow devices saw no presence that way and each elected itself a bridge).
+      await bus.ready({ signal }).catch(() => undefined);
       await sleep(deps.settleMs ?? 2_000, signal);
       settled = true;
       recompute();

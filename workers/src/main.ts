@@ -40,9 +40,9 @@ import { createPeering } from "./peering";
 import { bandFromChain, type ResourceBand } from "./domain/band";
 import { parseDeploymentRecord, type DeploymentRecord } from "./domain/deployment-record";
 import type { Platform } from "./domain/manifest";
-import { ShoalError } from "./errors";
+import { isRetryable, ShoalError } from "./errors";
 import { setBounded } from "./domain/bounded";
-import { loop, onAbort, retry, superviseAll } from "./lib/supervise";
+import { backoffDelay, loop, onAbort, retry, sleep, superviseAll } from "./lib/supervise";
 import { createWorkerMetrics, serveMetrics, type WorkerMetrics } from "./metrics";
 import type { MessageHandler } from "./ports/bus";
 import type { ChainEvent } from "./ports/chain-source";
@@ -578,6 +578,7 @@ async function runLoops(
    */
   const bridgeRole = async () => {
     await election.start({ signal });
+    let failures = 0;
     while (!signal.aborted) {
       await election.until(true, signal);
       if (signal.aborted) break;
@@ -609,6 +610,16 @@ async function runLoops(
           ),
           keeper?.run({ signal: role.signal }),
         ]);
+        failures = 0;
+      } catch (error) {
+        // A chain RPC that times out while the role opens (the keeper's rewind reads the chain
+        // id) is no reason to end the worker: the role starts again after a backoff, as the
+        // chain source's own polls do. Anything else is fatal.
+        if (signal.aborted || !isRetryable(error)) throw error;
+        failures++;
+        const delayMs = backoffDelay(failures, { initialMs: 1_000, maxMs: 30_000, jitter: 0.5 });
+        logger.warn({ err: error, failures, retryInMs: delayMs }, "bridge role failed; retrying");
+        await sleep(delayMs, signal);
       } finally {
         offDemoted();
         offStop();
