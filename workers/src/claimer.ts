@@ -90,6 +90,8 @@ export interface Claimer {
    * tier for it comes, and not at all when the claims heard by then fill it.
    */
   hear(events: readonly ChainEvent[]): void;
+  /** Milliseconds until a deployment waiting for this device's tier is due, if one waits. */
+  nextReadInMs(): number | undefined;
   /** Whether this device held a placement of the deployment when it last read it (or claimed one since). */
   holds(deploymentId: number): boolean;
 }
@@ -398,6 +400,14 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
   return {
     touch,
     holds: (deploymentId) => held.has(deploymentId),
+    nextReadInMs() {
+      let next: number | undefined;
+      for (const id of pending) {
+        const readAt = announced.get(id)?.readAt;
+        if (readAt !== undefined && (next === undefined || readAt < next)) next = readAt;
+      }
+      return next === undefined ? undefined : Math.max(0, next - now());
+    },
     hear(events) {
       for (const e of events) {
         const id =

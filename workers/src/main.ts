@@ -477,13 +477,20 @@ async function runLoops(
     },
     { intervalMs: heartbeatS * 1000, signal, policy: "always", onError },
   );
+  // A deployment waiting for this device's claim tier is read when the tier comes, not on the
+  // next timer pass (reconcileIntervalMs, 5 s by default, would make each tier late).
+  let tierTimer: NodeJS.Timeout | undefined;
   const claims = config.claim.enabled
-    ? loop("claimer", async () => void (await claimer.pass({ signal })), {
-        intervalMs: config.reconcileIntervalMs,
-        signal,
-        policy: "always",
-        onError,
-      })
+    ? loop(
+        "claimer",
+        async () => {
+          await claimer.pass({ signal });
+          clearTimeout(tierTimer);
+          const inMs = claimer.nextReadInMs();
+          if (inMs !== undefined) tierTimer = setTimeout(() => claims?.poke(), inMs).unref();
+        },
+        { intervalMs: config.reconcileIntervalMs, signal, policy: "always", onError },
+      )
     : undefined;
 
   // New chain logs (this worker's source, while it bridges) and events bridged by the elected

@@ -460,6 +460,7 @@ describe("claimer: a new deployment is read when this device's claim tier comes"
     expect([t.registry.deviceReads, t.registry.countReads], "not even the device or the count").to.deep.equal(
       [0, 0],
     );
+    expect(t.claimer.nextReadInMs(), "the worker wakes the claimer then").to.equal(7_000);
     t.advance(6_000);
     expect(await t.pass()).to.deep.equal([]);
     t.advance(1_000); // 7 s: one second before the tier's 8 s, to have read it by then
