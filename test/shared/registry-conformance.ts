@@ -144,13 +144,25 @@ export function registryConformance(name: string, makeFixture: () => Promise<Reg
       expect(await registry.activePlacementOf(fixture.deployment.deploymentId)).to.equal(undefined);
     });
 
-    it("records a heartbeat in a new block", async function () {
+    it("sends a heartbeat that reaches the chain; the next beat finds it mined", async function () {
       const before = await registry.device();
-      const result = await registry.heartbeat();
-      expect(result.blockNumber).to.equal(await registry.blockNumber());
-      const after = await registry.device();
-      expect(after.lastHeartbeat).to.be.at.least(before.lastHeartbeat);
-      expect(after.lastHeartbeat).to.be.greaterThan(0);
+      const first = await registry.heartbeat();
+      expect(first.hash).to.match(/^0x[0-9a-f]{64}$/);
+      expect(first.sent).to.equal("new");
+      // The beat returns once the node accepted it: wait (bounded) for the block that records it.
+      let after = await registry.device();
+      for (let i = 0; i < 100 && after.lastHeartbeat <= before.lastHeartbeat; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        after = await registry.device();
+      }
+      expect(after.lastHeartbeat, "the device's last heartbeat moved").to.be.greaterThan(
+        before.lastHeartbeat,
+      );
+      const second = await registry.heartbeat();
+      expect(second.sent).to.equal("new");
+      expect(second.hash).to.not.equal(first.hash);
+      expect(second.previousBlock).to.be.a("number");
+      expect(second.previousBlock).to.be.at.most(await registry.blockNumber());
     });
 
     it("refuses what the contracts refuse with a final (non-retryable) error, changing nothing", async function () {

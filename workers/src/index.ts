@@ -69,6 +69,7 @@ import type * as DockerImagesModule from "./adapters/docker-images";
 import type * as DockerRuntimeModule from "./adapters/docker-runtime";
 import type * as EthersChainSourceModule from "./adapters/ethers-chain-source";
 import type * as EthersRegistryModule from "./adapters/ethers-registry";
+import type * as EthersHeartbeatModule from "./adapters/ethers-heartbeat";
 import type * as HostMetricsModule from "./adapters/host-metrics";
 import type * as KuboModule from "./adapters/kubo";
 import type * as MqttBusModule from "./adapters/mqtt-bus";
@@ -130,6 +131,7 @@ const load = {
   dockerRuntime: once(() => require("./adapters/docker-runtime") as typeof DockerRuntimeModule),
   ethersChainSource: once(() => require("./adapters/ethers-chain-source") as typeof EthersChainSourceModule),
   ethersRegistry: once(() => require("./adapters/ethers-registry") as typeof EthersRegistryModule),
+  ethersHeartbeat: once(() => require("./adapters/ethers-heartbeat") as typeof EthersHeartbeatModule),
   hostMetrics: once(() => require("./adapters/host-metrics") as typeof HostMetricsModule),
   kubo: once(() => require("./adapters/kubo") as typeof KuboModule),
   mqttBus: once(() => require("./adapters/mqtt-bus") as typeof MqttBusModule),
@@ -256,6 +258,8 @@ export declare const REGISTRY_CONTRACTS: typeof EthersChainSourceModule.REGISTRY
 lazyValue("REGISTRY_CONTRACTS", () => load.ethersChainSource().REGISTRY_CONTRACTS);
 export const translateChainError: typeof EthersRegistryModule.translateChainError = (...args) =>
   load.ethersRegistry().translateChainError(...args);
+export const isUnderpriced: typeof EthersHeartbeatModule.isUnderpriced = (...args) =>
+  load.ethersHeartbeat().isUnderpriced(...args);
 export const createEthersRegistry: typeof EthersRegistryModule.createEthersRegistry = (...args) =>
   load.ethersRegistry().createEthersRegistry(...args);
 export const parseHostCounters: typeof HostMetricsModule.parseHostCounters = (...args) =>

@@ -471,9 +471,14 @@ async function runLoops(
   const heartbeat = loop(
     "heartbeat",
     async () => {
-      const { hash } = await registry.heartbeat();
+      // Returns once the node accepted the beat; a beat mined reverted is thrown by the next one.
+      const beat = await registry.heartbeat({ signal });
+      if (beat.sent === "pending") {
+        logger.debug({ tx: beat.hash }, "heartbeat: the previous beat is not mined yet; nothing sent");
+        return;
+      }
       metrics.chainTransactions.inc({ method: "heartbeat", result: "ok" });
-      logger.debug({ tx: hash }, "heartbeat");
+      logger.debug({ tx: beat.hash, sent: beat.sent, previousBlock: beat.previousBlock }, "heartbeat");
     },
     { intervalMs: heartbeatS * 1000, signal, policy: "always", onError },
   );

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { Interface } from "ethers";
 import { PlacementRegistry__factory } from "../../../typechain-types";
-import { translateChainError } from "../../../workers/src";
+import { isUnderpriced, translateChainError } from "../../../workers/src";
 
 const exhausted = new Interface(PlacementRegistry__factory.abi).encodeErrorResult(
   "PlacementRegistryReplicasExhausted",
@@ -47,4 +47,40 @@ describe("translateChainError: reverts decoded by name wherever the node puts th
     expect(translated.retryable).to.equal(true);
     expect(translated.shortMessage).to.equal("claiming deployment 1: socket hang up");
   });
+});
+
+describe("isUnderpriced: a node refusing a heartbeat for its price (the beat then reads fees anew)", function () {
+  const nodeError = (message: string, code = "UNKNOWN_ERROR") =>
+    Object.assign(new Error(`could not coalesce error (error={ "code": -32000, "message": "${message}" })`), {
+      code,
+    });
+  const cases: Array<[string, Error, boolean]> = [
+    [
+      "Hardhat, automine",
+      nodeError(
+        "Transaction maxFeePerGas (1) is too low for the next block, which has a baseFeePerGas of 150610",
+      ),
+      true,
+    ],
+    ["geth, below the pool's minimum", nodeError("transaction underpriced"), true],
+    [
+      "geth, a replacement (ethers' code)",
+      nodeError("replacement fee too low", "REPLACEMENT_UNDERPRICED"),
+      true,
+    ],
+    [
+      "geth, fee cap below the base fee",
+      nodeError("max fee per gas less than block base fee: address 0x1"),
+      true,
+    ],
+    ["Nethermind", nodeError("FeeTooLow, MaxFeePerGas too low"), true],
+    ["a used nonce", nodeError("nonce has already been used", "NONCE_EXPIRED"), false],
+    ["no funds for the gas", nodeError("insufficient funds for gas * price + value"), false],
+    ["a revert", nodeError("VM Exception while processing transaction: reverted with custom error"), false],
+    ["the network", Object.assign(new Error("socket hang up"), { code: "NETWORK_ERROR" }), false],
+  ];
+  for (const [name, error, expected] of cases)
+    it(`${name}: ${expected ? "underpriced" : "not underpriced"}`, function () {
+      expect(isUnderpriced(error)).to.equal(expected);
+    });
 });

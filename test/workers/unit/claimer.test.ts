@@ -115,7 +115,7 @@ class FakeRegistry implements Registry {
   version = async () => {
     throw new Error("not used by the claimer");
   };
-  heartbeat = async () => ({ hash: "0x", gasUsed: 0n, blockNumber: 1 });
+  heartbeat = async () => ({ hash: "0x", sent: "new" as const });
   claim = async (id: number) => {
     this.sent.push(`claim ${id}`);
     const revert = this.claimReverts.get(id);

@@ -30,12 +30,14 @@ import {
 } from "../ports/registry";
 import { setBounded } from "../domain/bounded";
 import { onAbort } from "../lib/supervise";
+import { createHeartbeat, type HeartbeatOptions } from "./ethers-heartbeat";
 
 /** App versions read and kept (immutable; a long-lived worker would otherwise keep every one). */
 const VERSION_CACHE_SIZE = 1_000;
 
 // The port's error (workers/src/ports/registry.ts), re-exported for this adapter's users.
 export { RegistryError };
+export type { HeartbeatOptions } from "./ethers-heartbeat";
 
 /**
  * Every custom error of the three registries. ethers names a revert only when the called contract's
@@ -125,6 +127,8 @@ function abortable<T>(action: string, signal: AbortSignal | undefined, work: () 
 
 export interface EthersRegistryOptions {
   provider: JsonRpcProvider;
+  /** How heartbeats reuse fees and when they replace a stuck one (./ethers-heartbeat.ts). */
+  heartbeat?: HeartbeatOptions;
   /** Addresses of the registries, from deployments/<network>.json (scripts/deploy.ts). */
   contracts: Record<"AppRegistry" | "DeviceRegistry" | "PlacementRegistry", { address: string }>;
   operatorKey: string;
@@ -150,6 +154,7 @@ export function createEthersRegistry({
   contracts,
   operatorKey,
   deviceId,
+  heartbeat: heartbeatOptions,
 }: EthersRegistryOptions): Registry & KeeperRegistry & EndpointRegistry {
   // One nonce sequence per worker: heartbeats, claims, confirms and keeper calls may overlap.
   const wallet = new Wallet(operatorKey, provider);
@@ -197,23 +202,45 @@ export function createEthersRegistry({
    * The same call replayed on the state after that block names the reason; when the replay passes
    * (the state moved on since) the error says only that it reverted.
    */
-  const minedRevert = async (
+  const minedRevert = (
     action: string,
     sent: { to: string | null; data: string },
     error: CallExceptionError,
+  ): Promise<RegistryError> =>
+    nameMinedRevert(action, sent, error.receipt!.blockNumber, error.receipt!.hash, error);
+  const nameMinedRevert = async (
+    action: string,
+    sent: { to: string | null; data: string },
+    block: number,
+    hash: string,
+    cause?: unknown,
   ): Promise<RegistryError> => {
-    const block = error.receipt!.blockNumber;
     try {
       await provider.call({ from: wallet.address, to: sent.to, data: sent.data, blockTag: block });
     } catch (replayed) {
       const named = translateChainError(action, replayed);
       if (named.errorName) return named;
     }
-    return new RegistryError(`${action}: reverted in block ${block} (${error.receipt!.hash})`, {
-      cause: error,
+    return new RegistryError(`${action}: reverted in block ${block} (${hash})`, {
+      cause,
       retryable: false,
     });
   };
+  const heartbeatCall = {
+    to: contracts.DeviceRegistry.address,
+    data: devices.interface.encodeFunctionData("heartbeat", [deviceId]),
+  };
+  const beat = createHeartbeat({
+    provider,
+    wallet,
+    nonces: signer,
+    ...heartbeatCall,
+    action: `heartbeat of device ${deviceId}`,
+    translate: translateChainError,
+    nameMinedRevert: (action, block, hash) => nameMinedRevert(action, heartbeatCall, block, hash),
+    abortError: registryAbortError,
+    options: heartbeatOptions,
+  });
   const txResult = (r: TransactionReceipt): TxResult => ({
     hash: r.hash,
     gasUsed: r.gasUsed,
@@ -393,10 +420,8 @@ export function createEthersRegistry({
         ),
       ),
 
-    heartbeat: async (options) =>
-      txResult(
-        await send(`heartbeat of device ${deviceId}`, () => devices.heartbeat(deviceId), options?.signal),
-      ),
+    heartbeat: (options) =>
+      abortable(`heartbeat of device ${deviceId}`, options?.signal, () => beat(options?.signal)),
 
     claim: async (deploymentId, options) => {
       const receipt = await send(

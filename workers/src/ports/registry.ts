@@ -73,6 +73,23 @@ export interface TxResult {
   blockNumber: number;
 }
 
+/**
+ * A heartbeat as the node accepted it: it is mined later, and the next beat reads its receipt
+ * (a beat mined reverted is thrown, named, from the beat after it).
+ */
+export interface HeartbeatResult {
+  /** The transaction that carries this beat. */
+  hash: string;
+  /**
+   * "new": a transaction of its own; "replaced": it replaced the previous beat, unmined for too
+   * long (same nonce, fresh fees); "pending": nothing was sent, the previous beat (`hash`) is not
+   * mined yet and will record the device's liveness when it is.
+   */
+  sent: "new" | "replaced" | "pending";
+  /** The block of the previous beat when this beat found it mined; undefined for the first beat. */
+  previousBlock?: number;
+}
+
 export interface Registry {
   readonly deviceId: number;
   blockNumber(options?: { signal?: AbortSignal }): Promise<number>;
@@ -89,7 +106,12 @@ export interface Registry {
   /** Every placement of a deployment, oldest first (its history included). */
   placementsOfDeployment(deploymentId: number, options?: ReadOptions): Promise<PlacementView[]>;
   version(appId: number, version: number, platform: string, options?: ReadOptions): Promise<VersionView>;
-  heartbeat(options?: { signal?: AbortSignal }): Promise<TxResult>;
+  /**
+   * Sends the device's heartbeat and returns once the node accepted it, without waiting for it to
+   * be mined; first reads the previous beat's receipt and throws a RegistryError naming the
+   * contract's error when that beat was mined reverted.
+   */
+  heartbeat(options?: { signal?: AbortSignal }): Promise<HeartbeatResult>;
   claim(
     deploymentId: number,
     options?: { signal?: AbortSignal },
