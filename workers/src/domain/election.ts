@@ -1,11 +1,12 @@
 /**
  * Bridge election, pure: which devices read the chain and publish its events to MQTT. Every
  * worker computes the same answer from the same input, the retained presence messages
- * (`shoal/v1/devices/<id>/status`) it has verified, so no vote and no leader lease are needed.
- * Only the presences that can decide the election are verified against the chain
- * (presencesToConfirm), not the whole fleet's:
+ * (`shoal/v1/devices/<id>/status`) it has verified, so no vote and no leader lease are needed:
  *
  *   bridges = the `count` lowest device ids among the devices that are online and bridge-capable.
+ *
+ * Only the presences that can decide it are verified against the chain (presencesToConfirm), not
+ * the whole fleet's.
  *
  * Lowest ids, not rendezvous hashing: the set moves only when one of its members goes offline or
  * a lower id comes online, and a reader of the broker can tell the bridges by eye. Hashing would
