@@ -63,6 +63,18 @@ export function busConformance(name: string, makeFixture: () => Promise<BusFixtu
       expect(got[0].payload).to.be.instanceOf(Uint8Array);
     });
 
+    it("delivers on a deferred subscription too: a confirm it gives believes its own publisher's messages", async function () {
+      const [publisher, subscriber] = await Promise.all([connect(), connect()]);
+      const got: BusMessage[] = [];
+      await subscriber.subscribe(`${root}/deferred/+`, (m) => got.push(m), { verify: "deferred" });
+      await publisher.publish(`${root}/deferred/a`, '{"x":1}');
+      await waitFor("the message", async () => got.length >= 1, 10_000, 20);
+      expect(got.map((m) => [m.topic, text(m)])).to.deep.equal([[`${root}/deferred/a`, '{"x":1}']]);
+      // A bus that verifies nothing gives no confirm; one that does must confirm a genuine message.
+      if (got[0].confirm !== undefined) expect(await got[0].confirm()).to.equal(true);
+      else expect(got[0].confirmed).to.equal(undefined);
+    });
+
     it("matches + and # filters as MQTT does", async function () {
       const [publisher, subscriber] = await Promise.all([connect(), connect()]);
       const plus = await collect(subscriber, `${root}/match/+/status`);

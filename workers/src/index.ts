@@ -50,6 +50,7 @@ export * from "./lib/supervise";
 // and constants getters, both typed as the real thing.
 import type * as BridgeModule from "./bridge";
 import type * as ClaimerModule from "./claimer";
+import type * as ElectionModule from "./election";
 import type * as ConfigModule from "./config";
 import type * as DeliveryModule from "./delivery";
 import type * as ImageRetentionModule from "./image-retention";
@@ -79,6 +80,7 @@ import type * as MemoryContentStoreModule from "./adapters/memory-content-store"
 import type * as HollowModule from "./hollow";
 export type * from "./bridge";
 export type * from "./claimer";
+export type * from "./election";
 export type * from "./config";
 export type * from "./delivery";
 export type * from "./image-retention";
@@ -114,6 +116,7 @@ const once = <M>(load: () => M) => {
 const load = {
   bridge: once(() => require("./bridge") as typeof BridgeModule),
   claimer: once(() => require("./claimer") as typeof ClaimerModule),
+  election: once(() => require("./election") as typeof ElectionModule),
   config: once(() => require("./config") as typeof ConfigModule),
   delivery: once(() => require("./delivery") as typeof DeliveryModule),
   imageRetention: once(() => require("./image-retention") as typeof ImageRetentionModule),
@@ -169,6 +172,8 @@ export const deploymentsTouchedBy: typeof ClaimerModule.deploymentsTouchedBy = (
   load.claimer().deploymentsTouchedBy(...args);
 export const createClaimer: typeof ClaimerModule.createClaimer = (...args) =>
   load.claimer().createClaimer(...args);
+export const createElection: typeof ElectionModule.createElection = (...args) =>
+  load.election().createElection(...args);
 export const loadConfig: typeof ConfigModule.loadConfig = (...args) => load.config().loadConfig(...args);
 export declare const ConfigError: typeof ConfigModule.ConfigError;
 export type ConfigError = ConfigModule.ConfigError;

@@ -16,6 +16,10 @@
  * bridged event says the device's operator or status changed), the device may speak on that topic,
  * and it is neither replayed nor stale. Everything else is dropped and counted by
  * reason. Verification runs in arrival order, one message at a time.
+ *
+ * A subscription with `verify: "deferred"` (the bridge election's presences) gets every message
+ * that passes the checks needing no chain read, with `confirmed` and a `confirm()` that reads the
+ * sender's operator only when the consumer asks (ports/bus.ts); its senders are not prefetched.
  */
 import { createHash } from "node:crypto";
 import { JsonRpcProvider, Wallet, getBytes, keccak256, verifyMessage } from "ethers";
@@ -32,7 +36,7 @@ import {
   type EnvelopeCrypto,
   type SenderView,
 } from "./domain/envelope";
-import { createMessageVerifier, type Check } from "./domain/message-verifier";
+import { createMessageVerifier, type Check, type Pending } from "./domain/message-verifier";
 import { DEVICE_STATUSES } from "./domain/chain-enums";
 import { setBounded } from "./domain/bounded";
 import type { Bus, BusMessage, PublishOptions } from "./ports/bus";
@@ -112,6 +116,11 @@ export type VerifyResult = Check;
 export interface Verifier {
   /** Verifies one received message; empty payloads (cleared retained topics) pass unjudged. */
   verify(topic: string, payload: Uint8Array | string): Promise<VerifyResult>;
+  /**
+   * The checks of `verify` that need no chain read, and a `confirm` for the rest (see
+   * MessageVerifier.check); empty payloads pass unjudged and confirmed.
+   */
+  check(topic: string, payload: Uint8Array | string): Promise<Pending>;
   /** Drops the cached view of a device (its operator or status changed). */
   forget(deviceId: string): void;
   /** Starts reading the sender of a received message now (see MessageVerifier.prefetch). */
@@ -154,6 +163,9 @@ const recover = (root: string, signature: string): string => {
   return signer;
 };
 
+/** A cleared retained topic: it asserts nothing, so it is not judged. */
+const cleared: Check = { ok: true, payload: "", envelope: undefined as never, signer: "" };
+
 export function createVerifier(options: VerifierOptions): Verifier {
   const dropped: Record<string, number> = {};
   const decoder = new TextDecoder();
@@ -181,8 +193,13 @@ export function createVerifier(options: VerifierOptions): Verifier {
     },
     async verify(topic, raw) {
       const text = typeof raw === "string" ? raw : decoder.decode(raw);
-      if (text === "") return { ok: true, payload: "", envelope: undefined as never, signer: "" };
+      if (text === "") return cleared;
       return pipeline.verify(topic, text);
+    },
+    async check(topic, raw) {
+      const text = typeof raw === "string" ? raw : decoder.decode(raw);
+      if (text === "") return { ...cleared, confirmed: true, confirm: () => Promise.resolve(cleared) };
+      return pipeline.check(topic, text);
     },
   };
 }
@@ -261,12 +278,26 @@ export function createSignedBus(deps: SignedBusDeps): Bus {
     },
     subscribe(filter, handler, options) {
       let tail = Promise.resolve();
+      const deferred = options?.verify === "deferred";
       return bus.subscribe(
         filter,
         (message: BusMessage) => {
-          verifier.prefetch?.(message.payload);
+          // A deferred subscription reads no sender it is not asked to confirm.
+          if (!deferred) verifier.prefetch?.(message.payload);
           tail = tail
             .then(async () => {
+              if (deferred) {
+                const pending = await verifier.check(message.topic, message.payload);
+                if (!pending.ok) return;
+                handler({
+                  ...message,
+                  payload: new TextEncoder().encode(pending.payload),
+                  sender: pending.payload === "" ? undefined : pending.envelope.d,
+                  confirmed: pending.confirmed,
+                  confirm: () => pending.confirm().then((c) => c.ok),
+                });
+                return;
+              }
               const result = await verifier.verify(message.topic, message.payload);
               if (!result.ok) return;
               const sender = result.payload === "" ? undefined : result.envelope.d;

@@ -9,6 +9,7 @@ import {
   electBridges,
   SEEN_EVENTS,
   eventCoordinates,
+  presencesToConfirm,
   quietThrough,
   sameBridges,
   type PresenceView,
@@ -154,6 +155,60 @@ describe("election: presence messages", function () {
     expect(sameBridges(["1", "2"], ["1", "3"])).to.equal(false);
     expect(sameBridges(["1"], ["1", "2"])).to.equal(false);
   });
+});
+
+describe("election: which presences are confirmed (deferred verification)", function () {
+  const cases: Array<{
+    name: string;
+    all: PresenceView;
+    confirmed: PresenceView;
+    current: string[];
+    count: number;
+    expected: string[];
+  }> = [
+    {
+      name: "at a cold start: only the lowest ids of every presence heard",
+      all: view([...Array.from({ length: 200 }, (_, i): [string, boolean] => [String(i + 1), true])]),
+      confirmed: view([["500", true]]),
+      current: [],
+      count: 2,
+      expected: ["1", "2", "500"],
+    },
+    {
+      name: "an unconfirmed offline of a current bridge: the bridge and its successor",
+      all: view([
+        ["1", false],
+        ["2", true],
+        ["3", true],
+        ["4", true],
+      ]),
+      confirmed: view([
+        ["1", true],
+        ["2", true],
+      ]),
+      current: ["1", "2"],
+      count: 2,
+      expected: ["2", "3", "1"],
+    },
+    {
+      name: "a device the confirmed view would elect though its latest presence says offline",
+      all: view([
+        ["5", false],
+        ["6", true],
+      ]),
+      confirmed: view([
+        ["5", true],
+        ["6", true],
+      ]),
+      current: [],
+      count: 1,
+      expected: ["6", "5"],
+    },
+  ];
+  for (const c of cases)
+    it(c.name, function () {
+      expect([...presencesToConfirm(c.all, c.confirmed, c.current, c.count)]).to.deep.equal(c.expected);
+    });
 });
 
 describe("election: takeover and copies", function () {

@@ -5,6 +5,9 @@
  *
  *   bridges = the `count` lowest device ids among the devices that are online and bridge-capable.
  *
+ * Only the presences that can decide it are verified against the chain (presencesToConfirm), not
+ * the whole fleet's.
+ *
  * Lowest ids, not rendezvous hashing: the set moves only when one of its members goes offline or
  * a lower id comes online, and a reader of the broker can tell the bridges by eye. Hashing would
  * spread the role over the fleet, which matters for load only when the count is large; it is 1-5.
@@ -42,27 +45,52 @@ export function electBridges(view: PresenceView, count: number): string[] {
 }
 
 /**
+ * What one presence message says: the device's entry, `null` when the retained status was cleared
+ * (`payload` "": the device is gone), or undefined when the message is not a presence (ignored).
+ */
+export function parsePresence(payload: string): PresenceEntry | null | undefined {
+  if (payload === "") return null;
+  let parsed: { status?: unknown; bridge?: unknown };
+  try {
+    parsed = JSON.parse(payload) as typeof parsed;
+  } catch {
+    return undefined;
+  }
+  if (parsed.status !== "online" && parsed.status !== "offline") return undefined;
+  return { online: parsed.status === "online", bridge: parsed.bridge !== false };
+}
+
+/**
  * The view after one presence message: `payload` is the status JSON, or "" when the retained
  * status was cleared (the device is gone). Returns the same view when nothing changed.
  */
 export function applyPresence(view: PresenceView, deviceId: string, payload: string): PresenceView {
-  let next: PresenceEntry | undefined;
-  if (payload !== "") {
-    let parsed: { status?: unknown; bridge?: unknown };
-    try {
-      parsed = JSON.parse(payload) as typeof parsed;
-    } catch {
-      return view;
-    }
-    if (parsed.status !== "online" && parsed.status !== "offline") return view;
-    next = { online: parsed.status === "online", bridge: parsed.bridge !== false };
-  }
+  const next = parsePresence(payload);
+  if (next === undefined) return view;
   const old = view.get(deviceId);
   if (old?.online === next?.online && old?.bridge === next?.bridge) return view;
   const out = new Map(view);
-  if (next === undefined) out.delete(deviceId);
+  if (next === null) out.delete(deviceId);
   else out.set(deviceId, next);
   return out;
+}
+
+/**
+ * The devices whose unconfirmed presences must be confirmed before the election may change
+ * (deferred verification, docs/worker.md "Bridge election"): those the view of every presence
+ * heard would elect, those the confirmed view would elect, and the current bridges. Every other
+ * device's presence cannot change the outcome: once none of these has an unconfirmed presence,
+ * both views elect the same devices (each of them reads the same in both views, and every device
+ * that reads differently is in neither election). A failed confirmation removes a presence from
+ * the view of all, so the next candidate joins this set, and so on.
+ */
+export function presencesToConfirm(
+  all: PresenceView,
+  confirmed: PresenceView,
+  current: readonly string[],
+  count: number,
+): Set<string> {
+  return new Set([...electBridges(all, count), ...electBridges(confirmed, count), ...current]);
 }
 
 /** Whether two elections name the same devices (order included: both are sorted). */

@@ -8,6 +8,15 @@
  * What differs between the two is a parameter: how the very message already believed on a topic,
  * delivered again, is answered (`redelivery`), and what a drop or a believed message is counted
  * against (`onDrop`, `onVerified`).
+ *
+ * Deferred verification (`check`, issue 17): every step that needs no chain read runs at once (the
+ * envelope, the proof, the signer, topic ownership, age, replay against the last *confirmed*
+ * sequence number) and the message is handed on unconfirmed with a `confirm` that reads the
+ * sender's operator and applies the rest of `judge` later, only if the consumer needs it. A
+ * sequence number is recorded for a sender only once a message is confirmed, so a forged message
+ * with a high number cannot make the device's genuine later messages look replayed. The bridge
+ * election takes the fleet's presences this way: it confirms the few that can elect a bridge, not
+ * all N (N devices each reading N operators was N² chain reads at a cold start).
  */
 import { setBounded } from "./bounded";
 import {
@@ -55,9 +64,34 @@ export type Check =
   | { ok: false; reason: "duplicate" }
   | { ok: false; reason: DropReason };
 
+/**
+ * A message that passed every check that needs no chain read. `confirmed`: the rest was checked
+ * too (the sender's view was cached and fresh), so `confirm` answers at once with this very result.
+ * Otherwise `confirm` reads the sender's view (cached as for `verify`), applies the remaining rules
+ * and records the sequence number; a failure is counted as a drop by its reason. It runs once: a
+ * second call returns the first call's promise.
+ */
+export type Pending =
+  | {
+      ok: true;
+      payload: string;
+      envelope: Envelope;
+      /** Recovered from the signature; whether it is the sender's operator is what `confirm` checks. */
+      signer: string;
+      confirmed: boolean;
+      confirm(): Promise<Check>;
+    }
+  | { ok: false; reason: "duplicate" }
+  | { ok: false; reason: DropReason };
+
 export interface MessageVerifier {
   /** Checks one message; call in arrival order, one at a time (sequence numbers are per order). */
   verify(topic: string, text: string): Promise<Check>;
+  /**
+   * Checks one message without reading the chain, unless the sender's view is cached (then it is
+   * confirmed at once). Call in arrival order, as `verify`; `confirm` may be called at any time.
+   */
+  check(topic: string, text: string): Promise<Pending>;
   /** The chain says device `id` is now `view`: a cached view that differs is replaced. */
   observe(deviceId: string, view: SenderView | undefined): void;
   /** Forgets a device's cached view (its operator or status changed). */
@@ -103,10 +137,101 @@ export function createMessageVerifier(deps: MessageVerifierDeps): MessageVerifie
     cacheSender(d, entry);
     return entry.view;
   };
-  const drop = (topic: string, reason: DropReason, device: string | undefined): Check => {
+  const drop = (
+    topic: string,
+    reason: DropReason,
+    device: string | undefined,
+  ): { ok: false; reason: DropReason } => {
     deps.onDrop?.(topic, reason, device);
     return { ok: false, reason };
   };
+
+  /** The sender's view when it is cached and fresh (a read under way included): no new chain read. */
+  const cachedFresh = (d: string) => {
+    const cached = senders.get(d);
+    return cached !== undefined && deps.now() - cached.at < ttlMs;
+  };
+
+  /**
+   * `early`: judge now what needs no sender view (deferred); else leave every rule to the
+   * confirmation, so `verify` judges in judge's order (authority before replay before age).
+   */
+  async function check(topic: string, text: string, early = true): Promise<Pending> {
+    // A device topic names its device even when the message cannot be read: count it there.
+    const owner = ownerOfTopic(topic);
+    const parsed = detachEnvelope(text);
+    if (!parsed.ok) return drop(topic, parsed.reason, owner);
+    const { envelope: e, payload } = parsed;
+    const device = owner ?? e.d;
+    const root = rootOf(
+      leafHash({ topic, d: e.d, n: e.n, t: e.t, r: e.r, payload }, deps.crypto),
+      e.p,
+      deps.crypto,
+    );
+    const key = `${root}${e.s}`;
+    let signer = signers.get(key);
+    if (signer === undefined) {
+      try {
+        signer = deps.recover(root, e.s);
+      } catch {
+        return drop(topic, "forged", device);
+      }
+      setBounded(signers, key, signer, MAX_SIGNERS);
+    }
+    const seqKey = `${e.d} ${topic}`;
+    const previous = last.get(seqKey);
+    if (deps.redelivery === "quiet" && previous !== undefined && previous.n === e.n && previous.s === e.s)
+      return { ok: false, reason: "duplicate" };
+    // The rules of `judge` that need no sender view, the signer standing in for the operator:
+    // the confirmation judges the rest. Replay is judged against the last confirmed number only.
+    // A message both forged and replayed (or stale) is counted as the latter here.
+    const now = early
+      ? judge({
+          topic,
+          envelope: e,
+          signer,
+          sender: { operator: signer, active: true },
+          lastSeq: previous?.n,
+          nowMs: deps.now(),
+          maxAgeMs,
+        })
+      : { ok: true };
+    if (!now.ok) return drop(topic, now.reason!, device);
+    const s = signer;
+
+    let confirmation: Promise<Check> | undefined;
+    const confirm = async (): Promise<Check> => {
+      let view: SenderView | undefined;
+      try {
+        view = await sender(e.d);
+      } catch {
+        // The chain cannot be read: nothing is believed while it cannot be checked (dropped, not queued).
+        return drop(topic, "unknown-device", device);
+      }
+      // Judged again as a whole: another message from the sender may have been confirmed meanwhile.
+      const verdict = judge({
+        topic,
+        envelope: e,
+        signer: s,
+        sender: view,
+        lastSeq: last.get(seqKey)?.n,
+        nowMs: deps.now(),
+        maxAgeMs,
+      });
+      if (!verdict.ok) return drop(topic, verdict.reason!, device);
+      last.set(seqKey, { n: e.n, s: e.s });
+      deps.onVerified?.(device, s);
+      const changed = senderChangedBy(topic, payload);
+      if (changed !== undefined) senders.delete(changed);
+      return { ok: true, payload, envelope: e, signer: s };
+    };
+    const once = () => (confirmation ??= confirm());
+    if (cachedFresh(e.d)) {
+      const result = await once();
+      return result.ok ? { ...result, confirmed: true, confirm: once } : result;
+    }
+    return { ok: true, payload, envelope: e, signer: s, confirmed: false, confirm: once };
+  }
 
   return {
     forget: (d) => void senders.delete(d),
@@ -122,54 +247,10 @@ export function createMessageVerifier(deps: MessageVerifierDeps): MessageVerifie
     prefetch(d) {
       sender(d).catch(() => undefined);
     },
-    async verify(topic, text) {
-      // A device topic names its device even when the message cannot be read: count it there.
-      const owner = ownerOfTopic(topic);
-      const parsed = detachEnvelope(text);
-      if (!parsed.ok) return drop(topic, parsed.reason, owner);
-      const { envelope: e, payload } = parsed;
-      const device = owner ?? e.d;
-      const root = rootOf(
-        leafHash({ topic, d: e.d, n: e.n, t: e.t, r: e.r, payload }, deps.crypto),
-        e.p,
-        deps.crypto,
-      );
-      const key = `${root}${e.s}`;
-      let signer = signers.get(key);
-      if (signer === undefined) {
-        try {
-          signer = deps.recover(root, e.s);
-        } catch {
-          return drop(topic, "forged", device);
-        }
-        setBounded(signers, key, signer, MAX_SIGNERS);
-      }
-      let view: SenderView | undefined;
-      try {
-        view = await sender(e.d);
-      } catch {
-        // The chain cannot be read: nothing is believed while it cannot be checked (dropped, not queued).
-        return drop(topic, "unknown-device", device);
-      }
-      const seqKey = `${e.d} ${topic}`;
-      const previous = last.get(seqKey);
-      if (deps.redelivery === "quiet" && previous !== undefined && previous.n === e.n && previous.s === e.s)
-        return { ok: false, reason: "duplicate" };
-      const verdict = judge({
-        topic,
-        envelope: e,
-        signer,
-        sender: view,
-        lastSeq: previous?.n,
-        nowMs: deps.now(),
-        maxAgeMs,
-      });
-      if (!verdict.ok) return drop(topic, verdict.reason!, device);
-      last.set(seqKey, { n: e.n, s: e.s });
-      deps.onVerified?.(device, signer);
-      const changed = senderChangedBy(topic, payload);
-      if (changed !== undefined) senders.delete(changed);
-      return { ok: true, payload, envelope: e, signer };
+    verify: async (topic, text) => {
+      const pending = await check(topic, text, false);
+      return pending.ok ? pending.confirm() : pending;
     },
+    check: (topic, text) => check(topic, text),
   };
 }

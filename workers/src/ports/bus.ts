@@ -32,8 +32,37 @@ export interface BusMessage {
   topic: string;
   payload: Uint8Array;
   retained: boolean;
-  /** The device that signed it, when the bus verifies signatures (the signed bus); else undefined. */
+  /**
+   * The device that signed it, when the bus verifies signatures (the signed bus); else undefined.
+   * On a deferred subscription, the device the message names until `confirm` says it signed it.
+   */
   sender?: string;
+  /**
+   * Deferred verification only (SubscribeOptions.verify): whether the message is fully verified
+   * already. Absent elsewhere: every delivered message is as verified as the bus makes it.
+   */
+  confirmed?: boolean;
+  /**
+   * Deferred verification only: completes the check (a bus that verifies against the chain reads
+   * the sender there now, unless `confirmed`). Resolves true when the message is to be believed,
+   * false when it is dropped (and counted by reason); never rejects. Call it as often as needed:
+   * it checks once.
+   */
+  confirm?(): Promise<boolean>;
+}
+
+export interface SubscribeOptions {
+  qos?: Qos;
+  signal?: AbortSignal;
+  /**
+   * "full" (default): only messages the bus verified completely are delivered. "deferred": a bus
+   * that verifies signatures delivers every message that passes the checks needing no outside
+   * read (signature, topic ownership, replay, age) with `confirmed` and `confirm`, and reads
+   * nothing until `confirm` is called: for a consumer that needs only a few of many senders
+   * verified (the bridge election, among the presences of the whole fleet). A bus that verifies
+   * nothing ignores it.
+   */
+  verify?: "full" | "deferred";
 }
 
 export type MessageHandler = (message: BusMessage) => void;
@@ -48,7 +77,7 @@ export interface Bus {
   subscribe(
     filter: string,
     handler: MessageHandler,
-    options?: { qos?: Qos; signal?: AbortSignal },
+    options?: SubscribeOptions,
   ): Promise<() => Promise<void>>;
   /** Listens to connection and failure events; returns the function that stops listening. */
   on(listener: (event: BusEvent) => void): () => void;
