@@ -74,9 +74,10 @@ describe("election: bridges from the online presences", function () {
     },
     { name: "nobody online: no bridge", view: view([["5", false]]), count: 2, expected: [] },
     {
-      name: "ids that are not decimal are ignored",
+      name: "ids that are not canonical decimals are ignored",
       view: view([
         ["abc", true],
+        ["01", true],
         ["7", true],
       ]),
       count: 2,

@@ -31,17 +31,29 @@ export interface PresenceEntry {
 /** Device id (decimal string) -> its last verified presence. */
 export type PresenceView = ReadonlyMap<string, PresenceEntry>;
 
-const byId = (a: string, b: string) => {
-  const x = BigInt(a);
-  const y = BigInt(b);
-  return x < y ? -1 : x > y ? 1 : 0;
-};
+/** Whether decimal id `a` is below `b` (canonical decimal strings: no BigInt needed). */
+const below = (a: string, b: string) => (a.length !== b.length ? a.length < b.length : a < b);
 
-/** The elected bridges, lowest id first. Ids that are not decimal integers are ignored. */
+/** A device id as the chain writes it: decimal, no leading zero. */
+const CANONICAL_ID = /^(?:0|[1-9]\d*)$/;
+
+/**
+ * The elected bridges, lowest id first. Ids that are not canonical decimal integers are ignored.
+ * O(view x count), no sort: a worker runs it on every presence it hears, and a fleet of N starting
+ * together sends each worker N presences (a sort of BigInts per message cost a hollow process of
+ * N devices N² log N comparisons at start).
+ */
 export function electBridges(view: PresenceView, count: number): string[] {
-  const candidates: string[] = [];
-  for (const [id, p] of view) if (p.online && p.bridge && /^\d+$/.test(id)) candidates.push(id);
-  return candidates.sort(byId).slice(0, count);
+  const lowest: string[] = [];
+  for (const [id, p] of view) {
+    if (!p.online || !p.bridge || !CANONICAL_ID.test(id)) continue;
+    if (lowest.length === count && !below(id, lowest[count - 1])) continue;
+    let at = lowest.length;
+    while (at > 0 && below(id, lowest[at - 1])) at--;
+    lowest.splice(at, 0, id);
+    if (lowest.length > count) lowest.pop();
+  }
+  return lowest;
 }
 
 /**
