@@ -90,6 +90,13 @@ export interface Claimer {
    * tier for it comes, and not at all when the claims heard by then fill it.
    */
   hear(events: readonly ChainEvent[]): void;
+  /**
+   * Events may have been missed (a reconnect; the resync timer): the next pass reads the deployment
+   * count and the deployments this device holds or last saw wanting replicas. Not every deployment:
+   * a full deployment of other devices changes only with an event, and N devices re-reading all of
+   * them on every reconnect or resync was N x deployments reads each time.
+   */
+  catchUp(): void;
   /** Milliseconds until a deployment waiting for this device's tier is due, if one waits. */
   nextReadInMs(): number | undefined;
   /** Whether this device held a placement of the deployment when it last read it (or claimed one since). */
@@ -397,8 +404,14 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
       else if (id > known) countDue = true;
   };
 
+  const catchUp = () => {
+    countDue = true;
+    touch([...held, ...open]);
+  };
+
   return {
     touch,
+    catchUp,
     holds: (deploymentId) => held.has(deploymentId),
     nextReadInMs() {
       let next: number | undefined;
@@ -435,12 +448,9 @@ export function createClaimer(deps: ClaimerDeps): Claimer {
         deps.onOutcome?.(outcome);
       };
       if (now() >= resyncAt) {
-        // The safety net for a missed event: new deployments (the count), and those this device
-        // holds or saw wanting replicas. Not every deployment: at N devices that was N reads of
-        // each one every resyncMs; a full deployment of others changes only with an event.
+        // The safety net for a missed event.
         resyncAt = now() + resyncMs;
-        countDue = true;
-        touch([...held, ...open]);
+        catchUp();
       }
       // Nothing new and nothing due: no read at all (events and the resync bring work).
       if (!countDue && due().length === 0) return outcomes;

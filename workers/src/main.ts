@@ -574,11 +574,14 @@ async function runLoops(
         ),
       );
   // Catch-up after a (re)connect: events sent while this device was away are not replayed (QoS 1,
-  // clean session), so every deployment it knows is re-read once on the next claimer pass, and the
-  // reconciler re-reads this device's placements: one bounded chain read, not a log replay.
+  // clean session), so the claimer reads the deployment count and what it holds or saw wanting
+  // (Claimer.catchUp), and the reconciler re-reads this device's placements: a bounded chain read,
+  // not a log replay.
   bus.on((event) => {
     if (event.type !== "connected") return;
-    onChange("reconnected", "reorg");
+    claimer.catchUp();
+    reconciler.markDirty("reconnected");
+    claims?.poke();
     peeringCaughtUp = peeringCaughtUp.then(catchUpPeering);
   });
 

@@ -243,6 +243,9 @@ describe("claimer: what a pass reads, claims and releases", function () {
     expect(await t.pass(), "a full deployment of others waits for its events").to.deep.equal([held, open]);
     expect(t.registry.countReads).to.equal(countReads + 1);
     expect(full).to.equal(1);
+    t.claimer.catchUp(); // a reconnect: the same bounded read, at once
+    expect(await t.pass()).to.deep.equal([held, open]);
+    expect(t.registry.countReads).to.equal(countReads + 2);
   });
 
   it("releases its placement of a stopped deployment once, and never reads it again", async function () {
