@@ -166,12 +166,19 @@ const recover = (root: string, signature: string): string => {
 /** A cleared retained topic: it asserts nothing, so it is not judged. */
 const cleared: Check = { ok: true, payload: "", envelope: undefined as never, signer: "" };
 
+/**
+ * Merkle roots computed in this process, by topic and message text, shared as `recovered` is: the
+ * hollow devices of one process hear the same bridged events, and each hashed every proof again.
+ */
+const roots = new Map<string, string>();
+
 export function createVerifier(options: VerifierOptions): Verifier {
   const dropped: Record<string, number> = {};
   const decoder = new TextDecoder();
   const pipeline = createMessageVerifier({
     crypto,
     recover,
+    roots,
     lookup: options.lookup,
     now: options.now ?? Date.now,
     maxAgeMs: options.maxAgeMs,

@@ -2,7 +2,7 @@
 // with an in-memory operator table: what is accepted, and each reason a message is dropped.
 import { expect } from "chai";
 import { createHash } from "node:crypto";
-import { Wallet } from "ethers";
+import { Wallet, getBytes, verifyMessage } from "ethers";
 import {
   attachEnvelope,
   detachEnvelope,
@@ -13,7 +13,7 @@ import {
   type Envelope,
   senderChangedBy,
 } from "../../../workers/src";
-import { createSealer, createVerifier } from "../../../workers/src";
+import { createMessageVerifier, createSealer, createVerifier } from "../../../workers/src";
 
 const sha256 = (d: Uint8Array) => `0x${createHash("sha256").update(d).digest("hex")}`;
 const crypto = { sha256 };
@@ -156,6 +156,37 @@ describe("signed bus verifier", function () {
     for (const [t, payload, reason] of drops)
       expect(await v.verify(t, payload), reason).to.deep.equal({ ok: false, reason });
     expect(v.dropped).to.deep.equal({ forged: 4, replayed: 1, stale: 1, unsigned: 1, "unknown-device": 1 });
+  });
+});
+
+describe("message verifier: roots shared by the verifiers of one process", function () {
+  it("hashes a message's proof once for all of them, and any other text again", async function () {
+    let hashes = 0;
+    const counting = { sha256: (d: Uint8Array) => (hashes++, sha256(d)) };
+    const roots = new Map<string, string>();
+    const pipeline = () =>
+      createMessageVerifier({
+        crypto: counting,
+        recover: (root, signature) => verifyMessage(getBytes(root), signature),
+        lookup: async (d) => devices[d],
+        now: () => NOW,
+        redelivery: "replay",
+        roots,
+      });
+    const messages = Array.from({ length: 8 }, (_, i) => ({
+      topic: `shoal/v1/chain/1/C/E${i}`,
+      payload: `{"i":${i}}`,
+      retain: false,
+    }));
+    const sealed = sealer(opA.privateKey, 1).seal(messages);
+    const [first, second] = [pipeline(), pipeline()];
+    expect(await first.verify(messages[3].topic, sealed[3])).to.include({ ok: true });
+    expect(hashes, "a leaf and a proof of 3 nodes").to.equal(4);
+    expect(await second.verify(messages[3].topic, sealed[3])).to.include({ ok: true });
+    expect(hashes, "the second verifier hashes nothing").to.equal(4);
+    const edited = sealed[4].replace('"i":4', '"i":5');
+    expect(await second.verify(messages[4].topic, edited)).to.include({ ok: false, reason: "forged" });
+    expect(hashes, "another text is hashed").to.equal(8);
   });
 });
 

@@ -56,6 +56,14 @@ export interface MessageVerifierDeps {
   onDrop?(topic: string, reason: DropReason, device: string | undefined): void;
   /** Each believed message, with the device it is about (as for onDrop) and its signer. */
   onVerified?(device: string, signer: string): void;
+  /**
+   * Merkle roots already computed, by topic and message text, shared by the verifiers of one
+   * process (bounded by the caller's setBounded). A pure memo: the same topic and text always give
+   * the same root. It matters where many verifiers hear the same messages: the hollow devices of
+   * bench/scale.ts, each hashing every bridged event's proof (~10 SHA-256 for a batch of 1,000),
+   * spent a third of their process's CPU on it while placing at N = 300.
+   */
+  roots?: Map<string, string>;
 }
 
 export type Check =
@@ -111,6 +119,8 @@ export interface MessageVerifier {
  * the soak's load: bench/results/soak.md). A miss costs one recovery, never a wrong verdict.
  */
 const MAX_SIGNERS = 256;
+/** Shared roots (MessageVerifierDeps.roots): the copies of one message arrive within seconds. */
+const MAX_ROOTS = 2_048;
 const MAX_SENDERS = 10_000;
 
 export function createMessageVerifier(deps: MessageVerifierDeps): MessageVerifier {
@@ -163,11 +173,16 @@ export function createMessageVerifier(deps: MessageVerifierDeps): MessageVerifie
     if (!parsed.ok) return drop(topic, parsed.reason, owner);
     const { envelope: e, payload } = parsed;
     const device = owner ?? e.d;
-    const root = rootOf(
-      leafHash({ topic, d: e.d, n: e.n, t: e.t, r: e.r, payload }, deps.crypto),
-      e.p,
-      deps.crypto,
-    );
+    const memo = deps.roots === undefined ? undefined : `${topic}\n${text}`;
+    let root = memo === undefined ? undefined : deps.roots!.get(memo);
+    if (root === undefined) {
+      root = rootOf(
+        leafHash({ topic, d: e.d, n: e.n, t: e.t, r: e.r, payload }, deps.crypto),
+        e.p,
+        deps.crypto,
+      );
+      if (memo !== undefined) setBounded(deps.roots!, memo, root, MAX_ROOTS);
+    }
     const key = `${root}${e.s}`;
     let signer = signers.get(key);
     if (signer === undefined) {
