@@ -12,7 +12,7 @@ import type { Logger } from "pino";
 import {
   createTopics,
   deviceStatusMessage,
-  topicMatches,
+  levelsMatch,
   type DeviceStatusPayload,
   type Qos,
 } from "../domain/topics";
@@ -112,7 +112,7 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
   // What logs and errors show: never the credentials a URL may carry (mqtt://user:password@host).
   const shownUrl = url.replace(/\/\/[^@/]*@/, "//");
   const listeners = new Set<(event: BusEvent) => void>();
-  const subscriptions = new Map<number, { filter: string; handler: MessageHandler }>();
+  const subscriptions = new Map<number, { filter: string; levels: string[]; handler: MessageHandler }>();
   const filterCounts = new Map<string, number>();
   /** The QoS each subscribed filter asked for, for the subscriptions made again on connect. */
   const filterQos = new Map<string, Qos>();
@@ -216,8 +216,9 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
       : log.warn({ err: error }, "mqtt error"),
   );
   client.on("message", (topic, payload, packet) => {
-    for (const { filter, handler } of subscriptions.values()) {
-      if (!topicMatches(filter, topic)) continue;
+    const levels = topic.split("/");
+    for (const { levels: filter, handler } of subscriptions.values()) {
+      if (!levelsMatch(filter, levels)) continue;
       try {
         handler({ topic, payload, retained: packet.retain });
       } catch (error) {
@@ -328,7 +329,7 @@ export function createMqttBus(deps: MqttBusDeps): MqttBus {
       // the awaited subscribe resumes here. Registered after, they were lost (a hollow fleet
       // started together saw no retained presence, and every device elected itself a bridge).
       filterCounts.set(filter, count + 1);
-      subscriptions.set(id, { filter, handler });
+      subscriptions.set(id, { filter, levels: filter.split("/"), handler });
       if (count === 0) {
         filterQos.set(filter, (opts.qos ?? 1) as Qos);
         try {

@@ -121,8 +121,14 @@ export const topics: Topics = createTopics();
 
 /** MQTT filter matching: `+` is one level, a trailing `#` any number (including none). */
 export function topicMatches(filter: string, topic: string): boolean {
-  const f = filter.split("/");
-  const t = topic.split("/");
+  return levelsMatch(filter.split("/"), topic.split("/"));
+}
+
+/**
+ * topicMatches on filter and topic already split into levels: a bus that dispatches each message
+ * to several subscriptions splits the topic once and each filter once, at subscribe.
+ */
+export function levelsMatch(f: readonly string[], t: readonly string[]): boolean {
   for (let i = 0; i < f.length; i++) {
     if (f[i] === "#") return i === f.length - 1;
     if (i >= t.length) return false;
