@@ -111,9 +111,10 @@ function parseArgs(argv: string[]): Args {
 const PROXY = String.raw`
 const http = require("node:http");
 const { Transaction } = require("ethers");
-const [port, target, selectorsJson] = process.argv.slice(1);
+const [port, target, selectorsJson, readsJson] = process.argv.slice(1);
 const selectors = JSON.parse(selectorsJson);
-let counts = { http: 0, calls: 0, methods: {}, txs: {}, retried: 0, failed: 0, dropped: 0 };
+const reads = JSON.parse(readsJson);
+let counts = { http: 0, calls: 0, methods: {}, txs: {}, reads: {}, retried: 0, failed: 0, dropped: 0 };
 // Upstream: a bounded pool of keep-alive sockets to the node (requests beyond it queue here, not
 // as new connections on the node); the node keeps idle sockets 65 s (http-keep-alive.js).
 const agent = new http.Agent({ keepAlive: true, maxSockets: 32, keepAliveMsecs: 10_000 });
@@ -125,6 +126,11 @@ function count(call) {
     let name = "other";
     try { name = selectors[Transaction.from(call.params[0]).data.slice(0, 10)] || "other"; } catch {}
     counts.txs[name] = (counts.txs[name] || 0) + 1;
+  }
+  if (call.method === "eth_call") {
+    let name = "other";
+    try { name = reads[String(call.params[0].data || call.params[0].input).slice(0, 10)] || "other"; } catch {}
+    counts.reads[name] = (counts.reads[name] || 0) + 1;
   }
 }
 // One retry of a request whose pooled socket the node had closed (ECONNRESET, "socket hang up"):
@@ -151,7 +157,7 @@ function forward(body, res, attempt) {
 }
 const server = http.createServer((req, res) => {
   if (req.url === "/__counts") { res.end(JSON.stringify(counts)); return; }
-  if (req.url === "/__reset") { counts = { http: 0, calls: 0, methods: {}, txs: {}, retried: 0, failed: 0, dropped: 0 }; res.end("{}"); return; }
+  if (req.url === "/__reset") { counts = { http: 0, calls: 0, methods: {}, txs: {}, reads: {}, retried: 0, failed: 0, dropped: 0 }; res.end("{}"); return; }
   const chunks = [];
   req.on("error", () => {});
   res.on("error", () => {});
@@ -182,6 +188,8 @@ interface Counts {
   calls: number;
   methods: Record<string, number>;
   txs: Record<string, number>;
+  /** eth_call by contract function (absent in rows of older runs). */
+  reads?: Record<string, number>;
 }
 
 // ---- process CPU from /proc (clock ticks of 10 ms on Linux)
@@ -231,6 +239,8 @@ interface Row {
   /** Claim transactions that reverted or failed (claim txs sent minus placements won). */
   idleTxs?: Record<string, number>;
   busyTxs?: Record<string, number>;
+  /** eth_call per second while placing, by contract function. */
+  busyReads?: Record<string, number>;
   /** From the first device's start to a settled RPC rate: seconds, HTTP requests, calls, by method. */
   startupS?: number;
   startupHttp?: number;
@@ -500,6 +510,7 @@ async function runSize(
     row.bridgeCpu = cpuPercent(cpuTicks(bridgeProcess.pid!) - cpu0.bridges, busyS);
     row.busyMethods = perSecond(busy.methods, busyS);
     row.busyTxs = busy.txs;
+    row.busyReads = perSecond(busy.reads ?? {}, busyS);
     row.proxyRetried = idle.retried + busy.retried;
     row.proxyFailed = idle.failed + busy.failed;
     row.proxyDropped = (idle.dropped ?? 0) + (busy.dropped ?? 0);
@@ -579,7 +590,7 @@ function markdown(rows: Row[], args: Args, command: string): string {
             .join(", ")
         : "–";
     lines.push(
-      `- N = ${r.n}: at rest ${list(r.idleMethods)}; placing ${list(r.busyMethods)}; txs placing ${list(r.busyTxs)}; start-up (calls in all) ${r.startupS === undefined ? "–" : `${fmt(r.startupS, 0)} s, ${r.startupHttp} HTTP requests, ${r.startupCalls} calls: ${list(r.startupMethods)}`}`,
+      `- N = ${r.n}: at rest ${list(r.idleMethods)}; placing ${list(r.busyMethods)}${r.busyReads ? ` (eth_call: ${list(r.busyReads)})` : ""}; txs placing ${list(r.busyTxs)}; start-up (calls in all) ${r.startupS === undefined ? "–" : `${fmt(r.startupS, 0)} s, ${r.startupHttp} HTTP requests, ${r.startupCalls} calls: ${list(r.startupMethods)}`}`,
     );
   }
   lines.push(
@@ -738,9 +749,17 @@ async function main() {
     ]),
     [devicesIface.getFunction("heartbeat").selector, "heartbeat"],
   ]);
+  // eth_call by function, to tell which reads grow with N.
+  const readNames: Record<string, string> = {};
+  for (const [contract, iface] of [
+    ["AppRegistry", AppRegistry__factory.createInterface()],
+    ["DeviceRegistry", devicesIface],
+    ["PlacementRegistry", placementsIface],
+  ] as const)
+    iface.forEachFunction((f) => (readNames[f.selector] = `${contract}.${f.name}`));
   const proxy = spawn(
     process.execPath,
-    ["-e", PROXY, String(proxyPort), nodeUrl, JSON.stringify(selectors)],
+    ["-e", PROXY, String(proxyPort), nodeUrl, JSON.stringify(selectors), JSON.stringify(readNames)],
     {
       cwd: ROOT,
       stdio: ["ignore", "pipe", "inherit"],
